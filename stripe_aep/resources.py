@@ -1,0 +1,58 @@
+"""Dagster resources: thin, configurable wrappers that build the plain-Python clients.
+
+Secrets come in through `dg.EnvVar`, so they are resolved at run start and never stored in run config or
+shown in the UI. Validation happens in `StripeSettings.build`, so a bad value fails the run at its start
+with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from stripe_aep.config import DEFAULT_STRIPE_API_BASE, DEFAULT_STRIPE_API_VERSION, StripeSettings
+from stripe_aep.lake import Lake
+from stripe_aep.stripe.client import StripeClient
+
+
+class StripeResource(dg.ConfigurableResource):
+    """The Stripe account to read (key, base URL, pinned version, rate budget)."""
+
+    api_key: str = Field(description="STRIPE_API_KEY (secret; pass as dg.EnvVar)")
+    api_base: str = Field(default="", description=f"default {DEFAULT_STRIPE_API_BASE}")
+    api_version: str = Field(default="", description=f"default {DEFAULT_STRIPE_API_VERSION}")
+    account: str = ""
+    max_rps: str = ""
+    visibility_lag_seconds: str = ""
+    concurrency: str = ""
+
+    def settings(self) -> StripeSettings:
+        """Explicit values win; blank ones fall back to the environment variable of the same name."""
+        env = os.environ
+        return StripeSettings.build(
+            api_key=self.api_key,
+            api_base=self.api_base or env.get("STRIPE_API_BASE"),
+            api_version=self.api_version or env.get("STRIPE_API_VERSION"),
+            account=self.account or env.get("STRIPE_ACCOUNT"),
+            max_rps=self.max_rps or env.get("STRIPE_MAX_RPS"),
+            visibility_lag_seconds=self.visibility_lag_seconds
+            or env.get("STRIPE_VISIBILITY_LAG_SECONDS"),
+            concurrency=self.concurrency or env.get("STRIPE_CONCURRENCY"),
+        )
+
+    def client(self) -> StripeClient:
+        return StripeClient(self.settings())
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Root of the local lake (`STRIPE_AEP_DATA_DIR`): a folder, or an s3:// / gs:// URI."""
+
+    root: str = "data"
+    _lake: Lake | None = PrivateAttr(default=None)
+
+    def lake(self) -> Lake:
+        if self._lake is None:
+            self._lake = Lake(self.root)
+        return self._lake

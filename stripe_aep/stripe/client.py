@@ -1,0 +1,353 @@
+"""A small Stripe REST client for list endpoints: the contract of DESIGN.md layer 1.
+
+Why not the `stripe` SDK: the SDK does not retry rate-limit 429s, has no client-side budget, and hides
+the request accounting (requests, retries, 429s) that the pipeline reports as metadata. This client is
+plain `requests` with a pooled session and does exactly what an extractor needs:
+
+- Bearer auth, a pinned `Stripe-Version`, optional `Stripe-Account`, timeouts;
+- `limit=100` + `starting_after` paging inside a fixed `created[gte]`/`created[lt]` window;
+- the hidden-default filters (`status=all` for subscriptions; active *and* inactive prices);
+- retries with exponential backoff and jitter on 429/409/424/5xx, dropped connections and truncated
+  bodies, honouring `Stripe-Should-Retry` and `Retry-After`;
+- no retry on 400/401/403/404, but an error that names the cause and the fix and carries the Request-Id;
+- a shared token bucket so the account's rate limit is never exceeded.
+
+The API key is only ever placed in the Authorization header; it is redacted from every message.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from stripe_aep.config import StripeSettings, redact_key
+from stripe_aep.stripe.ratelimit import RateLimiter, default_limiter_path
+
+PAGE_LIMIT = 100
+
+#: Extra filters per resource: the list calls needed to see *every* object (Stripe hides some by default).
+FILTER_PASSES: dict[str, tuple[dict[str, str], ...]] = {
+    "charges": ({},),
+    "subscriptions": ({"status": "all"},),
+    "refunds": ({},),
+    "balance_transactions": ({},),
+    "customers": ({},),
+    "prices": ({"active": "true"}, {"active": "false"}),
+}
+
+#: The Dashboard permission a restricted key needs to read each resource.
+READ_PERMISSION: dict[str, str] = {
+    "charges": "Charges and Refunds: Read (rak_charge_read)",
+    "refunds": "Charges and Refunds: Read (rak_refund_read)",
+    "subscriptions": "Subscriptions: Read (rak_subscription_read)",
+    "balance_transactions": "Balance: Read (rak_balance_read)",
+    "customers": "Customers: Read (rak_customer_read)",
+    "prices": "Products and Prices: Read (rak_plan_read)",
+    "account": "Account: Read",
+}
+
+RETRYABLE_STATUS = {409, 424, 429, 500, 502, 503, 504}
+
+
+class StripeError(Exception):
+    """A Stripe call failed for good. The message names the cause and the fix."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.code = code
+        self.request_id = request_id
+        suffix = f" (Request-Id: {request_id})" if request_id else ""
+        super().__init__(message + suffix)
+
+
+class StripeAuthenticationError(StripeError):
+    """401: the key is invalid or revoked."""
+
+
+class StripePermissionError(StripeError):
+    """403: a restricted key lacks a read permission."""
+
+
+class StripeInvalidRequestError(StripeError):
+    """400/404: the request itself is wrong (a bug, a version mismatch or a wrong base URL)."""
+
+
+class StripeRetriesExhausted(StripeError):
+    """A retryable failure persisted past the retry budget."""
+
+
+@dataclass
+class RequestStats:
+    """Counters for one extraction; thread-safe increments."""
+
+    requests: int = 0
+    pages: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    objects: int = 0
+    throttled_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "requests": self.requests,
+            "pages": self.pages,
+            "retries": self.retries,
+            "rate_limited_429": self.rate_limited,
+            "objects": self.objects,
+            "throttled_seconds": round(self.throttled_seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    objects: list[dict[str, Any]]
+    has_more: bool
+    request_id: str | None
+
+
+class StripeClient:
+    """List-endpoint client. Thread-safe: share one instance between extraction threads."""
+
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        limiter: RateLimiter | None = None,
+        shared_limiter: bool = True,
+        max_retries: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 20.0,
+        timeout: tuple[float, float] = (10.0, 80.0),
+        pool_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        stats: RequestStats | None = None,
+    ) -> None:
+        self.settings = settings
+        if limiter is None:
+            path = (
+                default_limiter_path(settings.api_key, settings.api_base, settings.account)
+                if shared_limiter
+                else None
+            )
+            limiter = RateLimiter(settings.max_rps, path)
+        self.limiter = limiter
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.timeout = timeout
+        self.stats = stats or RequestStats()
+        self._sleep = sleep
+        self._random = random.Random()
+        self._session = requests.Session()
+        size = pool_size or max(settings.concurrency, 10)
+        adapter = HTTPAdapter(pool_connections=size, pool_maxsize=size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        headers = {
+            "Authorization": f"Bearer {settings.api_key}",
+            "Stripe-Version": settings.api_version,
+            "User-Agent": "stripe-aep/0.1 (+https://github.com/stripe-aep)",
+            "Accept": "application/json",
+        }
+        if settings.account:
+            headers["Stripe-Account"] = settings.account
+        self._session.headers.update(headers)
+
+    def __repr__(self) -> str:
+        return (
+            f"StripeClient(base={self.settings.api_base!r}, key={self.settings.key_hint}, "
+            f"version={self.settings.api_version!r}, max_rps={self.settings.max_rps})"
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- one request with retries -------------------------------------------------------------
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        delay = min(self.backoff_cap, self.backoff_base * (2**attempt))
+        delay *= 0.5 + self._random.random() / 2  # jitter: spread a herd of retrying threads
+        if retry_after:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                pass
+        return delay
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, redact_key(key)) if key else text
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict, str | None]:
+        """GET a Stripe path; returns (parsed JSON body, Request-Id). Retries what is retryable."""
+        url = f"{self.settings.api_base}{path}"
+        last_problem = ""
+        last_request_id = None
+        for attempt in range(self.max_retries + 1):
+            self.stats.add(throttled_seconds=self.limiter.acquire())
+            self.stats.add(requests=1, retries=1 if attempt else 0)
+            try:
+                response = self._session.get(url, params=params, timeout=self.timeout)
+                body = response.content  # bytes: response.text would guess a charset, slowly
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_problem = f"network error: {type(exc).__name__}"
+                self._sleep(self._backoff(attempt, None))
+                continue
+            except requests.exceptions.ChunkedEncodingError as exc:
+                last_problem = f"truncated response: {type(exc).__name__}"
+                self._sleep(self._backoff(attempt, None))
+                continue
+            request_id = response.headers.get("Request-Id")
+            last_request_id = request_id
+            status = response.status_code
+            if status == 200:
+                try:
+                    return json.loads(body), request_id
+                except ValueError:
+                    # A 200 with a body cut short: the connection dropped mid-transfer.
+                    last_problem = "truncated JSON body"
+                    self._sleep(self._backoff(attempt, None))
+                    continue
+            error = _error_body(body.decode("utf-8", "replace"))
+            should_retry = response.headers.get("Stripe-Should-Retry")
+            if status == 429:
+                self.stats.add(rate_limited=1)
+            retryable = status in RETRYABLE_STATUS
+            if should_retry == "false":
+                retryable = False
+            elif should_retry == "true":
+                retryable = True
+            if not retryable:
+                raise self._error_for(status, error, request_id, path, should_retry)
+            reason = response.headers.get("Stripe-Rate-Limited-Reason")
+            last_problem = f"HTTP {status}" + (f" ({reason})" if reason else "")
+            self._sleep(self._backoff(attempt, response.headers.get("Retry-After")))
+        raise StripeRetriesExhausted(
+            f"GET {path} still failing after {self.max_retries} retries: {last_problem}. "
+            "Stripe may be degraded or the rate budget too high; lower STRIPE_MAX_RPS or retry later",
+            request_id=last_request_id,
+        )
+
+    def _error_for(
+        self, status: int, error: dict, request_id: str | None, path: str, should_retry: str | None
+    ) -> StripeError:
+        message = self._redact(str(error.get("message") or "no message"))
+        etype, code = error.get("type"), error.get("code")
+        kwargs = {"status": status, "error_type": etype, "code": code, "request_id": request_id}
+        said = f"Stripe said: {message}"
+        if status == 401:
+            return StripeAuthenticationError(
+                f"Stripe rejected the API key {self.settings.key_hint} (401): the key is invalid, "
+                f"revoked or expired. Set STRIPE_API_KEY to a valid secret (sk_…) or restricted (rk_…) "
+                f"key. {said}",
+                **kwargs,
+            )
+        if status == 403:
+            resource = path.strip("/").split("/")[1] if path.count("/") >= 2 else path
+            needed = READ_PERMISSION.get(resource, f"read access to {path}")
+            return StripePermissionError(
+                f"The key {self.settings.key_hint} is not allowed to read {path} (403): grant the "
+                f"restricted key the permission '{needed}' in the Stripe Dashboard (Developers → API "
+                f"keys), or use a key that has it. {said}",
+                **kwargs,
+            )
+        if status == 404:
+            return StripeInvalidRequestError(
+                f"Stripe answered 404 for {path}: check STRIPE_API_BASE "
+                f"({self.settings.api_base}) and STRIPE_ACCOUNT. {said}",
+                **kwargs,
+            )
+        if status == 400:
+            param = error.get("param")
+            return StripeInvalidRequestError(
+                f"Stripe rejected GET {path} (400 {etype or ''}{', param ' + param if param else ''}): "
+                f"a bug in the request or an API version mismatch (STRIPE_API_VERSION="
+                f"{self.settings.api_version}). {said}",
+                **kwargs,
+            )
+        if should_retry == "false":
+            return StripeError(
+                f"Stripe answered {status} for GET {path} and asked not to retry "
+                f"(Stripe-Should-Retry: false). {said}",
+                **kwargs,
+            )
+        return StripeError(f"Stripe answered {status} for GET {path}. {said}", **kwargs)
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def list_page(
+        self, resource: str, params: dict[str, Any], starting_after: str | None = None
+    ) -> Page:
+        query = dict(params)
+        query["limit"] = PAGE_LIMIT
+        if starting_after:
+            query["starting_after"] = starting_after
+        body, request_id = self.get(f"/v1/{resource}", query)
+        if body.get("object") != "list" or not isinstance(body.get("data"), list):
+            raise StripeError(
+                f"GET /v1/{resource} did not return a list object; is STRIPE_API_BASE "
+                f"({self.settings.api_base}) a Stripe API?",
+                request_id=request_id,
+            )
+        data = body["data"]
+        self.stats.add(pages=1, objects=len(data))
+        return Page(data, bool(body.get("has_more")) and bool(data), request_id)
+
+    def iter_window(self, resource: str, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """Every object with `gte <= created < lt`, all filter passes, each id at most once.
+
+        Paging keeps exactly the same filters and moves only `starting_after`, so objects that share a
+        `created` second at a page boundary are neither skipped nor repeated.
+        """
+        seen: set[str] = set()
+        for extra in FILTER_PASSES[resource]:
+            params = {"created[gte]": gte, "created[lt]": lt, **extra}
+            after = None
+            while True:
+                page = self.list_page(resource, params, after)
+                for obj in page.objects:
+                    oid = obj.get("id")
+                    if oid in seen:
+                        continue
+                    seen.add(oid)
+                    yield obj
+                if not page.has_more:
+                    break
+                after = page.objects[-1]["id"]
+
+    def retrieve_account(self) -> dict[str, Any]:
+        body, _ = self.get("/v1/account")
+        return body
+
+
+def _error_body(text: str) -> dict:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {"message": text[:200]}
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]
+    return {"message": text[:200]}

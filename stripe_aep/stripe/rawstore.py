@@ -1,0 +1,239 @@
+"""Raw Stripe objects on the lake, one folder per UTC day of `created`, and the cursor derived from them.
+
+Layout: `stripe/<resource>/<YYYY-MM-DD>/<gte>-<lt>.jsonl.zst` holds every object with
+`gte <= created < lt` (Unix seconds), one compact JSON object per line, exactly as Stripe sent it, zstd
+compressed. Beside it `<gte>-<lt>.meta.json` records where it came from (account, API version, counts).
+
+Why the window is in the file name: the covered part of a day (the `created` cursor, or high-water mark)
+is the union of the windows of its files, so it is *derived from what is on disk* and can never drift
+from the data. A crash mid-run leaves only whole files (every write is atomic), and the next run fetches
+exactly the uncovered gaps: no object is fetched twice into the partition and none is missed.
+
+Two more kinds of file keep that true:
+- a merged file `<a>-<b>` written at the end of a run replaces the per-sub-window files it spans; until
+  those are deleted they are *superseded* (their window lies strictly inside a base file's window) and
+  ignored by every reader, so a crash between "merge written" and "parts deleted" doubles nothing;
+- a refresh file `<gte>-<lt>~<run>.jsonl.zst` holds objects found by re-reading an already covered window
+  (late-visible objects) that were not on disk yet; it only ever adds new ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from stripe_aep.lake import Lake
+
+_NAME = re.compile(r"^(\d+)-(\d+)(?:~(\d+))?\.jsonl\.zst$")
+DAY = 86400
+
+
+def day_bounds(day: dt.date) -> tuple[int, int]:
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
+    return start, start + DAY
+
+
+def day_of(ts: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).date()
+
+
+@dataclass(frozen=True, order=True)
+class RawFile:
+    gte: int
+    lt: int
+    refresh: int | None
+    path: str  # lake-relative path of the .jsonl.zst file
+
+    @property
+    def stem(self) -> str:
+        return self.path.rsplit("/", 1)[1][: -len(".jsonl.zst")]
+
+    @property
+    def meta_path(self) -> str:
+        return self.path[: -len(".jsonl.zst")] + ".meta.json"
+
+
+def merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(intervals):
+        if a >= b:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def subtract(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of [lo, hi) not in `covered` (sorted, merged intervals)."""
+    gaps, pos = [], lo
+    for a, b in covered:
+        if b <= pos or a >= hi:
+            continue
+        if a > pos:
+            gaps.append((pos, min(a, hi)))
+        pos = max(pos, b)
+        if pos >= hi:
+            break
+    if pos < hi:
+        gaps.append((pos, hi))
+    return gaps
+
+
+class RawPartition:
+    """One resource × one UTC day on the lake."""
+
+    def __init__(self, lake: Lake, resource: str, day: dt.date) -> None:
+        self.lake = lake
+        self.resource = resource
+        self.day = day
+        self.start, self.end = day_bounds(day)
+        self.folder = f"stripe/{resource}/{day.isoformat()}"
+
+    def _all_files(self) -> list[RawFile]:
+        files = []
+        for f in self.lake.list_files(self.folder, suffix=".jsonl.zst"):
+            m = _NAME.match(f.path.rsplit("/", 1)[1])
+            if m:
+                refresh = int(m.group(3)) if m.group(3) else None
+                files.append(RawFile(int(m.group(1)), int(m.group(2)), refresh, f.path))
+        return sorted(files)
+
+    @staticmethod
+    def _split_live(files: list[RawFile]) -> tuple[list[RawFile], list[RawFile]]:
+        base = [f for f in files if f.refresh is None]
+        superseded = [
+            f
+            for f in base
+            if any(
+                o is not f and o.gte <= f.gte and f.lt <= o.lt and (o.gte, o.lt) != (f.gte, f.lt)
+                for o in base
+            )
+        ]
+        live = [f for f in files if f not in superseded]
+        return live, superseded
+
+    def files(self) -> list[RawFile]:
+        """The live files of the partition (superseded parts excluded), in window order."""
+        return self._split_live(self._all_files())[0]
+
+    def coverage(self) -> list[tuple[int, int]]:
+        return merge_intervals((f.gte, f.lt) for f in self.files() if f.refresh is None)
+
+    def cursor(self) -> int:
+        """High-water mark: the end of the covered run of seconds that starts at midnight."""
+        cov = self.coverage()
+        return cov[0][1] if cov and cov[0][0] <= self.start else self.start
+
+    def gaps(self, until: int) -> list[tuple[int, int]]:
+        """Uncovered windows between midnight and `until` (capped at the day's end)."""
+        hi = min(until, self.end)
+        return subtract(self.start, hi, self.coverage()) if hi > self.start else []
+
+    def ids(self) -> set[str]:
+        """Ids already on disk (used by refresh to keep only new objects)."""
+        out: set[str] = set()
+        for f in self.files():
+            with self.lake.open_input(f.path, compression="zstd") as stream:
+                for line in stream.read().splitlines():
+                    if line:
+                        out.add(json.loads(line)["id"])
+        return out
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(
+        self,
+        gte: int,
+        lt: int,
+        lines: Iterable[bytes],
+        meta: dict[str, Any],
+        refresh: int | None = None,
+    ) -> RawFile:
+        """Write one window atomically; the data file (which marks coverage) appears last."""
+        return self._write_chunks(gte, lt, ((line + b"\n", 1) for line in lines), meta, refresh)
+
+    def _write_chunks(
+        self,
+        gte: int,
+        lt: int,
+        chunks: Iterable[tuple[bytes, int]],
+        meta: dict[str, Any],
+        refresh: int | None = None,
+    ) -> RawFile:
+        if not (self.start <= gte <= lt <= self.end):
+            raise ValueError(f"window {gte}-{lt} is outside {self.day}")
+        name = f"{gte}-{lt}" + (f"~{refresh}" if refresh is not None else "")
+        raw = RawFile(gte, lt, refresh, f"{self.folder}/{name}.jsonl.zst")
+        count = 0
+        with self.lake.write_atomic(raw.path, compression="zstd") as out:
+            for chunk, lines in chunks:
+                out.write(chunk)
+                count += lines
+            # The sidecar is committed before the data file is renamed into place.
+            self.lake.write_json(
+                raw.meta_path,
+                {
+                    "resource": self.resource,
+                    "day": self.day.isoformat(),
+                    "gte": gte,
+                    "lt": lt,
+                    "objects": count,
+                    "refresh": refresh is not None,
+                    "written_at": int(time.time()),
+                    **meta,
+                },
+            )
+        return raw
+
+    def merge(self, parts: list[RawFile], meta: dict[str, Any]) -> RawFile | None:
+        """Replace contiguous base files written by one run with one file spanning them.
+
+        Streams part by part (memory stays flat). The merged file is written before the parts are
+        deleted; a crash in between leaves the parts superseded (ignored by readers), never doubled.
+        """
+        parts = sorted(p for p in parts if p.refresh is None)
+        if len(parts) < 2:
+            return None
+        merged = merge_intervals((p.gte, p.lt) for p in parts)
+        if len(merged) != 1:
+            return None
+
+        def chunks():
+            for p in parts:
+                with self.lake.open_input(p.path, compression="zstd") as stream:
+                    while chunk := stream.read(8 << 20):
+                        yield chunk, chunk.count(b"\n")
+
+        total = self._write_chunks(*merged[0], chunks(), {**meta, "merged_from": len(parts)})
+        for p in parts:
+            self.lake.delete(p.path)
+            self.lake.delete(p.meta_path)
+        return total
+
+    def cleanup_superseded(self) -> int:
+        _, superseded = self._split_live(self._all_files())
+        for f in superseded:
+            self.lake.delete(f.path)
+            self.lake.delete(f.meta_path)
+        return len(superseded)
+
+
+def read_objects(lake: Lake, raw: RawFile) -> list[dict[str, Any]]:
+    """All objects of one raw file (tests and small tools; the XDM layer streams instead)."""
+    with lake.open_input(raw.path, compression="zstd") as stream:
+        data = stream.read()
+    return [json.loads(line) for line in data.split(b"\n") if line]
+
+
+def open_lines(lake: Lake, raw: RawFile) -> pa.NativeFile:
+    """A decompressed stream of the file's JSON lines (what the XDM conversion reads)."""
+    return lake.open_input(raw.path, compression="zstd")
