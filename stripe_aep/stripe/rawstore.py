@@ -44,7 +44,7 @@ def day_of(ts: int) -> dt.date:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).date()
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class RawFile:
     gte: int
     lt: int
@@ -105,7 +105,7 @@ class RawPartition:
             if m:
                 refresh = int(m.group(3)) if m.group(3) else None
                 files.append(RawFile(int(m.group(1)), int(m.group(2)), refresh, f.path))
-        return sorted(files)
+        return sorted(files, key=lambda f: (f.gte, f.lt, f.refresh or 0, f.path))
 
     @staticmethod
     def _split_live(files: list[RawFile]) -> tuple[list[RawFile], list[RawFile]]:
@@ -200,7 +200,7 @@ class RawPartition:
         Streams part by part (memory stays flat). The merged file is written before the parts are
         deleted; a crash in between leaves the parts superseded (ignored by readers), never doubled.
         """
-        parts = sorted(p for p in parts if p.refresh is None)
+        parts = sorted((p for p in parts if p.refresh is None), key=lambda p: (p.gte, p.lt))
         if len(parts) < 2:
             return None
         merged = merge_intervals((p.gte, p.lt) for p in parts)

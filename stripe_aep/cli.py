@@ -1,0 +1,138 @@
+"""The `stripe-aep` command: emulators, the end-to-end demo, schema export, AEP setup and doctor.
+
+Heavy imports happen inside each command so `stripe-aep --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from stripe_aep.emulators._server import BackgroundServer
+    from stripe_aep.emulators.stripe_account import StripeAccount
+    from stripe_aep.emulators.stripe_api import StripeFaults, create_app
+
+    account = StripeAccount(
+        seed=args.seed,
+        days=args.days,
+        charges_per_day=args.charges_per_day,
+        live=args.live,
+    )
+    app = create_app(
+        account,
+        rate_limit_rps=args.rate_limit,
+        latency_ms=args.latency_ms,
+        faults=StripeFaults(),
+    )
+    servers = [("Stripe", BackgroundServer(app, port=args.stripe_port).start())]
+    if not args.no_aep:
+        try:
+            from stripe_aep.emulators.aep_api import create_app as create_aep_app
+        except ImportError:
+            create_aep_app = None
+        if create_aep_app is not None:
+            servers.append(("AEP", BackgroundServer(create_aep_app(), port=args.aep_port).start()))
+    for name, server in servers:
+        print(f"{name} emulator listening on {server.url}", flush=True)
+    print(
+        "Point the pipeline at it: STRIPE_API_BASE=<Stripe url> STRIPE_API_KEY=sk_test_emulator"
+        + ("  AEP_IMS_URL=AEP_PLATFORM_URL=<AEP url>" if len(servers) > 1 else ""),
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    for _, server in servers:
+        server.stop()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stripe_aep.demo import run_demo
+
+    return run_demo(days=args.days, charges_per_day=args.charges_per_day, data_dir=args.data_dir)
+
+
+def _cmd_schemas_export(args: argparse.Namespace) -> int:
+    from stripe_aep.xdm import export_schemas
+
+    paths = export_schemas(args.tenant, Path(args.out))
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _cmd_setup(args: argparse.Namespace) -> int:
+    from stripe_aep.aep.commands import setup_command
+
+    return setup_command(profile=args.profile)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from stripe_aep.aep.commands import doctor_command
+
+    return doctor_command()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stripe-aep", description="Stripe → Adobe Experience Platform, as XDM, exactly once."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    emulate = sub.add_parser("emulate", help="run the local Stripe (and AEP) emulators")
+    emulate.add_argument("--stripe-port", type=int, default=12111)
+    emulate.add_argument("--aep-port", type=int, default=12112)
+    emulate.add_argument("--seed", type=int, default=7)
+    emulate.add_argument("--days", type=int, default=7, help="days of history, today included")
+    emulate.add_argument("--charges-per-day", type=int, default=200)
+    emulate.add_argument("--live", action="store_true", help="new objects keep appearing")
+    emulate.add_argument("--rate-limit", type=float, default=25.0, help="requests/s; 0 = off")
+    emulate.add_argument("--latency-ms", type=float, default=0.0)
+    emulate.add_argument("--no-aep", action="store_true", help="only the Stripe emulator")
+    emulate.set_defaults(func=_cmd_emulate)
+
+    demo = sub.add_parser("demo", help="run the pipeline end to end on the local emulators")
+    demo.add_argument("--days", type=int, default=3)
+    demo.add_argument("--charges-per-day", type=int, default=300)
+    demo.add_argument("--data-dir", default=os.path.join("data", "demo"))
+    demo.set_defaults(func=_cmd_demo)
+
+    schemas = sub.add_parser("schemas", help="XDM schema payloads")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schemas_sub.add_parser("export", help="write Schema Registry payloads per resource")
+    export.add_argument("--tenant", required=True, help="AEP tenant id, without the underscore")
+    export.add_argument("--out", required=True, help="output folder")
+    export.set_defaults(func=_cmd_schemas_export)
+
+    setup = sub.add_parser("setup", help="create field groups, schemas and datasets in AEP")
+    setup.add_argument("--profile", action="store_true", help="enable datasets for Profile")
+    setup.set_defaults(func=_cmd_setup)
+
+    doctor = sub.add_parser("doctor", help="check Stripe and AEP credentials and permissions")
+    doctor.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stripe_aep.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
