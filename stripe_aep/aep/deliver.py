@@ -1,0 +1,696 @@
+"""Deliver XDM Parquet files to an AEP dataset exactly once, across retries, crashes and re-runs.
+
+Why this shape: AEP appends every batch it is given and `POST /batches` is not idempotent, so the
+only way to never double data is to know, before each step, what the previous run did. `deliver`
+follows the write-ahead protocol of `BatchLedger` (see ledger.py) in three phases:
+
+1. **Recover** what earlier runs left unfinished for this dataset: an `intent` without a batch id is
+   reconciled by listing Catalog batches by its `externalId` (adopted if found, voided if not) before
+   anything new is created; a created-but-uncompleted batch is resumed (only the files not yet
+   uploaded are sent again — PUT is idempotent) or, when its files are not part of this call, ABORTed;
+   a batch whose COMPLETE may not have reached AEP is completed again (COMPLETE is idempotent);
+   completed batches are watched.
+2. **Send** the files not yet claimed, in as few batches as the limits allow (1500 files, 100 GB),
+   uploading a few files of a batch concurrently.
+3. **Watch** every completed batch in Catalog until it is terminal or `wait_timeout_s` passes. A batch
+   still processing stays in the ledger as pending; the next call watches it instead of sending its
+   files again. A failed batch raises `AepBatchFailed` with Adobe's codes after the ledger released
+   its files, so a later run (after the cause is fixed) sends them again — never twice in AEP.
+
+Test hook: `STRIPE_AEP_CRASH_AT` (`after_create_before_ledger`, `after_create`, `after_upload:<n>`,
+`after_complete_before_ledger`, `while_polling`) makes `deliver` SIGKILL its own process at that
+point, so the crash tests can prove recovery with a real dead process. It has no effect when unset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from stripe_aep.aep.client import MAX_PUT_BYTES, AepClient, BatchMetrics, BatchState, BatchStatus
+from stripe_aep.aep.errors import AepBatchFailed, AepError, BatchError, FileTooLargeError
+from stripe_aep.aep.ledger import Attempt, AttemptState, BatchLedger, FileState
+
+CRASH_ENV = "STRIPE_AEP_CRASH_AT"
+CRASH_POINTS = (
+    "after_create_before_ledger",
+    "after_create",
+    "after_upload:<n>",
+    "after_complete_before_ledger",
+    "while_polling",
+)
+MAX_FILES_PER_BATCH = 1500
+MAX_BATCH_BYTES = 100 * 10**9
+UPLOAD_CHUNK_BYTES = 1 << 20
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: SIGKILL this process when `STRIPE_AEP_CRASH_AT` names this point."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class XdmFile:
+    """One XDM Parquet file to deliver. `key` is its lake-relative path (and its path in the batch)."""
+
+    key: str
+    rows: int
+    size: int
+    open: Callable[[], BinaryIO] = field(repr=False, compare=False)
+    sha256: str | None = None
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], key: str) -> XdmFile:
+        """A local Parquet file; rows come from its footer."""
+        import pyarrow.parquet as pq
+
+        p = os.fspath(path)
+        return cls(
+            key=key,
+            rows=pq.ParquetFile(p).metadata.num_rows,
+            size=os.path.getsize(p),
+            open=lambda: open(p, "rb"),  # noqa: SIM115 - closed by the uploader
+        )
+
+    @classmethod
+    def from_filesystem(cls, fs: Any, full_path: str, key: str) -> XdmFile:
+        """A Parquet file on any `pyarrow.fs` filesystem (local folder, S3, GCS)."""
+        import pyarrow.parquet as pq
+
+        info = fs.get_file_info(full_path)
+        with fs.open_input_file(full_path) as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+        return cls(
+            key=key, rows=rows, size=int(info.size), open=lambda: fs.open_input_stream(full_path)
+        )
+
+
+@dataclass
+class BatchOutcome:
+    """What happened to one batch during a delivery call."""
+
+    attempt_id: int
+    batch_id: str | None
+    external_id: str
+    state: str  # ledger state: success | failed | aborted | void | completed | ...
+    aep_status: str | None
+    files: list[str]
+    rows: int
+    bytes: int
+    metrics: BatchMetrics = field(default_factory=BatchMetrics)
+    errors: list[BatchError] = field(default_factory=list)
+    sent_this_run: bool = False
+    recovered: bool = False
+
+
+@dataclass
+class DeliveryReport:
+    dataset_id: str
+    batches: list[BatchOutcome] = field(default_factory=list)
+    already_delivered: list[str] = field(default_factory=list)
+    skipped_empty: list[str] = field(default_factory=list)
+    #: delivered keys whose size/hash differ from what was sent: AEP keeps the old content
+    changed_after_delivery: list[str] = field(default_factory=list)
+    #: keys in batches of earlier runs that are still pending (not sent again)
+    waiting_on_earlier_batches: list[str] = field(default_factory=list)
+
+    def _where(self, *states: str) -> list[BatchOutcome]:
+        return [b for b in self.batches if b.state in states]
+
+    @property
+    def batch_ids(self) -> list[str]:
+        return [b.batch_id for b in self.batches if b.batch_id]
+
+    @property
+    def files(self) -> list[str]:
+        """Files uploaded by this call."""
+        return [k for b in self.batches if b.sent_this_run for k in b.files]
+
+    @property
+    def rows(self) -> int:
+        return sum(b.rows for b in self.batches if b.sent_this_run)
+
+    @property
+    def bytes(self) -> int:
+        return sum(b.bytes for b in self.batches if b.sent_this_run)
+
+    @property
+    def statuses(self) -> dict[str, str]:
+        return {b.batch_id or b.external_id: b.aep_status or b.state for b in self.batches}
+
+    @property
+    def succeeded(self) -> list[BatchOutcome]:
+        return self._where(AttemptState.SUCCESS)
+
+    @property
+    def failed(self) -> list[BatchOutcome]:
+        return self._where(AttemptState.FAILED)
+
+    @property
+    def pending_batches(self) -> list[str]:
+        return [
+            b.batch_id or b.external_id
+            for b in self._where(AttemptState.COMPLETED, AttemptState.COMPLETING)
+            if b.aep_status != "stalled"
+        ]
+
+    @property
+    def stalled_batches(self) -> list[str]:
+        return [b.batch_id or "" for b in self.batches if b.aep_status == "stalled"]
+
+    @property
+    def delivered_rows(self) -> int:
+        """Rows in batches that reached success during this call."""
+        return sum(b.rows for b in self.succeeded)
+
+    def _metric(self, name: str) -> int:
+        return sum(getattr(b.metrics, name) or 0 for b in self.succeeded)
+
+    @property
+    def records_read(self) -> int:
+        return self._metric("records_read")
+
+    @property
+    def records_written(self) -> int:
+        return self._metric("records_written")
+
+    @property
+    def records_failed(self) -> int:
+        return self._metric("records_failed") + sum(
+            b.metrics.records_failed or 0 for b in self.failed
+        )
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Flat, secret-free figures for Dagster materialization metadata."""
+        return {
+            "dataset_id": self.dataset_id,
+            "batch_ids": self.batch_ids,
+            "files_sent": len(self.files),
+            "rows_sent": self.rows,
+            "bytes_sent": self.bytes,
+            "rows_confirmed": self.delivered_rows,
+            "records_read": self.records_read,
+            "records_written": self.records_written,
+            "records_failed": self.records_failed,
+            "statuses": self.statuses,
+            "pending_batches": self.pending_batches,
+            "stalled_batches": self.stalled_batches,
+            "already_delivered_files": len(self.already_delivered),
+            "skipped_empty_files": len(self.skipped_empty),
+            "changed_after_delivery": self.changed_after_delivery,
+        }
+
+
+class _UploadStream:
+    """An iterable request body that hashes and counts bytes and checks the declared size."""
+
+    def __init__(self, raw: BinaryIO, key: str, size: int) -> None:
+        self._raw, self.key, self.size = raw, key, size
+        self.sha = hashlib.sha256()
+        self.read_bytes = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._raw.read(UPLOAD_CHUNK_BYTES)
+            if not chunk:
+                break
+            self.read_bytes += len(chunk)
+            if self.read_bytes > self.size:
+                raise ValueError(f"{self.key} grew while uploading (more than {self.size} bytes)")
+            self.sha.update(chunk)
+            yield chunk
+        if self.read_bytes != self.size:
+            raise ValueError(
+                f"{self.key} has {self.read_bytes} bytes, the delivery was told {self.size}"
+            )
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def plan_batches(
+    files: Sequence[XdmFile], *, max_files: int, max_bytes: int
+) -> list[list[XdmFile]]:
+    """Greedy packing in key order: as few batches as the file and byte limits allow."""
+    batches: list[list[XdmFile]] = []
+    current: list[XdmFile] = []
+    current_bytes = 0
+    for f in sorted(files, key=lambda f: f.key):
+        if current and (len(current) >= max_files or current_bytes + f.size > max_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(f)
+        current_bytes += f.size
+    if current:
+        batches.append(current)
+    return batches
+
+
+class _Delivery:
+    def __init__(
+        self,
+        client: AepClient,
+        ledger: BatchLedger,
+        dataset_id: str,
+        files: Sequence[XdmFile],
+        *,
+        wait_timeout_s: float,
+        poll_interval_s: float,
+        max_files_per_batch: int,
+        max_batch_bytes: int,
+        upload_concurrency: int,
+        log: Any,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.client, self.ledger, self.dataset_id = client, ledger, dataset_id
+        self.files = {f.key: f for f in files}
+        self.wait_timeout_s, self.poll_interval_s = wait_timeout_s, poll_interval_s
+        self.max_files, self.max_bytes = max_files_per_batch, max_batch_bytes
+        self.concurrency = upload_concurrency
+        self.log, self.clock, self.sleep = log, clock, sleep
+        self.report = DeliveryReport(dataset_id=dataset_id)
+        self.outcomes: dict[int, BatchOutcome] = {}
+        self.uploaded_count = 0
+        self.new_failures: list[tuple[str, str, list[BatchError]]] = []
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _outcome(self, attempt_id: int, *, sent: bool = False, recovered: bool = False):
+        a = self.ledger.attempt(attempt_id)
+        lfiles = self.ledger.files_of(attempt_id)
+        prev = self.outcomes.get(attempt_id)
+        out = BatchOutcome(
+            attempt_id=attempt_id,
+            batch_id=a.batch_id,
+            external_id=a.external_id,
+            state=str(a.state),
+            aep_status=a.aep_status,
+            files=[f.key for f in lfiles],
+            rows=sum(f.rows for f in lfiles),
+            bytes=sum(f.size for f in lfiles),
+            metrics=BatchMetrics(
+                records_read=a.records_read,
+                records_written=a.records_written,
+                records_failed=a.records_failed,
+            ),
+            errors=list(a.errors),
+            sent_this_run=sent or (prev.sent_this_run if prev else False),
+            recovered=recovered or (prev.recovered if prev else False),
+        )
+        self.outcomes[attempt_id] = out
+        return out
+
+    # -- phase 1: recover ------------------------------------------------------------------
+
+    def recover(self) -> None:
+        unfinished = self.ledger.attempts(
+            self.dataset_id,
+            (AttemptState.INTENT, AttemptState.CREATED, AttemptState.COMPLETING),
+        )
+        for a in unfinished:
+            self.log.info(
+                "AEP delivery: recovering %s attempt %s (externalId %s, batch %s)",
+                a.state,
+                a.attempt_id,
+                a.external_id,
+                a.batch_id or "unknown",
+            )
+            if a.state is AttemptState.INTENT:
+                a = self._reconcile_intent(a)
+                if a is None:
+                    continue
+            self._recover_created(a)
+        for a in self.ledger.attempts(self.dataset_id, (AttemptState.COMPLETED,)):
+            if a.attempt_id not in self.outcomes:
+                self._outcome(a.attempt_id, recovered=True)
+
+    def _reconcile_intent(self, a: Attempt) -> Attempt | None:
+        found = self.client.list_batches(dataset_id=self.dataset_id, external_id=a.external_id)
+        if not found:
+            self.ledger.record_void(
+                a.attempt_id,
+                f"Catalog has no batch with externalId {a.external_id}: creation never reached AEP",
+            )
+            self._outcome(a.attempt_id, recovered=True)
+            return None
+        keep = min(found, key=lambda b: (b.created_ms or 0, b.batch_id))
+        for extra in found:
+            if extra.batch_id != keep.batch_id and extra.status == "loading":
+                self.log.warning(
+                    "AEP delivery: aborting duplicate batch %s of externalId %s",
+                    extra.batch_id,
+                    a.external_id,
+                )
+                self.client.abort_batch(extra.batch_id)
+        self.log.info(
+            "AEP delivery: adopted batch %s found by externalId %s", keep.batch_id, a.external_id
+        )
+        self.ledger.record_created(a.attempt_id, keep.batch_id)
+        return self.ledger.attempt(a.attempt_id)
+
+    def _recover_created(self, a: Attempt) -> None:
+        assert a.batch_id is not None
+        try:
+            status = self.client.get_batch(a.batch_id)
+        except AepError as exc:
+            if exc.status != 404:
+                raise
+            self.ledger.record_aborted(
+                a.attempt_id, f"Catalog no longer knows batch {a.batch_id}", aep_status="missing"
+            )
+            self._outcome(a.attempt_id, recovered=True)
+            return
+        if status.status == "loading":
+            if a.state is AttemptState.COMPLETING:
+                # COMPLETE may not have reached AEP: it is idempotent, send it again
+                self._complete(a.attempt_id, a.batch_id)
+                self._outcome(a.attempt_id, recovered=True)
+                return
+            missing = self._resume_blockers(a)
+            if missing:
+                self.log.warning(
+                    "AEP delivery: aborting interrupted batch %s (%s)", a.batch_id, missing
+                )
+                self._abort(a.attempt_id, a.batch_id, f"interrupted and not resumable: {missing}")
+                self._outcome(a.attempt_id, recovered=True)
+                return
+            todo = [
+                self.files[f.key]
+                for f in self.ledger.files_of(a.attempt_id)
+                if f.state is not FileState.UPLOADED
+            ]
+            self.log.info(
+                "AEP delivery: resuming batch %s: %d file(s) left to upload", a.batch_id, len(todo)
+            )
+            self._upload_and_complete(a.attempt_id, a.batch_id, todo)
+            self._outcome(a.attempt_id, recovered=True, sent=bool(todo))
+            return
+        if status.state is BatchState.FAILED:
+            # aborted / abandoned / failed before we completed it: nothing landed; release files
+            self.ledger.record_aborted(
+                a.attempt_id,
+                f"AEP reports the uncompleted batch as {status.status}",
+                aep_status=status.status,
+            )
+            self._outcome(a.attempt_id, recovered=True)
+            return
+        # it moved past loading: COMPLETE reached AEP; watch it like any completed batch
+        if a.state is AttemptState.CREATED:
+            self.ledger.record_complete_requested(a.attempt_id)
+        self.ledger.record_completed(a.attempt_id)
+        self._outcome(a.attempt_id, recovered=True)
+
+    def _resume_blockers(self, a: Attempt) -> str | None:
+        for f in self.ledger.files_of(a.attempt_id):
+            mine = self.files.get(f.key)
+            if mine is None:
+                return f"{f.key} is not part of this delivery call"
+            if mine.size != f.size:
+                return f"{f.key} changed size ({f.size} → {mine.size})"
+            if f.sha256 and mine.sha256 and f.sha256 != mine.sha256:
+                return f"{f.key} changed content"
+        return None
+
+    def _abort(self, attempt_id: int, batch_id: str, reason: str) -> None:
+        try:
+            self.client.abort_batch(batch_id)
+        except AepError as exc:
+            status = self.client.get_batch(batch_id)
+            if status.state is not BatchState.FAILED:
+                raise AepError(
+                    f"could not abort batch {batch_id} ({status.status}): {exc.message}",
+                    status=exc.status,
+                    code=exc.code,
+                    adobe_message=exc.adobe_message,
+                    request_id=exc.request_id,
+                    hint="abort it in AEP, then run the delivery again",
+                ) from None
+        self.ledger.record_aborted(attempt_id, reason, aep_status="aborted")
+
+    # -- phase 2: send ---------------------------------------------------------------------
+
+    def send_new(self) -> None:
+        claims = self.ledger.claims(self.dataset_id, list(self.files))
+        to_send: list[XdmFile] = []
+        for key in sorted(self.files):
+            f = self.files[key]
+            claim = claims.get(key)
+            if claim is not None:
+                attempt, lf = claim
+                if attempt.state is AttemptState.SUCCESS:
+                    self.report.already_delivered.append(key)
+                    if lf.size != f.size or (lf.sha256 and f.sha256 and lf.sha256 != f.sha256):
+                        self.report.changed_after_delivery.append(key)
+                elif (
+                    attempt.attempt_id not in self.outcomes
+                    or not self.outcomes[attempt.attempt_id].sent_this_run
+                ):
+                    self.report.waiting_on_earlier_batches.append(key)
+                continue
+            if f.rows == 0:
+                self.report.skipped_empty.append(key)
+                continue
+            to_send.append(f)
+        if self.report.changed_after_delivery:
+            self.log.warning(
+                "AEP delivery: %d file(s) changed after they were delivered; AEP keeps the "
+                "delivered content (e.g. %s)",
+                len(self.report.changed_after_delivery),
+                self.report.changed_after_delivery[0],
+            )
+        for chunk in plan_batches(to_send, max_files=self.max_files, max_bytes=self.max_bytes):
+            self._send_batch(chunk)
+
+    def _send_batch(self, chunk: list[XdmFile]) -> None:
+        external_id = f"stripe-aep-{uuid.uuid4().hex}"
+        attempt_id = self.ledger.record_intent(self.dataset_id, external_id, chunk)
+        try:
+            batch_id = self.client.create_batch(self.dataset_id, external_id=external_id)
+        except AepError as exc:
+            # The POST may have created a batch before failing: ask Catalog, never re-POST blindly.
+            try:
+                found = self.client.list_batches(
+                    dataset_id=self.dataset_id, external_id=external_id
+                )
+            except AepError:
+                raise exc from None  # intent stays; the next run reconciles it
+            if not found:
+                self.ledger.record_void(attempt_id, f"batch creation failed: {exc}")
+                self._outcome(attempt_id)
+                raise
+            batch_id = found[0].batch_id
+            self.log.warning(
+                "AEP delivery: batch creation reported an error but Catalog has batch %s for "
+                "externalId %s; using it",
+                batch_id,
+                external_id,
+            )
+        _crash_point("after_create_before_ledger")
+        self.ledger.record_created(attempt_id, batch_id)
+        _crash_point("after_create")
+        self.log.info(
+            "AEP delivery: batch %s created for %d file(s), %d rows",
+            batch_id,
+            len(chunk),
+            sum(f.rows for f in chunk),
+        )
+        self._upload_and_complete(attempt_id, batch_id, chunk)
+        self._outcome(attempt_id, sent=True)
+
+    def _upload_one(self, attempt_id: int, batch_id: str, f: XdmFile) -> str:
+        self.ledger.record_file_started(attempt_id, f.key)
+        last: list[_UploadStream] = []
+
+        def opener() -> _UploadStream:
+            stream = _UploadStream(f.open(), f.key, f.size)
+            last.append(stream)
+            return stream
+
+        self.client.upload_file(batch_id, self.dataset_id, f.key, opener, size=f.size)
+        digest = last[-1].sha.hexdigest()
+        if f.sha256 and f.sha256 != digest:
+            raise ValueError(f"{f.key}: sha256 {digest} differs from the expected {f.sha256}")
+        self.ledger.record_file_uploaded(attempt_id, f.key, digest)
+        return f.key
+
+    def _upload_and_complete(self, attempt_id: int, batch_id: str, todo: list[XdmFile]) -> None:
+        if todo:
+            with ThreadPoolExecutor(
+                max_workers=max(1, min(self.concurrency, len(todo))),
+                thread_name_prefix="aep-upload",
+            ) as pool:
+                pending = {pool.submit(self._upload_one, attempt_id, batch_id, f) for f in todo}
+                error: BaseException | None = None
+                while pending and error is None:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        if fut.exception() is not None:
+                            error = error or fut.exception()
+                            continue
+                        self.uploaded_count += 1
+                        _crash_point(f"after_upload:{self.uploaded_count}")
+                if error is not None:
+                    for fut in pending:
+                        fut.cancel()
+                    wait(pending)
+            if error is not None:
+                self.log.error(
+                    "AEP delivery: upload to batch %s failed (%s); aborting the batch",
+                    batch_id,
+                    error,
+                )
+                self._abort(attempt_id, batch_id, f"upload failed: {error}")
+                self._outcome(attempt_id)
+                raise error
+        self._complete(attempt_id, batch_id)
+
+    def _complete(self, attempt_id: int, batch_id: str) -> None:
+        self.ledger.record_complete_requested(attempt_id)
+        self.client.complete_batch(batch_id)
+        _crash_point("after_complete_before_ledger")
+        self.ledger.record_completed(attempt_id)
+
+    # -- phase 3: watch --------------------------------------------------------------------
+
+    def watch(self) -> None:
+        watching = [a for a in self.ledger.attempts(self.dataset_id, (AttemptState.COMPLETED,))]
+        deadline = self.clock() + max(0.0, self.wait_timeout_s)
+        first_round = True
+        while watching:
+            still: list[Attempt] = []
+            for a in watching:
+                assert a.batch_id is not None
+                try:
+                    status = self.client.get_batch(a.batch_id)
+                except AepError as exc:
+                    if exc.status != 404:
+                        raise
+                    status = BatchStatus(
+                        batch_id=a.batch_id,
+                        status="missing",
+                        state=BatchState.FAILED,
+                        errors=(BatchError("NOT_FOUND", "Catalog no longer knows this batch"),),
+                    )
+                if first_round:
+                    _crash_point("while_polling")
+                new_state = self.ledger.record_status(a.attempt_id, status)
+                out = self._outcome(a.attempt_id)
+                if new_state is AttemptState.FAILED:
+                    self.new_failures.append((a.batch_id, status.status, list(status.errors)))
+                    self.log.error(
+                        "AEP delivery: batch %s %s: %s",
+                        a.batch_id,
+                        status.status,
+                        "; ".join(str(e) for e in status.errors) or "no details",
+                    )
+                elif new_state is AttemptState.SUCCESS:
+                    self.log.info(
+                        "AEP delivery: batch %s %s (%d rows in %d files; AEP wrote %s, failed %s)",
+                        a.batch_id,
+                        status.status,
+                        out.rows,
+                        len(out.files),
+                        status.metrics.records_written,
+                        status.metrics.records_failed,
+                    )
+                elif status.state is BatchState.ALERT:
+                    self.log.error(
+                        "AEP delivery: batch %s is stalled (AEP exhausted its retries); it stays "
+                        "pending in the ledger — check it in AEP > Monitoring",
+                        a.batch_id,
+                    )
+                else:
+                    still.append(a)
+            first_round = False
+            watching = still
+            remaining = deadline - self.clock()
+            if not watching or remaining <= 0:
+                break
+            self.sleep(min(self.poll_interval_s, remaining))
+        for a in watching:
+            self.log.info(
+                "AEP delivery: batch %s still %s after %.0f s; the next run resumes watching it",
+                a.batch_id,
+                self.outcomes[a.attempt_id].aep_status,
+                self.wait_timeout_s,
+            )
+
+
+def deliver(
+    client: AepClient,
+    ledger: BatchLedger,
+    *,
+    dataset_id: str,
+    files: Sequence[XdmFile],
+    wait_timeout_s: float,
+    poll_interval_s: float,
+    max_files_per_batch: int = MAX_FILES_PER_BATCH,
+    max_batch_bytes: int = MAX_BATCH_BYTES,
+    upload_concurrency: int = 4,
+    lock_timeout_s: float = 600.0,
+    log: Any = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Deliver the files not yet delivered to `dataset_id`, exactly once; see the module docstring.
+
+    Raises `AepBatchFailed` (after recording it) when AEP fails a batch, `AepError` when a call
+    fails, `FileTooLargeError` before anything is sent when a file exceeds 256 MiB.
+    """
+    if not dataset_id:
+        raise ValueError("deliver needs a dataset_id (see `stripe-aep setup`)")
+    if not 1 <= max_files_per_batch <= MAX_FILES_PER_BATCH:
+        raise ValueError(f"max_files_per_batch must be within 1..{MAX_FILES_PER_BATCH}")
+    if not MAX_PUT_BYTES <= max_batch_bytes <= MAX_BATCH_BYTES:
+        raise ValueError(f"max_batch_bytes must be within {MAX_PUT_BYTES}..{MAX_BATCH_BYTES}")
+    if poll_interval_s <= 0:
+        raise ValueError("poll_interval_s must be positive")
+    seen: set[str] = set()
+    for f in files:
+        if f.key in seen:
+            raise ValueError(f"{f.key} is listed twice")
+        seen.add(f.key)
+        if f.size > MAX_PUT_BYTES:
+            raise FileTooLargeError(
+                f"{f.key} is {f.size / 2**20:.1f} MiB; AEP accepts at most 256 MiB per file",
+                hint="write smaller XDM Parquet files (the XDM layer splits output into parts)",
+            )
+        if f.size <= 0 or f.rows < 0:
+            raise ValueError(f"{f.key}: size must be > 0 and rows >= 0 (got {f.size}, {f.rows})")
+    log = log or logging.getLogger("stripe_aep.aep.deliver")
+    with ledger.dataset_lock(dataset_id, timeout_s=lock_timeout_s):
+        run = _Delivery(
+            client,
+            ledger,
+            dataset_id,
+            files,
+            wait_timeout_s=wait_timeout_s,
+            poll_interval_s=poll_interval_s,
+            max_files_per_batch=max_files_per_batch,
+            max_batch_bytes=max_batch_bytes,
+            upload_concurrency=upload_concurrency,
+            log=log,
+            clock=clock,
+            sleep=sleep,
+        )
+        run.recover()
+        run.send_new()
+        run.watch()
+    report = run.report
+    report.batches = sorted(run.outcomes.values(), key=lambda b: b.attempt_id)
+    if run.new_failures:
+        raise AepBatchFailed(run.new_failures, report=report)
+    return report

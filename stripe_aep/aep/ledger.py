@@ -1,0 +1,671 @@
+"""The delivery ledger: a write-ahead record of every AEP batch attempt and every file in it.
+
+Why: AEP's data lake appends whatever it is given, and `POST /batches` is not idempotent, so
+"exactly once" has to be enforced on our side. The deliverer writes what it is *about* to do before
+doing it and what happened right after, in one durable SQLite file (WAL, `synchronous=FULL`):
+
+    intent ──POST /batches──▶ created ──PUT files──▶ completing ──COMPLETE──▶ completed ──Catalog──▶ success
+      │                          │                                                                 failed
+      └─ void (never reached AEP)└─ aborted (ABORT sent / AEP abandoned it)
+
+After a crash at any arrow, the next run reads the last state and knows what to check in Catalog:
+an `intent` is reconciled by listing batches by its `externalId` before anything new is created, a
+`created` batch is resumed or aborted, a `completing` one is completed again (idempotent), a
+`completed` one is watched. A file is *claimed* for a dataset while one of its attempts is active or
+succeeded; it becomes deliverable again only when all its attempts ended `failed`/`aborted`/`void`.
+
+Schema (kept deliberately small; `ledger_meta.schema_version` = 1):
+
+* `batch_attempts` — one row per batch attempt: `attempt_id`, `dataset_id`, `external_id` (unique,
+  generated before the batch is created), `batch_id` (null until AEP answered), `state` (above),
+  `aep_status` (last Catalog status), `records_read/_written/_failed` (Catalog metrics), `errors`
+  (JSON list of Adobe's `{code, description, recordCount}`), `owner` (host:pid), timestamps.
+* `batch_files` — one row per file per attempt: `file_key` (lake-relative path of the XDM Parquet
+  file, also its path inside the AEP batch), `size`, `rows`, `sha256` (computed while uploading),
+  `state` (`planned` → `uploading` → `uploaded`), timestamps.
+* `ledger_events` — append-only audit trail of every step (what the tables say now, and how they
+  got there), handy when a run is investigated.
+
+A delivery to a dataset holds an exclusive `flock` on a lock file next to the database for its whole
+duration, so two runs never recover (and abort) each other's in-flight batches; the kernel releases
+it when the process dies, SIGKILL included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from stripe_aep.aep.client import BatchState, BatchStatus
+from stripe_aep.aep.errors import BatchError, DeliveryLockTimeout
+
+SCHEMA_VERSION = 1
+LEDGER_RELATIVE_PATH = "ledger/aep_batches.sqlite"
+
+
+class AttemptState(StrEnum):
+    INTENT = "intent"
+    CREATED = "created"
+    COMPLETING = "completing"
+    COMPLETED = "completed"
+    SUCCESS = "success"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    VOID = "void"
+
+
+#: attempts that still hold their files (something may still land in AEP)
+ACTIVE_STATES = (
+    AttemptState.INTENT,
+    AttemptState.CREATED,
+    AttemptState.COMPLETING,
+    AttemptState.COMPLETED,
+)
+#: attempts whose files are deliverable again
+RELEASED_STATES = (AttemptState.FAILED, AttemptState.ABORTED, AttemptState.VOID)
+
+
+class FileState(StrEnum):
+    PLANNED = "planned"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+
+
+class DeliveryState(StrEnum):
+    """Where one XDM file stands with respect to AEP."""
+
+    UNDELIVERED = "undelivered"  # never sent, or every attempt failed/aborted
+    IN_FLIGHT = "in_flight"  # in a batch that is not completed yet
+    PENDING = "pending"  # in a completed batch AEP is still processing (or stalled)
+    DELIVERED = "delivered"  # in a batch AEP reported success/active
+
+
+class FileRef(Protocol):
+    key: str
+    rows: int
+    size: int
+
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS ledger_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_attempts (
+    attempt_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset_id      TEXT NOT NULL,
+    external_id     TEXT NOT NULL UNIQUE,
+    batch_id        TEXT UNIQUE,
+    state           TEXT NOT NULL,
+    aep_status      TEXT,
+    records_read    INTEGER,
+    records_written INTEGER,
+    records_failed  INTEGER,
+    errors          TEXT,
+    note            TEXT,
+    owner           TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    finished_at     REAL
+);
+CREATE INDEX IF NOT EXISTS batch_attempts_dataset_state ON batch_attempts (dataset_id, state);
+CREATE TABLE IF NOT EXISTS batch_files (
+    attempt_id  INTEGER NOT NULL REFERENCES batch_attempts (attempt_id),
+    file_key    TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    rows        INTEGER NOT NULL,
+    sha256      TEXT,
+    state       TEXT NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    PRIMARY KEY (attempt_id, file_key)
+);
+CREATE INDEX IF NOT EXISTS batch_files_key ON batch_files (file_key);
+CREATE TABLE IF NOT EXISTS ledger_events (
+    event_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id INTEGER,
+    file_key   TEXT,
+    event      TEXT NOT NULL,
+    detail     TEXT,
+    at         REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LedgerFile:
+    attempt_id: int
+    key: str
+    size: int
+    rows: int
+    sha256: str | None
+    state: FileState
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt_id: int
+    dataset_id: str
+    external_id: str
+    batch_id: str | None
+    state: AttemptState
+    aep_status: str | None
+    records_read: int | None
+    records_written: int | None
+    records_failed: int | None
+    errors: tuple[BatchError, ...]
+    note: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch that may still land data: for sensors that resolve it later."""
+
+    attempt_id: int
+    dataset_id: str
+    batch_id: str | None
+    external_id: str
+    state: AttemptState
+    aep_status: str | None
+    files: int
+    rows: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class FileDeliveryStatus:
+    key: str
+    state: DeliveryState
+    dataset_id: str | None = None
+    batch_id: str | None = None
+    aep_status: str | None = None
+    errors: tuple[BatchError, ...] = field(default_factory=tuple)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _errors_json(errors: Iterable[BatchError]) -> str | None:
+    items = [
+        {"code": e.code, "description": e.description, "recordCount": e.record_count}
+        for e in errors
+    ]
+    return json.dumps(items) if items else None
+
+
+def _errors_from_json(raw: str | None) -> tuple[BatchError, ...]:
+    if not raw:
+        return ()
+    return tuple(
+        BatchError(code=e["code"], description=e["description"], record_count=e.get("recordCount"))
+        for e in json.loads(raw)
+    )
+
+
+def _keys(files: Iterable[str | FileRef]) -> list[str]:
+    return [f if isinstance(f, str) else f.key for f in files]
+
+
+class BatchLedger:
+    """The SQLite ledger. Thread-safe within a process; safe across processes (SQLite + flock)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=60
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._conn.executescript(_DDL)
+        with self._tx() as c:
+            row = c.execute("SELECT value FROM ledger_meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                c.execute(
+                    "INSERT INTO ledger_meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row["value"]) != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has ledger schema version {row['value']}, this code "
+                    f"understands {SCHEMA_VERSION}; upgrade stripe-aep"
+                )
+
+    @classmethod
+    def for_data_dir(cls, data_dir: str | os.PathLike[str]) -> BatchLedger:
+        """The ledger at `<STRIPE_AEP_DATA_DIR>/ledger/aep_batches.sqlite` (a local folder)."""
+        if "://" in str(data_dir):
+            raise ValueError(
+                f"the SQLite delivery ledger needs a local folder, got {data_dir!r}: set "
+                "STRIPE_AEP_DATA_DIR to a local path (a PostgreSQL ledger backend is planned for "
+                "object-store lakes)"
+            )
+        return cls(Path(data_dir) / LEDGER_RELATIVE_PATH)
+
+    def __repr__(self) -> str:
+        return f"BatchLedger({str(self.path)!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _event(
+        self,
+        c: sqlite3.Connection,
+        event: str,
+        *,
+        attempt_id: int | None = None,
+        file_key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        c.execute(
+            "INSERT INTO ledger_events (attempt_id, file_key, event, detail, at) VALUES (?,?,?,?,?)",
+            (attempt_id, file_key, event, detail, time.time()),
+        )
+
+    def _set_state(
+        self,
+        attempt_id: int,
+        state: AttemptState,
+        *,
+        expect: Sequence[AttemptState] | None = None,
+        detail: str | None = None,
+        **columns: Any,
+    ) -> None:
+        now = time.time()
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT state FROM batch_attempts WHERE attempt_id=?", (attempt_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no ledger attempt {attempt_id}")
+            if expect is not None and row["state"] not in expect:
+                raise RuntimeError(
+                    f"ledger attempt {attempt_id} is {row['state']}, expected one of "
+                    f"{', '.join(expect)} before {state}"
+                )
+            sets = ["state=?", "updated_at=?"]
+            args: list[Any] = [str(state), now]
+            if state not in ACTIVE_STATES:
+                sets.append("finished_at=?")
+                args.append(now)
+            for col, value in columns.items():
+                sets.append(f"{col}=?")
+                args.append(value)
+            c.execute(
+                f"UPDATE batch_attempts SET {', '.join(sets)} WHERE attempt_id=?",
+                (*args, attempt_id),
+            )
+            self._event(c, str(state), attempt_id=attempt_id, detail=detail)
+
+    def _attempt(self, row: sqlite3.Row) -> Attempt:
+        return Attempt(
+            attempt_id=row["attempt_id"],
+            dataset_id=row["dataset_id"],
+            external_id=row["external_id"],
+            batch_id=row["batch_id"],
+            state=AttemptState(row["state"]),
+            aep_status=row["aep_status"],
+            records_read=row["records_read"],
+            records_written=row["records_written"],
+            records_failed=row["records_failed"],
+            errors=_errors_from_json(row["errors"]),
+            note=row["note"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    # -- locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def dataset_lock(
+        self, dataset_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.2
+    ) -> Iterator[None]:
+        """Exclusive per-dataset delivery lock (an `flock`, released by the kernel on death)."""
+        lock_dir = self.path.parent / (self.path.name + ".locks")
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha1(dataset_id.encode()).hexdigest()[:16]
+        fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DeliveryLockTimeout(
+                            f"another delivery to dataset {dataset_id} has been running for "
+                            f"over {timeout_s:.0f} s",
+                            hint="wait for it to finish (see running Dagster runs of aep/*), "
+                            "then run again",
+                        ) from None
+                    time.sleep(poll_s)
+            os.ftruncate(fd, 0)
+            os.write(fd, _owner().encode())
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # -- writes (one per step of the protocol) ---------------------------------------------
+
+    def record_intent(self, dataset_id: str, external_id: str, files: Sequence[FileRef]) -> int:
+        """Before `POST /batches`: the attempt and its planned files, in one transaction.
+
+        Refuses (RuntimeError) if any file is already claimed for this dataset: the last guard
+        against sending the same file twice.
+        """
+        if not files:
+            raise ValueError("a batch attempt needs at least one file")
+        now = time.time()
+        with self._tx() as c:
+            claimed = self._claims(c, dataset_id, [f.key for f in files])
+            if claimed:
+                raise RuntimeError(
+                    f"refusing to plan a batch: {len(claimed)} file(s) are already claimed for "
+                    f"dataset {dataset_id} (e.g. {next(iter(claimed))})"
+                )
+            cur = c.execute(
+                "INSERT INTO batch_attempts (dataset_id, external_id, state, owner, created_at, "
+                "updated_at) VALUES (?,?,?,?,?,?)",
+                (dataset_id, external_id, str(AttemptState.INTENT), _owner(), now, now),
+            )
+            attempt_id = int(cur.lastrowid)
+            c.executemany(
+                "INSERT INTO batch_files (attempt_id, file_key, size, rows, state) "
+                "VALUES (?,?,?,?,?)",
+                [(attempt_id, f.key, f.size, f.rows, str(FileState.PLANNED)) for f in files],
+            )
+            self._event(
+                c, "intent", attempt_id=attempt_id, detail=f"{external_id} ({len(files)} files)"
+            )
+        return attempt_id
+
+    def record_created(self, attempt_id: int, batch_id: str) -> None:
+        """After `POST /batches` answered (or Catalog showed the batch of an intent)."""
+        self._set_state(
+            attempt_id,
+            AttemptState.CREATED,
+            expect=(AttemptState.INTENT,),
+            detail=batch_id,
+            batch_id=batch_id,
+            aep_status="loading",
+        )
+
+    def record_void(self, attempt_id: int, reason: str) -> None:
+        """The batch never existed in AEP (creation failed; Catalog has no such externalId)."""
+        self._set_state(
+            attempt_id, AttemptState.VOID, expect=(AttemptState.INTENT,), detail=reason, note=reason
+        )
+
+    def record_file_started(self, attempt_id: int, key: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE batch_files SET state=?, started_at=? WHERE attempt_id=? AND file_key=?",
+                (str(FileState.UPLOADING), time.time(), attempt_id, key),
+            )
+            self._event(c, "upload_started", attempt_id=attempt_id, file_key=key)
+
+    def record_file_uploaded(self, attempt_id: int, key: str, sha256: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE batch_files SET state=?, sha256=?, finished_at=? "
+                "WHERE attempt_id=? AND file_key=?",
+                (str(FileState.UPLOADED), sha256, time.time(), attempt_id, key),
+            )
+            self._event(c, "upload_finished", attempt_id=attempt_id, file_key=key, detail=sha256)
+
+    def record_complete_requested(self, attempt_id: int) -> None:
+        self._set_state(
+            attempt_id,
+            AttemptState.COMPLETING,
+            expect=(AttemptState.CREATED, AttemptState.COMPLETING),
+        )
+
+    def record_completed(self, attempt_id: int) -> None:
+        self._set_state(
+            attempt_id,
+            AttemptState.COMPLETED,
+            expect=(AttemptState.COMPLETING, AttemptState.CREATED, AttemptState.COMPLETED),
+        )
+
+    def record_aborted(self, attempt_id: int, reason: str, aep_status: str | None = None) -> None:
+        self._set_state(
+            attempt_id,
+            AttemptState.ABORTED,
+            expect=ACTIVE_STATES,
+            detail=reason,
+            note=reason,
+            aep_status=aep_status,
+        )
+
+    def record_status(self, attempt_id: int, status: BatchStatus) -> AttemptState:
+        """A Catalog answer for a completed batch: success/failed are final, the rest is noted."""
+        m = status.metrics
+        common = {
+            "aep_status": status.status,
+            "records_read": m.records_read,
+            "records_written": m.records_written,
+            "records_failed": m.records_failed,
+            "errors": _errors_json(status.errors),
+        }
+        if status.state is BatchState.DONE:
+            new = AttemptState.SUCCESS
+        elif status.state is BatchState.FAILED:
+            new = AttemptState.FAILED
+        else:
+            new = AttemptState.COMPLETED
+            current = self.attempt(attempt_id)
+            if current.state is new and current.aep_status == status.status:
+                return new  # nothing new to record (keeps the event log free of poll noise)
+        self._set_state(
+            attempt_id,
+            new,
+            expect=(AttemptState.COMPLETED, AttemptState.COMPLETING, AttemptState.CREATED),
+            detail=status.status,
+            **common,
+        )
+        return new
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def attempt(self, attempt_id: int) -> Attempt:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM batch_attempts WHERE attempt_id=?", (attempt_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"no ledger attempt {attempt_id}")
+        return self._attempt(row)
+
+    def attempts(
+        self, dataset_id: str | None = None, states: Sequence[AttemptState] | None = None
+    ) -> list[Attempt]:
+        sql, args = "SELECT * FROM batch_attempts WHERE 1=1", []
+        if dataset_id is not None:
+            sql += " AND dataset_id=?"
+            args.append(dataset_id)
+        if states is not None:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args.extend(str(s) for s in states)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY attempt_id", args).fetchall()
+        return [self._attempt(r) for r in rows]
+
+    def files_of(self, attempt_id: int) -> list[LedgerFile]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM batch_files WHERE attempt_id=? ORDER BY file_key", (attempt_id,)
+            ).fetchall()
+        return [
+            LedgerFile(
+                attempt_id=r["attempt_id"],
+                key=r["file_key"],
+                size=r["size"],
+                rows=r["rows"],
+                sha256=r["sha256"],
+                state=FileState(r["state"]),
+            )
+            for r in rows
+        ]
+
+    def events(self, attempt_id: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM ledger_events"
+        args: tuple[Any, ...] = ()
+        if attempt_id is not None:
+            sql += " WHERE attempt_id=?"
+            args = (attempt_id,)
+        with self._lock:
+            return [dict(r) for r in self._conn.execute(sql + " ORDER BY event_id", args)]
+
+    def _claims(
+        self, c: sqlite3.Connection, dataset_id: str, keys: Sequence[str]
+    ) -> dict[str, tuple[Attempt, LedgerFile]]:
+        out: dict[str, tuple[Attempt, LedgerFile]] = {}
+        states = [*ACTIVE_STATES, AttemptState.SUCCESS]
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            rows = c.execute(
+                "SELECT a.*, f.file_key, f.size AS f_size, f.rows AS f_rows, f.sha256 AS f_sha, "
+                "f.state AS f_state FROM batch_files f JOIN batch_attempts a USING (attempt_id) "
+                f"WHERE a.dataset_id=? AND a.state IN ({','.join('?' * len(states))}) "
+                f"AND f.file_key IN ({','.join('?' * len(chunk))}) ORDER BY a.attempt_id",
+                (dataset_id, *(str(s) for s in states), *chunk),
+            ).fetchall()
+            for r in rows:
+                out[r["file_key"]] = (
+                    self._attempt(r),
+                    LedgerFile(
+                        attempt_id=r["attempt_id"],
+                        key=r["file_key"],
+                        size=r["f_size"],
+                        rows=r["f_rows"],
+                        sha256=r["f_sha"],
+                        state=FileState(r["f_state"]),
+                    ),
+                )
+        return out
+
+    def claims(
+        self, dataset_id: str, files: Iterable[str | FileRef]
+    ) -> dict[str, tuple[Attempt, LedgerFile]]:
+        """For each file key claimed for the dataset: the attempt holding it and its file row."""
+        with self._lock:
+            return self._claims(self._conn, dataset_id, _keys(files))
+
+    def delivered_rows(self, files: Iterable[str | FileRef], dataset_id: str | None = None) -> int:
+        """Rows of these files that are in batches AEP reported successful (each file once)."""
+        keys = _keys(files)
+        total = 0
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                sql = (
+                    "SELECT f.file_key, MAX(f.rows) AS rows FROM batch_files f "
+                    "JOIN batch_attempts a USING (attempt_id) WHERE a.state=? "
+                    f"AND f.file_key IN ({','.join('?' * len(chunk))})"
+                )
+                args: list[Any] = [str(AttemptState.SUCCESS), *chunk]
+                if dataset_id is not None:
+                    sql += " AND a.dataset_id=?"
+                    args.append(dataset_id)
+                for r in self._conn.execute(sql + " GROUP BY f.file_key", args):
+                    total += int(r["rows"])
+        return total
+
+    def pending_batches(self, dataset_id: str | None = None) -> list[PendingBatch]:
+        """Attempts that may still land data (not yet success/failed/aborted/void)."""
+        out = []
+        for a in self.attempts(dataset_id, ACTIVE_STATES):
+            files = self.files_of(a.attempt_id)
+            out.append(
+                PendingBatch(
+                    attempt_id=a.attempt_id,
+                    dataset_id=a.dataset_id,
+                    batch_id=a.batch_id,
+                    external_id=a.external_id,
+                    state=a.state,
+                    aep_status=a.aep_status,
+                    files=len(files),
+                    rows=sum(f.rows for f in files),
+                    created_at=a.created_at,
+                )
+            )
+        return out
+
+    def status_of(self, file_key: str, dataset_id: str | None = None) -> FileDeliveryStatus:
+        """Where one file stands: delivered, pending in AEP, in flight, or undelivered."""
+        sql = (
+            "SELECT a.* FROM batch_files f JOIN batch_attempts a USING (attempt_id) "
+            "WHERE f.file_key=?"
+        )
+        args: list[Any] = [file_key]
+        if dataset_id is not None:
+            sql += " AND a.dataset_id=?"
+            args.append(dataset_id)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY a.attempt_id", args).fetchall()
+        attempts = [self._attempt(r) for r in rows]
+        for want, state in (
+            ((AttemptState.SUCCESS,), DeliveryState.DELIVERED),
+            ((AttemptState.COMPLETED,), DeliveryState.PENDING),
+            ((AttemptState.INTENT, AttemptState.CREATED, AttemptState.COMPLETING), None),
+        ):
+            hit = next((a for a in reversed(attempts) if a.state in want), None)
+            if hit is not None:
+                return FileDeliveryStatus(
+                    key=file_key,
+                    state=state or DeliveryState.IN_FLIGHT,
+                    dataset_id=hit.dataset_id,
+                    batch_id=hit.batch_id,
+                    aep_status=hit.aep_status,
+                    errors=hit.errors,
+                )
+        last = attempts[-1] if attempts else None
+        return FileDeliveryStatus(
+            key=file_key,
+            state=DeliveryState.UNDELIVERED,
+            dataset_id=last.dataset_id if last else None,
+            batch_id=last.batch_id if last else None,
+            aep_status=last.aep_status if last else None,
+            errors=last.errors if last else (),
+        )

@@ -1,0 +1,128 @@
+"""AEP settings from the environment, validated once, with errors that name the variable.
+
+Why here and not in each caller: the same credentials serve delivery, setup and doctor, and a typo
+(an org id without `@AdobeOrg`, a tenant id with its leading underscore) should fail at start with a
+message that says which variable to fix, not as an opaque 403 from Adobe's gateway an hour later.
+The client secret is excluded from the repr and from every message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from stripe_aep.aep.errors import ConfigError
+
+DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com"
+DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
+DEFAULT_SANDBOX = "prod"
+#: The scope set Adobe's Developer Console shows for Experience Platform API credentials.
+DEFAULT_SCOPES: tuple[str, ...] = (
+    "openid",
+    "session",
+    "AdobeID",
+    "read_organizations",
+    "additional_info.projectedProductContext",
+)
+
+_ORG_RE = re.compile(r"^[A-Za-z0-9]+@AdobeOrg$")
+_SANDBOX_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_URL_RE = re.compile(r"^https?://[^/\s]+")
+_SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+@dataclass(frozen=True)
+class AepSettings:
+    """Credentials and addresses for Adobe IMS and the Platform gateway."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    org_id: str
+    sandbox: str = DEFAULT_SANDBOX
+    tenant_id: str | None = None
+    ims_url: str = DEFAULT_IMS_URL
+    platform_url: str = DEFAULT_PLATFORM_URL
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+
+    def __post_init__(self) -> None:
+        if not self.client_id or not self.client_id.strip():
+            raise ConfigError(
+                "AEP_CLIENT_ID",
+                "not set",
+                "Set it to the Client ID of your OAuth Server-to-Server credential (Adobe Developer "
+                "Console > project > Credentials); for a local run leave all AEP_* unset to use the "
+                "emulator",
+            )
+        if not self.client_secret:
+            raise ConfigError(
+                "AEP_CLIENT_SECRET",
+                "not set",
+                "Set it to the client secret of the same OAuth Server-to-Server credential "
+                "(Developer Console > Credentials > Retrieve client secret)",
+            )
+        if not self.org_id or not _ORG_RE.match(self.org_id):
+            shown = repr(self.org_id) if self.org_id else "not set"
+            raise ConfigError(
+                "AEP_ORG_ID",
+                f"{shown} is not an IMS organization id" if self.org_id else "not set",
+                "Use the Organization ID shown on the credential, e.g. "
+                "5C1328435BF324E90A49402A@AdobeOrg (it ends with @AdobeOrg)",
+            )
+        if not _SANDBOX_RE.match(self.sandbox or ""):
+            raise ConfigError(
+                "AEP_SANDBOX",
+                f"{self.sandbox!r} is not a sandbox name",
+                "Use the sandbox's technical name, all lowercase (e.g. prod, dev-stripe); it is "
+                "shown in AEP > Sandboxes",
+            )
+        if self.tenant_id is not None and not _TENANT_RE.match(self.tenant_id):
+            fix = "Use the tenant id without the leading underscore, lowercase, e.g. acmecorp"
+            if self.tenant_id.startswith("_"):
+                fix = f"Drop the leading underscore: AEP_TENANT_ID={self.tenant_id.lstrip('_')}"
+            raise ConfigError("AEP_TENANT_ID", f"{self.tenant_id!r} is not a tenant id", fix)
+        for name, url in (("AEP_IMS_URL", self.ims_url), ("AEP_PLATFORM_URL", self.platform_url)):
+            if not _URL_RE.match(url or ""):
+                raise ConfigError(name, f"{url!r} is not an http(s) URL", "Use e.g. https://…")
+        if not self.scopes or not all(_SCOPE_RE.match(s) for s in self.scopes):
+            raise ConfigError(
+                "AEP_SCOPES",
+                f"{','.join(self.scopes)!r} is not a comma-separated scope list",
+                "Copy the scopes shown on the credential in Developer Console, or leave AEP_SCOPES "
+                "unset for the Experience Platform default",
+            )
+
+    def __repr__(self) -> str:  # explicit so a future field can never leak the secret by default
+        return (
+            f"AepSettings(client_id={self.client_id!r}, org_id={self.org_id!r}, "
+            f"sandbox={self.sandbox!r}, tenant_id={self.tenant_id!r}, ims_url={self.ims_url!r}, "
+            f"platform_url={self.platform_url!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AepSettings:
+        """Read `AEP_*` variables; a missing or malformed one raises `ConfigError` naming it."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        scopes_raw = get("AEP_SCOPES")
+        scopes = (
+            tuple(s.strip() for s in scopes_raw.split(",") if s.strip())
+            if scopes_raw
+            else DEFAULT_SCOPES
+        )
+        return cls(
+            client_id=get("AEP_CLIENT_ID") or "",
+            client_secret=env.get("AEP_CLIENT_SECRET") or "",
+            org_id=get("AEP_ORG_ID") or "",
+            sandbox=get("AEP_SANDBOX") or DEFAULT_SANDBOX,
+            tenant_id=get("AEP_TENANT_ID"),
+            ims_url=(get("AEP_IMS_URL") or DEFAULT_IMS_URL).rstrip("/"),
+            platform_url=(get("AEP_PLATFORM_URL") or DEFAULT_PLATFORM_URL).rstrip("/"),
+            scopes=scopes,
+        )

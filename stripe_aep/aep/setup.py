@@ -1,0 +1,249 @@
+"""Create (idempotently) what the pipeline needs in an AEP sandbox, and find the datasets later.
+
+Why find-first instead of create-and-ignore-409: Schema Registry and Catalog do not reject a second
+resource with the same title/name — they create a duplicate, and a duplicated dataset silently splits
+the data. So every resource is looked up by title (field groups, schemas), by content (descriptors),
+by code (identity namespace) or by name (datasets) before anything is created, and running setup
+twice changes nothing.
+
+The per-resource payloads come from the XDM mapping (`stripe_aep.xdm.schema_registry_payloads`):
+`field_group`, `schema`, `descriptors`, `dataset`, `class_id`. References to resources that do not
+exist yet are written as placeholders `{{fieldgroup:<resource>}}` / `{{schema:<resource>}}` and are
+replaced here by the real `$id`s.
+
+Dataset ids may be pinned with `AEP_DATASET_<RESOURCE>` (e.g. `AEP_DATASET_BALANCE_TRANSACTIONS`);
+a pinned id always wins over the name lookup, and setup does not create a dataset for it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from stripe_aep.aep.client import AepClient
+from stripe_aep.aep.errors import ConfigError
+
+IDENTITY_NAMESPACE = {
+    "name": "Stripe Customer ID",
+    "code": "StripeCustomerId",
+    "description": "Stripe customer id (cus_…); the identity of Stripe records in AEP",
+    "idType": "CROSS_DEVICE",
+}
+XDM_PROFILE_CLASS = "https://ns.adobe.com/xdm/context/profile"
+XDM_EXPERIENCE_EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
+#: Only these classes can feed Real-Time Customer Profile.
+PROFILE_CLASSES = frozenset({XDM_PROFILE_CLASS, XDM_EXPERIENCE_EVENT_CLASS})
+PAYLOAD_KEYS = ("field_group", "schema", "descriptors", "dataset", "class_id")
+_PLACEHOLDER = re.compile(r"\{\{(fieldgroup|schema):([A-Za-z0-9_]+)\}\}")
+
+
+def dataset_env_var(resource: str) -> str:
+    """`charges` → `AEP_DATASET_CHARGES`."""
+    return "AEP_DATASET_" + re.sub(r"[^A-Za-z0-9]", "_", resource).upper()
+
+
+def _substitute(value: Any, ids: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            key = f"{m.group(1)}:{m.group(2)}"
+            if key not in ids:
+                raise ValueError(
+                    f"payload refers to {m.group(0)}, which setup has not created (is "
+                    f"{m.group(2)!r} among the resources passed to setup?)"
+                )
+            return ids[key]
+
+        return _PLACEHOLDER.sub(repl, value)
+    if isinstance(value, Mapping):
+        return {_substitute(k, ids): _substitute(v, ids) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_substitute(v, ids) for v in value]
+    return value
+
+
+def _descriptor_key(d: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (
+        str(d.get("@type")),
+        str(d.get("xdm:sourceSchema")),
+        str(d.get("xdm:sourceProperty")),
+    )
+
+
+def _check_payloads(payloads: Mapping[str, Mapping[str, Any]]) -> None:
+    if not payloads:
+        raise ValueError("run_setup needs at least one resource payload")
+    for resource, p in payloads.items():
+        missing = [k for k in PAYLOAD_KEYS if k not in p]
+        if missing:
+            raise ValueError(f"payload for {resource!r} lacks {', '.join(missing)}")
+        for part in ("field_group", "schema"):
+            if not p[part].get("title"):
+                raise ValueError(f"payload {resource!r}.{part} has no title")
+        if not p["dataset"].get("name"):
+            raise ValueError(f"payload {resource!r}.dataset has no name")
+
+
+def run_setup(
+    client: AepClient,
+    *,
+    tenant: str,
+    payloads: Mapping[str, Mapping[str, Any]],
+    profile: bool = False,
+    environ: Mapping[str, str] | None = None,
+    log: Any = None,
+) -> dict[str, str]:
+    """Create what is missing (field groups, schemas, namespace, descriptors, datasets).
+
+    Returns resource → dataset id. Idempotent: a second run creates nothing.
+    """
+    log = log or logging.getLogger("stripe_aep.aep.setup")
+    env = os.environ if environ is None else environ
+    _check_payloads(payloads)
+    stats = client.get_stats()
+    actual_tenant = str(stats.get("tenantId") or "").lstrip("_")
+    if actual_tenant and actual_tenant != tenant.lstrip("_"):
+        raise ConfigError(
+            "AEP_TENANT_ID",
+            f"is {tenant!r} but the organization's tenant id is {actual_tenant!r}",
+            f"Set AEP_TENANT_ID={actual_tenant} (custom fields must live under _{actual_tenant})",
+        )
+    created: list[str] = []
+    ids: dict[str, str] = {}
+
+    # 1. identity namespace (descriptors refer to it by code)
+    codes = {str(n.get("code", "")).lower() for n in client.list_identity_namespaces()}
+    if IDENTITY_NAMESPACE["code"].lower() not in codes:
+        client.create_identity_namespace(IDENTITY_NAMESPACE)
+        created.append(f"identity namespace {IDENTITY_NAMESPACE['code']}")
+
+    # 2. field groups, then 3. schemas (which reference field groups)
+    for kind, part, prefix in (
+        ("fieldgroups", "field_group", "fieldgroup"),
+        ("schemas", "schema", "schema"),
+    ):
+        existing = {r.get("title"): r for r in client.list_tenant_resources(kind)}
+        for resource, p in payloads.items():
+            body = _substitute(copy.deepcopy(p[part]), ids)
+            found = existing.get(body["title"])
+            if found is None:
+                made = (
+                    client.create_field_group(body)
+                    if kind == "fieldgroups"
+                    else client.create_schema(body)
+                )
+                if not made.get("$id"):
+                    raise RuntimeError(
+                        f"Schema Registry created {kind} {body['title']!r} without $id"
+                    )
+                found = made
+                created.append(f"{part} {body['title']!r}")
+            ids[f"{prefix}:{resource}"] = str(found["$id"])
+
+    # 4. identity descriptors (matched on type, schema and field)
+    existing_desc = {_descriptor_key(d) for d in client.list_descriptors()}
+    for p in payloads.values():
+        for d in p["descriptors"] or []:
+            body = _substitute(copy.deepcopy(d), ids)
+            key = _descriptor_key(body)
+            if key not in existing_desc:
+                client.create_descriptor(body)
+                existing_desc.add(key)
+                created.append(f"descriptor {key[0]} on {key[2]}")
+
+    # 5. Profile (optional, only for classes Profile accepts, and only with a primary identity)
+    profile_resources: set[str] = set()
+    if profile:
+        for resource, p in payloads.items():
+            has_primary = any(d.get("xdm:isPrimary") for d in p["descriptors"] or [])
+            if p["class_id"] not in PROFILE_CLASSES or not has_primary:
+                log.warning(
+                    "AEP setup: %s is not Profile-enabled (class %s%s)",
+                    resource,
+                    p["class_id"],
+                    "" if has_primary else ", no primary identity",
+                )
+                continue
+            profile_resources.add(resource)
+            schema_id = ids[f"schema:{resource}"]
+            schema = client.get_schema(schema_id) or {}
+            if "union" not in (schema.get("meta:immutableTags") or []):
+                client.patch_schema(
+                    schema_id, [{"op": "add", "path": "/meta:immutableTags", "value": ["union"]}]
+                )
+                created.append(f"union tag on schema of {resource}")
+
+    # 6. datasets (a pinned AEP_DATASET_<RESOURCE> wins)
+    datasets: dict[str, str] = {}
+    for resource, p in payloads.items():
+        pinned = (env.get(dataset_env_var(resource)) or "").strip()
+        if pinned:
+            datasets[resource] = _pinned_dataset(client, resource, pinned)
+            continue
+        body = _substitute(copy.deepcopy(p["dataset"]), ids)
+        found = client.find_dataset_by_name(body["name"])
+        if found is not None:
+            datasets[resource] = found["id"]
+            continue
+        body.setdefault("enableErrorDiagnostics", True)
+        if resource in profile_resources:
+            tags = dict(body.get("tags") or {})
+            tags["unifiedProfile"] = ["enabled:true"]
+            tags["unifiedIdentity"] = ["enabled:true"]
+            body["tags"] = tags
+        datasets[resource] = client.create_dataset(body)
+        created.append(f"dataset {body['name']!r}")
+
+    if created:
+        log.info("AEP setup created %d resource(s): %s", len(created), "; ".join(created))
+    else:
+        log.info("AEP setup: everything already exists, nothing created")
+    return datasets
+
+
+def _pinned_dataset(client: AepClient, resource: str, dataset_id: str) -> str:
+    var = dataset_env_var(resource)
+    if client.get_dataset(dataset_id) is None:
+        raise ConfigError(
+            var,
+            f"dataset {dataset_id!r} does not exist in sandbox {client.settings.sandbox!r}",
+            f"Unset {var} to let `stripe-aep setup` create the dataset, or set it to an "
+            "existing dataset id (AEP > Datasets)",
+        )
+    return dataset_id
+
+
+def default_dataset_name(resource: str, tenant: str | None) -> str:
+    """The dataset name the XDM payloads use for a resource (what setup creates)."""
+    from stripe_aep.xdm import schema_registry_payloads  # the single source of truth
+
+    return str(schema_registry_payloads(resource, tenant or "tenant")["dataset"]["name"])
+
+
+def resolve_dataset_id(
+    client: AepClient,
+    resource: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    dataset_name: str | None = None,
+) -> str:
+    """The dataset to deliver `resource` to: `AEP_DATASET_<RESOURCE>` if set, else by name."""
+    env = os.environ if environ is None else environ
+    var = dataset_env_var(resource)
+    pinned = (env.get(var) or "").strip()
+    if pinned:
+        return _pinned_dataset(client, resource, pinned)
+    name = dataset_name or default_dataset_name(resource, env.get("AEP_TENANT_ID"))
+    found = client.find_dataset_by_name(name)
+    if found is None:
+        raise ConfigError(
+            var,
+            f"not set, and sandbox {client.settings.sandbox!r} has no dataset named {name!r}",
+            "Run `stripe-aep setup` to create the schemas and datasets, or set "
+            f"{var} to an existing dataset id",
+        )
+    return str(found["id"])
