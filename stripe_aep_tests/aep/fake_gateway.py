@@ -8,9 +8,9 @@ faults. Every request is logged with its headers so tests can assert what was se
 from __future__ import annotations
 
 import threading
-from urllib.parse import parse_qs
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
