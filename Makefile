@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench dev emulate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+demo: $(STAMP)
+	$(BIN)/stripe-aep demo
+
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/extract.py
+
+emulate: $(STAMP)
+	$(BIN)/stripe-aep emulate
+
+# The Dagster UI on http://127.0.0.1:3000 with a persistent instance in .dagster_home.
+dev: $(STAMP)
+	mkdir -p .dagster_home && cp dagster.yaml .dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

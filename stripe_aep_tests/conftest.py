@@ -1,0 +1,35 @@
+"""Shared fixtures: the Stripe emulator on a free port, a fixed synthetic account, a lake folder."""
+
+import datetime as dt
+
+import pytest
+
+from stripe_aep.config import StripeSettings
+
+#: A fixed past window: every object of the account is visible and every day is closed.
+ACCOUNT_START = dt.date(2026, 11, 10)
+ACCOUNT_DAYS = 3
+TEST_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+@pytest.fixture(scope="session")
+def stripe_account():
+    from stripe_aep.emulators.stripe_account import StripeAccount
+
+    return StripeAccount(seed=11, start=ACCOUNT_START, days=ACCOUNT_DAYS, charges_per_day=400)
+
+
+@pytest.fixture
+def stripe_emulator(stripe_account):
+    """A fresh emulator (own log, no faults, no rate limit) over the shared account."""
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    with StripeEmulator(stripe_account, rate_limit_rps=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def stripe_settings(stripe_emulator):
+    return StripeSettings.build(
+        api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="500", visibility_lag_seconds="0"
+    )

@@ -1,0 +1,167 @@
+"""The Stripe client against the emulator: paging, windows, hidden defaults, retries, errors, budget."""
+
+import pytest
+
+from stripe_aep.config import StripeSettings
+from stripe_aep.stripe.client import (
+    StripeAuthenticationError,
+    StripeClient,
+    StripeError,
+    StripePermissionError,
+    StripeRetriesExhausted,
+)
+from stripe_aep.stripe.ratelimit import RateLimiter
+from stripe_aep.stripe.rawstore import day_bounds
+from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
+
+
+def _client(settings, **kw):
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("shared_limiter", False)
+    return StripeClient(settings, **kw)
+
+
+def _biggest_same_second_cluster(objects):
+    counts = {}
+    for o in objects:
+        counts[o["created"]] = counts.get(o["created"], 0) + 1
+    return max(counts.values())
+
+
+@pytest.mark.parametrize("resource", ["charges", "balance_transactions"])
+def test_paging_across_same_second_ties(stripe_settings, stripe_account, resource):
+    gte, lt = day_bounds(ACCOUNT_START)
+    truth = stripe_account.objects(resource, gte=gte, lt=lt)
+    assert _biggest_same_second_cluster(truth) > 100  # ties straddle a page boundary
+    client = _client(stripe_settings)
+    got = list(client.iter_window(resource, gte, lt))
+    ids = [o["id"] for o in got]
+    assert len(ids) == len(set(ids)) == len(truth)
+    assert set(ids) == {o["id"] for o in truth}
+    assert client.stats.pages == -(-len(truth) // 100)  # ceil: no extra empty page
+
+
+def test_object_at_window_end_belongs_to_next_window(stripe_settings, stripe_account):
+    gte, lt = day_bounds(ACCOUNT_START)
+    truth = stripe_account.objects("charges", gte=gte, lt=lt)
+    boundary = truth[len(truth) // 2]["created"]  # a second that holds at least one object
+    client = _client(stripe_settings)
+    first = {o["id"] for o in client.iter_window("charges", gte, boundary)}
+    second = {o["id"] for o in client.iter_window("charges", boundary, lt)}
+    at_boundary = {o["id"] for o in truth if o["created"] == boundary}
+    assert at_boundary and at_boundary <= second and not (at_boundary & first)
+    assert first | second == {o["id"] for o in truth} and not (first & second)
+
+
+def test_hidden_defaults_are_lifted(stripe_settings, stripe_account):
+    from stripe_aep.emulators.stripe_account import RESOURCES  # noqa: F401 - the emulator's list
+
+    gte, lt = day_bounds(ACCOUNT_START)
+    client = _client(stripe_settings)
+    subs = list(client.iter_window("subscriptions", gte, lt))
+    prices = list(client.iter_window("prices", gte, lt))
+    assert any(s["status"] == "canceled" for s in subs)
+    assert any(p["active"] is False for p in prices) and any(p["active"] for p in prices)
+    assert {s["id"] for s in subs} == {
+        o["id"] for o in stripe_account.objects("subscriptions", gte=gte, lt=lt)
+    }
+    assert {p["id"] for p in prices} == {
+        o["id"] for o in stripe_account.objects("prices", gte=gte, lt=lt)
+    }
+
+
+def test_pinned_version_and_account_headers(stripe_emulator, stripe_settings):
+    client = _client(stripe_settings)
+    client.list_page("customers", {})
+    assert client._session.headers["Stripe-Version"] == stripe_settings.api_version
+
+
+@pytest.mark.parametrize(
+    "fault,expect_429",
+    [
+        ("rate_limited_429", 1),
+        ("server_errors_500", 0),
+        ("dropped_connections", 0),
+        ("truncated_bodies", 0),
+    ],
+)
+def test_retry_paths_recover(stripe_emulator, stripe_settings, fault, expect_429):
+    setattr(stripe_emulator.faults, fault, 2)
+    client = _client(stripe_settings)
+    page = client.list_page("charges", {})
+    assert len(page.objects) == 100
+    assert client.stats.retries == 2
+    assert client.stats.rate_limited == 2 * expect_429
+    assert client.stats.requests == 3
+
+
+def test_429_with_should_retry_false_is_not_retried(stripe_emulator, stripe_settings):
+    stripe_emulator.faults.should_not_retry_429 = 1
+    client = _client(stripe_settings)
+    with pytest.raises(StripeError) as exc:
+        client.list_page("charges", {})
+    assert client.stats.requests == 1
+    assert "Stripe-Should-Retry: false" in str(exc.value)
+    assert "Request-Id: req_" in str(exc.value)
+
+
+def test_retries_are_bounded(stripe_emulator, stripe_settings):
+    stripe_emulator.faults.server_errors_500 = 100
+    client = _client(stripe_settings, max_retries=3)
+    with pytest.raises(StripeRetriesExhausted) as exc:
+        client.list_page("charges", {})
+    assert client.stats.requests == 4
+    assert "HTTP 500" in str(exc.value)
+
+
+def test_401_names_cause_and_fix_without_the_key(stripe_emulator):
+    bad = "sk_live_" + "9" * 24
+    settings = StripeSettings.build(api_key=bad, api_base=stripe_emulator.url, max_rps="500")
+    client = _client(settings)
+    with pytest.raises(StripeAuthenticationError) as exc:
+        client.list_page("charges", {})
+    message = str(exc.value)
+    assert "invalid" in message and "STRIPE_API_KEY" in message and "Request-Id: req_" in message
+    assert bad not in message and bad not in repr(client)
+    assert client.stats.requests == 1  # never retried
+
+
+def test_403_names_the_missing_permission(stripe_account):
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    key = "rk_test_" + "R" * 24
+    with StripeEmulator(
+        stripe_account, rate_limit_rps=0, restricted_keys={key: {"charges"}}
+    ) as emu:
+        settings = StripeSettings.build(api_key=key, api_base=emu.url, max_rps="500")
+        client = _client(settings)
+        assert client.list_page("charges", {}).objects
+        with pytest.raises(StripePermissionError) as exc:
+            client.list_page("subscriptions", {"status": "all"})
+    message = str(exc.value)
+    assert "Subscriptions: Read" in message and "Request-Id: req_" in message
+    assert key not in message
+
+
+def test_observed_request_rate_never_exceeds_the_budget(stripe_account):
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    budget = 40
+    with StripeEmulator(stripe_account, rate_limit_rps=budget) as emu:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=emu.url, max_rps=str(budget))
+        client = StripeClient(settings, limiter=RateLimiter(budget), backoff_base=0.01)
+        gte, lt = day_bounds(ACCOUNT_START)
+        from concurrent.futures import ThreadPoolExecutor
+
+        def page_all(window):
+            return sum(1 for _ in client.iter_window("charges", *window))
+
+        step = (lt - gte) // 8
+        windows = [(gte + i * step, gte + (i + 1) * step) for i in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(page_all, windows))
+        arrivals = sorted(r.t for r in emu.log)
+    assert client.stats.rate_limited == 0
+    worst = max(sum(1 for a in arrivals if t <= a < t + 1) for t in arrivals)
+    assert worst <= budget
+    assert len(arrivals) >= 20
