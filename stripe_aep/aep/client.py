@@ -510,6 +510,9 @@ class AepClient:
         code = message = None
         if isinstance(body, Mapping):
             code = body.get("error_code") or body.get("code") or body.get("errorCode")
+            problem_type = body.get("type")
+            if not code and isinstance(problem_type, str) and "/errors/" in problem_type:
+                code = problem_type.rstrip("/").rsplit("/", 1)[-1]  # RFC 7807 `type` URI
             message = (
                 body.get("message")
                 or body.get("detail")
@@ -776,7 +779,9 @@ class AepClient:
             fresh = [r for r in page if r.get("$id") not in seen]
             results.extend(dict(r) for r in fresh)
             seen.update(str(r.get("$id")) for r in fresh)
-            nxt = ((body.get("_links") or {}).get("next") or {}).get("href")
+            nxt = (body.get("_links") or {}).get("next")
+            if isinstance(nxt, Mapping):  # Adobe: {"href": ...}; some answers give the URL itself
+                nxt = nxt.get("href")
             if not nxt or not fresh:
                 break
             path, params = self._relative(nxt), None

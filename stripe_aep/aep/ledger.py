@@ -306,6 +306,7 @@ class BatchLedger:
         *,
         expect: Sequence[AttemptState] | None = None,
         detail: str | None = None,
+        event: str | None = None,
         **columns: Any,
     ) -> None:
         now = time.time()
@@ -332,7 +333,7 @@ class BatchLedger:
                 f"UPDATE batch_attempts SET {', '.join(sets)} WHERE attempt_id=?",
                 (*args, attempt_id),
             )
-            self._event(c, str(state), attempt_id=attempt_id, detail=detail)
+            self._event(c, event or str(state), attempt_id=attempt_id, detail=detail)
 
     def _attempt(self, row: sqlite3.Row) -> Attempt:
         return Attempt(
@@ -502,6 +503,7 @@ class BatchLedger:
             new,
             expect=(AttemptState.COMPLETED, AttemptState.COMPLETING, AttemptState.CREATED),
             detail=status.status,
+            event=None if new is not AttemptState.COMPLETED else "aep_status",
             **common,
         )
         return new
