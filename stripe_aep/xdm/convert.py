@@ -1,0 +1,641 @@
+"""Streaming, vectorised conversion of raw Stripe JSON lines to XDM Parquet, with quarantine.
+
+Why it is built this way:
+- Throughput: the raw stream is cut into large byte blocks at line boundaries; each block is parsed
+  by pyarrow's multi-threaded JSON reader with an explicit schema of exactly the Stripe paths the
+  mapping reads, and converted column by column with pyarrow compute. No Python runs per record on
+  this path, and only one block is in memory at a time.
+- Nothing is lost, nothing aborts the file: every non-blank input line ends either as a Parquet
+  row or as a quarantine line `{"reason", "field", "detail", "record"}`. A block that pyarrow
+  cannot parse or convert as a whole (a bad record, mixed expanded/unexpanded fields, a line that
+  is not an object) is redone on the slow path: each line is checked with `json` against the
+  declared Stripe kinds, bad lines are quarantined with the exact field, good lines are projected
+  onto the declared paths and converted together (and, as a last resort, one by one).
+- Expandable fields: parsed as id strings; when a block shows the expanded object instead, the
+  path is switched to `struct<id>` for the rest of the file, so consistently expanded data stays
+  on the fast path. Blocks that mix both shapes take the slow path, which normalises to the id.
+- pyarrow's JSON reader crashes on an input that is only `null` and turns a `null` line into an
+  all-null row; lines whose first and last non-blank bytes are not `{`/`}` are therefore never
+  handed to it, and the row count of every parse is checked against the line count.
+- AEP's Parquet: nested groups following the XDM paths, only DOUBLE/INT64/BOOLEAN/UTF8/MAP/LIST
+  and INT64 TIMESTAMP(MILLIS, UTC); parts are rolled over before they reach `max_file_bytes`
+  (256 MB per file PUT). Rows keep the input order, so the same input gives the same files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+from stripe_aep.xdm.resources import ResourceMapping, mapping_for
+from stripe_aep.xdm.schemas import (
+    _input_tree,
+    _Node,
+    expandable_paths,
+    input_error_path,
+    stripe_parse_schema,
+    validate_tenant,
+    xdm_schema_for,
+)
+from stripe_aep.xdm.spec import Frame, build_field, first_failure, line_fingerprints
+
+DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
+DEFAULT_BLOCK_BYTES = 16 * 1024**2
+_PARSE_BLOCK = 4 * 1024**2
+_LBRACE, _RBRACE, _NL = ord("{"), ord("}"), ord("\n")
+_CHANGED = re.compile(r"Column\((?P<col>[^)]*)\) changed from (?P<a>\w+) to (?P<b>\w+)")
+
+#: Parquet writer settings AEP accepts (see docs/xdm-mapping.md).
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "snappy",
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "use_deprecated_int96_timestamps": False,
+    "coerce_timestamps": "ms",
+    "allow_truncated_timestamps": False,
+    "store_schema": False,
+    "write_statistics": True,
+}
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One Parquet part written through `open_output(index)`."""
+
+    index: int
+    rows: int
+    bytes: int
+
+
+@dataclass
+class ConversionResult:
+    """Counts, parts and a preview of one conversion (what the XDM asset publishes)."""
+
+    resource: str
+    input_records: int = 0
+    rows: int = 0
+    quarantined: int = 0
+    parts: list[PartInfo] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    slow_path_records: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.parts)
+
+    @property
+    def files(self) -> int:
+        return len(self.parts)
+
+    @property
+    def reconciled(self) -> bool:
+        return self.input_records == self.rows + self.quarantined
+
+    def preview_markdown(self, max_rows: int = 5) -> str:
+        """A short markdown table of the first rows (flattened key columns)."""
+        if not self.preview:
+            return "_no rows_"
+        flat = [_flatten(r) for r in self.preview[:max_rows]]
+        keys = [k for k in flat[0] if not k.endswith(("MajorText",))][:8]
+        lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        for r in flat:
+            cells = [str(r.get(k, "")).replace("|", "\\|")[:40] for k in keys]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, dict) and v and not k == "metadata":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif not isinstance(v, (list, dict)):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Reading lines in blocks
+# ------------------------------------------------------------------------------------------
+
+
+def _read_blocks(source: Any, block_bytes: int) -> Iterator[bytes]:
+    """Blocks of whole lines (each ends with a newline) from a readable stream."""
+    rest = b""
+    while True:
+        chunk = source.read(block_bytes)
+        if chunk is not None and not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
+        if not chunk:
+            break
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1 :]
+        yield data[: cut + 1]
+    if rest:
+        yield rest + b"\n"
+
+
+@dataclass
+class _Lines:
+    """The lines of one block as a zero-copy binary array (each value ends with a newline)."""
+
+    buffer: bytes
+    lines: pa.Array  # binary
+    regular: np.ndarray  # bool: first/last byte are { and }
+    blank: np.ndarray  # bool: only whitespace
+
+
+def _split_lines(block: bytes) -> _Lines:
+    arr = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(arr == _NL)  # index of each newline
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
+    lines = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(block)]
+    )
+    length = ends - starts  # without the newline
+    nonempty = length > 0
+    first = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
+    last_idx = np.maximum(ends - 1, 0)
+    last = arr[last_idx]
+    last = np.where(last == ord("\r"), arr[np.maximum(ends - 2, 0)], last)
+    regular = nonempty & (first == _LBRACE) & (last == _RBRACE)
+    blank = np.zeros(len(ends), dtype=bool)
+    irregular = np.flatnonzero(~regular)
+    for i in irregular:  # rare: only lines that are not plain `{...}`
+        blank[i] = not block[starts[i] : ends[i]].strip()
+    return _Lines(block, lines, regular, blank)
+
+
+# ------------------------------------------------------------------------------------------
+# The converter
+# ------------------------------------------------------------------------------------------
+
+
+class _BlockFailed(Exception):
+    """The block cannot be parsed/converted as a whole; use the slow path."""
+
+
+class _PartWriter:
+    """Writes row groups into Parquet parts no larger than `max_file_bytes`."""
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        open_output: Callable[[int], Any],
+        max_file_bytes: int,
+        row_group_rows: int,
+    ) -> None:
+        self.schema = schema
+        self.open_output = open_output
+        self.max_file_bytes = max_file_bytes
+        self.row_group_rows = row_group_rows
+        self.parts: list[PartInfo] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None
+        self._rows = 0
+        self._groups = 0
+        self._bytes_per_row: float | None = None
+        self._footer_per_group = 64 * len(schema.names) + 256 * _leaf_count(schema)
+
+    def _reserve(self) -> int:
+        return 16 * 1024 + self._footer_per_group * (self._groups + 1)
+
+    def _position(self) -> int:
+        return int(self._sink.tell())
+
+    def _open(self) -> None:
+        index = len(self.parts)
+        sink = self.open_output(index)
+        if not isinstance(sink, pa.NativeFile):
+            sink = pa.PythonFile(sink, mode="w")
+        self._sink = sink
+        self._writer = pq.ParquetWriter(sink, self.schema, **PARQUET_OPTIONS)
+        self._rows = 0
+        self._groups = 0
+
+    def _close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        size = self._position()
+        self._sink.close()
+        if size > self.max_file_bytes:
+            raise RuntimeError(
+                f"Parquet part {len(self.parts)} is {size} bytes, above the limit of "
+                f"{self.max_file_bytes}; lower row_group_rows"
+            )
+        self.parts.append(PartInfo(len(self.parts), self._rows, size))
+        self._writer = None
+        self._sink = None
+
+    def write(self, table: pa.Table) -> None:
+        start = 0
+        while start < table.num_rows:
+            budget = max(1, (self.max_file_bytes - self._reserve()) // 4)
+            if self._bytes_per_row:
+                rows = int(budget / self._bytes_per_row)
+            else:
+                rows = max(1, int(budget / max(1.0, table.nbytes / max(1, table.num_rows))))
+            rows = max(1, min(rows, self.row_group_rows, table.num_rows - start))
+            group = table.slice(start, rows)
+            if self._writer is not None:
+                estimate = rows * (self._bytes_per_row or 0)
+                if self._position() + estimate + self._reserve() > self.max_file_bytes:
+                    self._close()
+            if self._writer is None:
+                self._open()
+            before = self._position()
+            self._writer.write_table(group, row_group_size=rows)
+            written = self._position() - before
+            per_row = written / rows
+            self._bytes_per_row = max(per_row, self._bytes_per_row or 0.0) * 1.0
+            self._rows += rows
+            self._groups += 1
+            start += rows
+
+    def finish(self) -> list[PartInfo]:
+        self._close()
+        return self.parts
+
+
+def _leaf_count(schema: pa.Schema) -> int:
+    def count(t: pa.DataType) -> int:
+        if pa.types.is_struct(t):
+            return sum(count(t.field(i).type) for i in range(t.num_fields))
+        if pa.types.is_map(t):
+            return 2
+        if pa.types.is_list(t):
+            return count(t.value_type)
+        return 1
+
+    return sum(count(f.type) for f in schema)
+
+
+class Converter:
+    """Converts the blocks of one raw file; keeps the adaptive parse state between blocks."""
+
+    def __init__(
+        self,
+        mapping: ResourceMapping,
+        tenant: str,
+        params: dict[str, Any],
+        quarantine: BinaryIO,
+    ) -> None:
+        self.mapping = mapping
+        self.tenant = tenant
+        self.params = params
+        self.quarantine = quarantine
+        self.schema = xdm_schema_for(mapping.resource, tenant)
+        self.fields = mapping.fields(tenant)
+        self.expandables = {input_error_path(p): p for p in expandable_paths(mapping)}
+        self.expanded: frozenset[str] = frozenset()
+        self.tree = _input_tree(mapping)
+        self.reasons: Counter[str] = Counter()
+        self.quarantined = 0
+        self.slow_path_records = 0
+
+    # -- parsing ---------------------------------------------------------------------------
+
+    def _parse(self, buffer: bytes, expanded: frozenset[str], infer: bool = True) -> pa.Table:
+        schema = stripe_parse_schema(self.mapping, expanded)
+        block_size = max(_PARSE_BLOCK, 1 << (len(buffer).bit_length())) if len(buffer) < (
+            64 << 20
+        ) else _PARSE_BLOCK
+        return pj.read_json(
+            pa.BufferReader(pa.py_buffer(buffer)),
+            read_options=pj.ReadOptions(block_size=min(block_size, 64 << 20)),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema,
+                unexpected_field_behavior="infer" if infer else "ignore",
+                newlines_in_values=False,
+            ),
+        )
+
+    def _parse_adaptive(self, buffer: bytes, expected_rows: int) -> pa.Table:
+        for _ in range(len(self.expandables) + 1):
+            try:
+                table = self._parse(buffer, self.expanded)
+            except pa.ArrowInvalid as exc:
+                m = _CHANGED.search(str(exc))
+                path = self.expandables.get(m.group("col")) if m else None
+                if m and path and m.group("a") == "string" and m.group("b") == "object":
+                    if path not in self.expanded:
+                        self.expanded = self.expanded | {path}
+                        continue
+                raise _BlockFailed(str(exc)) from exc
+            if table.num_rows != expected_rows:
+                raise _BlockFailed(
+                    f"parsed {table.num_rows} rows from {expected_rows} lines "
+                    "(several JSON values on one line?)"
+                )
+            return table
+        raise _BlockFailed("expandable fields could not be resolved")
+
+    # -- conversion ------------------------------------------------------------------------
+
+    def _convert(self, table: pa.Table, raw_lines: pa.Array) -> tuple[pa.Table, np.ndarray, list]:
+        """XDM table of all rows + index of the first failing check per row (-1 = valid)."""
+        data = table.combine_chunks().to_struct_array()
+        if isinstance(data, pa.ChunkedArray):
+            data = data.combine_chunks()
+        frame = Frame(data, self.params, record_hash=line_fingerprints(raw_lines))
+        arrays, checks = [], []
+        for f in self.fields:
+            built = build_field(f, frame, f.name)
+            arrays.append(built.array)
+            checks.extend(built.checks)
+        out = pa.Table.from_arrays(arrays, schema=self.schema)
+        return out, first_failure(checks, len(frame)), checks
+
+    def convert_lines(self, lines: pa.Array, buffer: bytes | None) -> list[pa.Table]:
+        """Fast path for regular lines; falls back to the slow path for this block only."""
+        try:
+            if buffer is None:
+                buffer = b"".join(lines.to_pylist())
+            table = self._parse_adaptive(buffer, len(lines))
+            out, failing, checks = self._convert(table, lines)
+        except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
+            return self._slow(lines.to_pylist(), str(exc))
+        return [self._split_valid(out, failing, checks, lines)]
+
+    def _split_valid(
+        self, out: pa.Table, failing: np.ndarray, checks: list, lines: pa.Array
+    ) -> pa.Table:
+        bad = np.flatnonzero(failing >= 0)
+        if len(bad):
+            raw = lines.take(pa.array(bad)).to_pylist()
+            for i, line in zip(bad, raw, strict=True):
+                _, reason, fld = checks[failing[i]]
+                self._quarantine_raw(reason, fld, _check_detail(reason, fld), line)
+            return out.filter(pa.array(failing < 0))
+        return out
+
+    # -- slow path ---------------------------------------------------------------------------
+
+    def _slow(self, raw_lines: list[bytes], block_error: str) -> list[pa.Table]:
+        good_raw: list[bytes] = []
+        good_projected: list[bytes] = []
+        for raw in raw_lines:
+            text = raw.strip()
+            if not text:
+                continue
+            self.slow_path_records += 1
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                self._quarantine_text("invalid_json", None, str(exc), raw)
+                continue
+            if not isinstance(obj, dict):
+                self._quarantine_obj(
+                    "not_an_object", None, f"expected a JSON object, got {_kind(obj)}", obj
+                )
+                continue
+            problem = _diagnose(obj, self.tree)
+            if problem is not None:
+                fld, detail = problem
+                self._quarantine_obj("type_mismatch", fld, detail, obj)
+                continue
+            good_raw.append(raw if raw.endswith(b"\n") else raw + b"\n")
+            good_projected.append(
+                json.dumps(_project(obj, self.tree), separators=(",", ":")).encode() + b"\n"
+            )
+        if not good_raw:
+            return []
+        raw_arr = pa.array(good_raw, pa.large_binary())
+        try:
+            table = self._parse(b"".join(good_projected), frozenset())
+            if table.num_rows != len(good_raw):
+                raise _BlockFailed("row count mismatch")
+            out, failing, checks = self._convert(table, raw_arr)
+            return [self._split_valid(out, failing, checks, raw_arr)]
+        except (_BlockFailed, pa.ArrowException, ValueError, TypeError):
+            pass
+        results = []  # last resort: one by one
+        for raw, projected in zip(good_raw, good_projected, strict=True):
+            one = pa.array([raw], pa.large_binary())
+            try:
+                table = self._parse(projected, frozenset())
+                out, failing, checks = self._convert(table, one)
+                results.append(self._split_valid(out, failing, checks, one))
+            except (pa.ArrowException, ValueError, TypeError) as exc:
+                self._quarantine_raw("unconvertible", None, f"{block_error}; {exc}", raw)
+        return results
+
+    # -- quarantine --------------------------------------------------------------------------
+
+    def _write_quarantine(self, reason: str, fld: str | None, detail: str, record_json: bytes):
+        head = json.dumps({"reason": reason, "field": fld, "detail": detail})[:-1]
+        self.quarantine.write(head.encode() + b', "record": ' + record_json + b"}\n")
+        self.reasons[reason] += 1
+        self.quarantined += 1
+
+    def _quarantine_raw(self, reason: str, fld: str | None, detail: str, raw: bytes) -> None:
+        text = raw.strip()
+        try:
+            json.loads(text)
+            record = text
+        except ValueError:
+            record = json.dumps(text.decode("utf-8", "replace")).encode()
+        self._write_quarantine(reason, fld, detail, record)
+
+    def _quarantine_text(self, reason: str, fld: str | None, detail: str, raw: bytes) -> None:
+        record = json.dumps(raw.strip().decode("utf-8", "replace")).encode()
+        self._write_quarantine(reason, fld, detail, record)
+
+    def _quarantine_obj(self, reason: str, fld: str | None, detail: str, obj: Any) -> None:
+        self._write_quarantine(reason, fld, detail, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _check_detail(reason: str, fld: str) -> str:
+    return {
+        "missing_required_field": f"required field {fld} is missing or null",
+        "unknown_currency": f"{fld} is not a currency Stripe lists; its exponent is unknown",
+        "not_in_enum": f"{fld} has a value outside the allowed values",
+        "pattern_mismatch": f"{fld} does not match the required pattern",
+        "out_of_range": f"{fld} is outside the XDM long range",
+        "timestamp_out_of_range": f"{fld} is not a Unix time between 1970 and 9999",
+    }.get(reason, reason)
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _leaf_ok(kind: str, v: Any) -> bool:
+    if v is None:
+        return True
+    if kind == "string":
+        return isinstance(v, str)
+    if kind == "integer":
+        return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+    if kind == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "boolean":
+        return isinstance(v, bool)
+    if kind == "expandable":
+        return isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("id"), str))
+    if kind == "metadata":
+        return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+    if kind == "string_list":
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    raise ValueError(f"unknown input kind {kind}")
+
+
+_EXPECT = {"expandable": "an id string or an object with an id", "metadata": "an object of strings",
+           "string_list": "an array of strings"}
+
+
+def _diagnose(obj: dict, node: _Node, path: str = "") -> tuple[str, str] | None:
+    """First declared Stripe path whose value has the wrong JSON kind: (path, detail)."""
+    for name, child in node.children.items():
+        p = f"{path}.{name}" if path else name
+        v = obj.get(name)
+        if v is None:
+            continue
+        values = [v]
+        if child.is_list:
+            if not isinstance(v, list):
+                return p, f"expected an array, got {_kind(v)}"
+            values = v
+            p = f"{p}[]"
+        for item in values:
+            if child.kind is not None:
+                if not _leaf_ok(child.kind, item):
+                    expected = _EXPECT.get(child.kind, child.kind)
+                    return p, f"expected {expected}, got {_kind(item)}"
+            elif item is not None:
+                if not isinstance(item, dict):
+                    return p, f"expected an object, got {_kind(item)}"
+                found = _diagnose(item, child, p)
+                if found is not None:
+                    return found
+    return None
+
+
+def _project(obj: dict, node: _Node) -> dict:
+    """Only the declared Stripe paths, expanded objects replaced by their id."""
+    out: dict[str, Any] = {}
+    for name, child in node.children.items():
+        v = obj.get(name)
+        if v is None:
+            continue
+        items = v if child.is_list else [v]
+        projected = []
+        for item in items:
+            if child.kind == "expandable":
+                projected.append(item["id"] if isinstance(item, dict) else item)
+            elif child.kind is not None:
+                projected.append(item)
+            else:
+                projected.append(_project(item, child) if item is not None else None)
+        out[name] = projected if child.is_list else projected[0]
+    return out
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        if v and isinstance(v[0], tuple) and len(v[0]) == 2:  # map entries
+            return {k: _json_safe(x) for k, x in v}
+        return [_json_safe(x) for x in v]
+    if hasattr(v, "isoformat"):
+        return v.isoformat().replace("+00:00", "Z")
+    return v
+
+
+def convert_jsonl(
+    source: Any,
+    *,
+    resource: str,
+    tenant: str,
+    account: str | None,
+    api_version: str,
+    open_output: Callable[[int], Any],
+    quarantine: BinaryIO,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    row_group_rows: int = 128 * 1024,
+    preview_rows: int = 5,
+) -> ConversionResult:
+    """Convert decompressed Stripe JSON lines of one resource to XDM Parquet parts.
+
+    `source`: a readable stream (pyarrow NativeFile or binary file-like) of JSON lines.
+    `open_output(i)`: opens the i-th Parquet part (a writable pyarrow NativeFile); each part is
+    closed here when complete, the caller names and commits it. No part is opened for 0 rows.
+    `quarantine`: binary file-like receiving one JSON line per rejected record.
+    Every non-blank input line ends as exactly one row or one quarantine line.
+    """
+    mapping = mapping_for(resource)
+    validate_tenant(tenant)
+    if not api_version:
+        raise ValueError("api_version is required: pass the Stripe-Version the raw file was read with")
+    if max_file_bytes < 64 * 1024:
+        raise ValueError(f"max_file_bytes={max_file_bytes} is too small (minimum 64 KiB)")
+    conv = Converter(mapping, tenant, {"account": account, "api_version": api_version}, quarantine)
+    writer = _PartWriter(conv.schema, open_output, max_file_bytes, row_group_rows)
+    result = ConversionResult(resource=resource)
+    preview: list[dict[str, Any]] = []
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    for block in _read_blocks(source, block_bytes):
+        lines = _split_lines(block)
+        result.input_records += int((~lines.blank).sum())
+        if lines.regular.all():
+            tables = conv.convert_lines(lines.lines, lines.buffer)
+        else:
+            tables = []
+            irregular = ~lines.regular & ~lines.blank
+            regular_idx = np.flatnonzero(lines.regular)
+            if len(regular_idx):
+                regular = lines.lines.take(pa.array(regular_idx))
+                tables.extend(conv.convert_lines(regular, None))
+            odd = lines.lines.filter(pa.array(irregular)).to_pylist()
+            if odd:
+                tables.extend(conv._slow(odd, "line is not a JSON object"))
+        for t in tables:
+            if t.num_rows:
+                writer.write(t)
+                result.rows += t.num_rows
+                if len(preview) < preview_rows:
+                    preview.extend(_json_safe(t.slice(0, preview_rows - len(preview)).to_pylist()))
+    result.parts = writer.finish()
+    result.quarantined = conv.quarantined
+    result.reasons = dict(conv.reasons)
+    result.preview = preview
+    result.slow_path_records = conv.slow_path_records
+    if not result.reconciled:  # pragma: no cover - an invariant, not an expected state
+        raise RuntimeError(
+            f"{resource}: {result.input_records} input records but {result.rows} rows + "
+            f"{result.quarantined} quarantined"
+        )
+    return result
