@@ -1,0 +1,162 @@
+"""Crash safety: a real delivery process SIGKILLed at each hook point, then a re-run.
+
+After the re-run every row must be in AEP exactly once, no batch may be left `loading`, and the
+ledger must hold no pending attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stripe_aep.aep.deliver import XdmFile, deliver
+from stripe_aep.aep.ledger import AttemptState, BatchLedger
+from stripe_aep_tests.aep.conftest import env_for, make_files
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child(aep, lake: Path, data_dir: Path, dataset_id: str, crash_at: str | None, max_files=3):
+    env = {**os.environ, **env_for(aep), "PYTHONPATH": str(ROOT)}
+    env.pop("STRIPE_AEP_CRASH_AT", None)
+    if crash_at:
+        env["STRIPE_AEP_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stripe_aep_tests.aep.deliver_child",
+            str(lake),
+            str(data_dir),
+            dataset_id,
+            str(max_files),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def assert_exactly_once(aep, dataset_id, files):
+    table = aep.rows(dataset_id)
+    counts = Counter(table.column("_id").to_pylist())
+    want = set()
+    import pyarrow.parquet as pq
+
+    for f in files:
+        with f.open() as fh:
+            want.update(pq.read_table(fh).column("_id").to_pylist())
+    assert set(counts) == want
+    assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1][:5]
+    statuses = Counter(
+        b["status"]
+        for b in aep.state.batches.values()
+        if b["relatedObjects"][0]["id"] == dataset_id
+    )
+    assert statuses["loading"] == 0 and statuses["processing"] == 0, statuses
+
+
+IN, CR, CG, CD = (
+    AttemptState.INTENT,
+    AttemptState.CREATED,
+    AttemptState.COMPLETING,
+    AttemptState.COMPLETED,
+)
+#: the ledger a SIGKILL leaves behind (5 files, 3 per batch → two batches)
+EXPECTED_AT_CRASH = {
+    "after_create_before_ledger": [IN],
+    "after_create": [CR],
+    "after_upload:1": [CR],
+    "after_upload:4": [CD, CR],
+    "after_complete_before_ledger": [CG],
+    "while_polling": [CD, CD],
+}
+
+
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "after_create_before_ledger",
+        "after_create",
+        "after_upload:1",
+        "after_upload:4",
+        "after_complete_before_ledger",
+        "while_polling",
+    ],
+)
+def test_sigkill_at_each_step_then_rerun_delivers_every_row_once(
+    aep, lake, tmp_path, dataset_id, crash_at
+):
+    aep.faults.processing_delay_s = 0.3
+    files = make_files(lake, 5, 20)  # 3 + 2 files per batch
+    data_dir = tmp_path / "data"
+    crashed = child(aep, lake, data_dir, dataset_id, crash_at)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+
+    ledger = BatchLedger.for_data_dir(data_dir)
+    before = ledger.attempts(dataset_id)
+    assert [a.state for a in before] == EXPECTED_AT_CRASH[crash_at]
+
+    rerun = child(aep, lake, data_dir, dataset_id, None)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_exactly_once(aep, dataset_id, files)
+    assert ledger.pending_batches(dataset_id) == []
+    assert ledger.delivered_rows(files, dataset_id) == 100
+    # one batch per attempt at most: the crashed batch was resumed/adopted, never re-created twice
+    aep_batches = [
+        b for b in aep.state.batches.values() if b["relatedObjects"][0]["id"] == dataset_id
+    ]
+    assert len(aep_batches) == len({a.batch_id for a in ledger.attempts(dataset_id) if a.batch_id})
+    ledger.close()
+
+
+def test_interrupted_batch_whose_files_are_not_offered_again_is_aborted(
+    aep, aep_client, lake, tmp_path, dataset_id
+):
+    files = make_files(lake, 4, 10)
+    data_dir = tmp_path / "data"
+    crashed = child(aep, lake, data_dir, dataset_id, "after_upload:1", max_files=4)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    ledger = BatchLedger.for_data_dir(data_dir)
+    [interrupted] = ledger.attempts(dataset_id)
+    assert interrupted.state is AttemptState.CREATED
+
+    # the next run only covers two of the four files (say, a single partition)
+    subset = [XdmFile.from_path(lake / f.key, f.key) for f in files[:2]]
+    report = deliver(
+        aep_client,
+        ledger,
+        dataset_id=dataset_id,
+        files=subset,
+        wait_timeout_s=10,
+        poll_interval_s=0.02,
+    )
+    assert ledger.attempt(interrupted.attempt_id).state is AttemptState.ABORTED
+    assert aep.state.batches[interrupted.batch_id]["status"] == "aborted"
+    assert report.delivered_rows == 20
+    # and the other two are delivered by a later call, once
+    deliver(
+        aep_client,
+        ledger,
+        dataset_id=dataset_id,
+        files=files,
+        wait_timeout_s=10,
+        poll_interval_s=0.02,
+    )
+    assert_exactly_once(aep, dataset_id, files)
+    ledger.close()
+
+
+def test_crash_hook_is_inert_when_unset(aep, lake, tmp_path, dataset_id):
+    make_files(lake, 1, 3)
+    done = child(aep, lake, tmp_path / "data", dataset_id, None)
+    assert done.returncode == 0, done.stderr
+    assert '"rows_confirmed": 3' in done.stdout
