@@ -34,7 +34,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
@@ -119,7 +118,7 @@ class ConversionResult:
 def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in row.items():
-        if isinstance(v, dict) and v and not k == "metadata":
+        if isinstance(v, dict) and v and k != "metadata":
             out.update(_flatten(v, f"{prefix}{k}."))
         elif not isinstance(v, (list, dict)):
             out[f"{prefix}{k}"] = v
@@ -315,9 +314,11 @@ class Converter:
 
     def _parse(self, buffer: bytes, expanded: frozenset[str], infer: bool = True) -> pa.Table:
         schema = stripe_parse_schema(self.mapping, expanded)
-        block_size = max(_PARSE_BLOCK, 1 << (len(buffer).bit_length())) if len(buffer) < (
-            64 << 20
-        ) else _PARSE_BLOCK
+        block_size = (
+            max(_PARSE_BLOCK, 1 << (len(buffer).bit_length()))
+            if len(buffer) < (64 << 20)
+            else _PARSE_BLOCK
+        )
         return pj.read_json(
             pa.BufferReader(pa.py_buffer(buffer)),
             read_options=pj.ReadOptions(block_size=min(block_size, 64 << 20)),
@@ -335,10 +336,10 @@ class Converter:
             except pa.ArrowInvalid as exc:
                 m = _CHANGED.search(str(exc))
                 path = self.expandables.get(m.group("col")) if m else None
-                if m and path and m.group("a") == "string" and m.group("b") == "object":
-                    if path not in self.expanded:
-                        self.expanded = self.expanded | {path}
-                        continue
+                widen = m and path and (m.group("a"), m.group("b")) == ("string", "object")
+                if widen and path not in self.expanded:
+                    self.expanded = self.expanded | {path}
+                    continue
                 raise _BlockFailed(str(exc)) from exc
             if table.num_rows != expected_rows:
                 raise _BlockFailed(
@@ -510,8 +511,11 @@ def _leaf_ok(kind: str, v: Any) -> bool:
     raise ValueError(f"unknown input kind {kind}")
 
 
-_EXPECT = {"expandable": "an id string or an object with an id", "metadata": "an object of strings",
-           "string_list": "an array of strings"}
+_EXPECT = {
+    "expandable": "an id string or an object with an id",
+    "metadata": "an object of strings",
+    "string_list": "an array of strings",
+}
 
 
 def _diagnose(obj: dict, node: _Node, path: str = "") -> tuple[str, str] | None:
@@ -598,7 +602,9 @@ def convert_jsonl(
     mapping = mapping_for(resource)
     validate_tenant(tenant)
     if not api_version:
-        raise ValueError("api_version is required: pass the Stripe-Version the raw file was read with")
+        raise ValueError(
+            "api_version is required: pass the Stripe-Version the raw file was read with"
+        )
     if max_file_bytes < 64 * 1024:
         raise ValueError(f"max_file_bytes={max_file_bytes} is too small (minimum 64 KiB)")
     conv = Converter(mapping, tenant, {"account": account, "api_version": api_version}, quarantine)

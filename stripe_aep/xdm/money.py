@@ -26,16 +26,20 @@ import pyarrow.compute as pc
 
 # Stripe's zero-decimal list minus the two special cases (ISK, UGX) that Stripe represents with two
 # decimals for backward compatibility.
-ZERO_DECIMAL: frozenset[str] = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf vnd vuv xaf xof xpf".split()
-)
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+ZERO_DECIMAL: frozenset[str] = _codes("bif clp djf gnf jpy kmf krw mga pyg rwf vnd vuv xaf xof xpf")
 SPECIAL_TWO_DECIMAL: frozenset[str] = frozenset({"isk", "ugx"})
 THREE_DECIMAL: frozenset[str] = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
 # Presentment currencies Stripe lists (docs.stripe.com/currencies), lower case as the API sends them,
 # plus the three-decimal currencies. A currency outside this list cannot be converted exactly (its
 # exponent is unknown), so such records are quarantined with reason `unknown_currency`.
-STRIPE_CURRENCIES: frozenset[str] = frozenset(
+STRIPE_CURRENCIES: frozenset[str] = _codes(
     """
     usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd bwp byn
     bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp gel gip gmd gnf
@@ -43,7 +47,7 @@ STRIPE_CURRENCIES: frozenset[str] = frozenset(
     lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad ngn nio nok npr nzd omr pab pen
     pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek sgd shp sle sll sos srd std szl thb tjs
     tnd top try ttd twd tzs uah ugx uyu uzs vnd vuv wst xaf xcd xof xpf yer zar zmw
-    """.split()
+    """
 )
 
 #: Largest |minor| for which `round(major_double * 10**exponent) == minor` is guaranteed (2**50):

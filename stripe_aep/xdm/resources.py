@@ -293,9 +293,7 @@ def record_id() -> Field:
 
 
 def timestamp_field(source: Source, what: str) -> Field:
-    return Field(
-        "timestamp", T.DATETIME, what, source, required=True, standard=EXPERIENCE_EVENT
-    )
+    return Field("timestamp", T.DATETIME, what, source, required=True, standard=EXPERIENCE_EVENT)
 
 
 def _coalesce(*arrays: pa.Array) -> pa.Array:
@@ -380,8 +378,11 @@ CHARGES = ResourceMapping(
                             "purchaseID",
                             T.STRING,
                             "Payment intent id, or the charge id for charges without one.",
-                            Expr(_coalesce, (Id("payment_intent"), S("id")), "`payment_intent` "
-                                 "(expandable) if set, else `id`"),
+                            Expr(
+                                _coalesce,
+                                (Id("payment_intent"), S("id")),
+                                "`payment_intent` (expandable) if set, else `id`",
+                            ),
                         ),
                         Field(
                             "priceTotal",
@@ -447,8 +448,7 @@ CHARGES = ResourceMapping(
                             "value",
                             T.NUMBER,
                             "1 for a succeeded charge, absent otherwise.",
-                            Expr(_purchase_measure, (S("status"),), "1 if `status` is "
-                                 "`succeeded`"),
+                            Expr(_purchase_measure, (S("status"),), "1 if `status` is `succeeded`"),
                         ),
                     ),
                 ),
@@ -468,7 +468,12 @@ CHARGES = ResourceMapping(
             S("status"),
             suggested=("succeeded", "pending", "failed"),
         ),
-        Field("paid", T.BOOLEAN, "True if the charge succeeded or was authorized.", S("paid", "boolean")),
+        Field(
+            "paid",
+            T.BOOLEAN,
+            "True if the charge succeeded or was authorized.",
+            S("paid", "boolean"),
+        ),
         Field("captured", T.BOOLEAN, "True if the charge was captured.", S("captured", "boolean")),
         Field("refunded", T.BOOLEAN, "True if fully refunded.", S("refunded", "boolean")),
         Field("disputed", T.BOOLEAN, "True if disputed.", S("disputed", "boolean")),
@@ -507,8 +512,18 @@ CHARGES = ResourceMapping(
                 Field("networkStatus", T.STRING, "Network status.", S("outcome.network_status")),
                 Field("reason", T.STRING, "Reason code.", S("outcome.reason")),
                 Field("riskLevel", T.STRING, "Radar risk level.", S("outcome.risk_level")),
-                Field("riskScore", T.LONG, "Radar risk score (0-100).", S("outcome.risk_score", "integer")),
-                Field("sellerMessage", T.STRING, "Message for the seller.", S("outcome.seller_message")),
+                Field(
+                    "riskScore",
+                    T.LONG,
+                    "Radar risk score (0-100).",
+                    S("outcome.risk_score", "integer"),
+                ),
+                Field(
+                    "sellerMessage",
+                    T.STRING,
+                    "Message for the seller.",
+                    S("outcome.seller_message"),
+                ),
             ),
         ),
         Field(
@@ -526,7 +541,11 @@ CHARGES = ResourceMapping(
                     "isBnpl",
                     T.BOOLEAN,
                     "True for buy-now-pay-later types (affirm, afterpay_clearpay, klarna, zip).",
-                    Expr(_is_bnpl, (S(f"{PMD}.type"),), "`type` in affirm, afterpay_clearpay, klarna, zip"),
+                    Expr(
+                        _is_bnpl,
+                        (S(f"{PMD}.type"),),
+                        "`type` in affirm, afterpay_clearpay, klarna, zip",
+                    ),
                 ),
                 Field(
                     "bnplProvider",
@@ -541,14 +560,36 @@ CHARGES = ResourceMapping(
                     "Card details.",
                     children=(
                         Field("brand", T.STRING, "Card brand.", S(f"{PMD}.card.brand")),
-                        Field("funding", T.STRING, "credit, debit, prepaid or unknown.", S(f"{PMD}.card.funding")),
+                        Field(
+                            "funding",
+                            T.STRING,
+                            "credit, debit, prepaid or unknown.",
+                            S(f"{PMD}.card.funding"),
+                        ),
                         Field("country", T.STRING, "Issuing country.", S(f"{PMD}.card.country")),
                         Field("last4", T.STRING, "Last four digits.", S(f"{PMD}.card.last4")),
-                        Field("expMonth", T.LONG, "Expiry month.", S(f"{PMD}.card.exp_month", "integer")),
-                        Field("expYear", T.LONG, "Expiry year.", S(f"{PMD}.card.exp_year", "integer")),
+                        Field(
+                            "expMonth",
+                            T.LONG,
+                            "Expiry month.",
+                            S(f"{PMD}.card.exp_month", "integer"),
+                        ),
+                        Field(
+                            "expYear", T.LONG, "Expiry year.", S(f"{PMD}.card.exp_year", "integer")
+                        ),
                         Field("network", T.STRING, "Card network.", S(f"{PMD}.card.network")),
-                        Field("fingerprint", T.STRING, "Card fingerprint.", S(f"{PMD}.card.fingerprint")),
-                        Field("walletType", T.STRING, "Wallet (apple_pay, link, …).", S(f"{PMD}.card.wallet.type")),
+                        Field(
+                            "fingerprint",
+                            T.STRING,
+                            "Card fingerprint.",
+                            S(f"{PMD}.card.fingerprint"),
+                        ),
+                        Field(
+                            "walletType",
+                            T.STRING,
+                            "Wallet (apple_pay, link, …).",
+                            S(f"{PMD}.card.wallet.type"),
+                        ),
                         Field(
                             "threeDSecureResult",
                             T.STRING,
@@ -568,7 +609,12 @@ CHARGES = ResourceMapping(
                             "Klarna category (pay_later, pay_now, pay_with_financing, pay_in_installments).",
                             S(f"{PMD}.klarna.payment_method_category"),
                         ),
-                        Field("preferredLocale", T.STRING, "Customer locale.", S(f"{PMD}.klarna.preferred_locale")),
+                        Field(
+                            "preferredLocale",
+                            T.STRING,
+                            "Customer locale.",
+                            S(f"{PMD}.klarna.preferred_locale"),
+                        ),
                         Field(
                             "payerCountry",
                             T.STRING,
@@ -582,8 +628,18 @@ CHARGES = ResourceMapping(
                     T.OBJECT,
                     "Afterpay / Clearpay details.",
                     children=(
-                        Field("orderId", T.STRING, "Afterpay order id.", S(f"{PMD}.afterpay_clearpay.order_id")),
-                        Field("reference", T.STRING, "Merchant reference.", S(f"{PMD}.afterpay_clearpay.reference")),
+                        Field(
+                            "orderId",
+                            T.STRING,
+                            "Afterpay order id.",
+                            S(f"{PMD}.afterpay_clearpay.order_id"),
+                        ),
+                        Field(
+                            "reference",
+                            T.STRING,
+                            "Merchant reference.",
+                            S(f"{PMD}.afterpay_clearpay.reference"),
+                        ),
                     ),
                 ),
                 Field(
@@ -691,7 +747,12 @@ REFUNDS = ResourceMapping(
             T.STRING,
             "Reason for the refund.",
             S("reason"),
-            suggested=("duplicate", "fraudulent", "requested_by_customer", "expired_uncaptured_charge"),
+            suggested=(
+                "duplicate",
+                "fraudulent",
+                "requested_by_customer",
+                "expired_uncaptured_charge",
+            ),
         ),
         Field("charge", T.STRING, "Refunded charge id.", Id("charge")),
         Field("paymentIntent", T.STRING, "Payment intent id.", Id("payment_intent")),
@@ -746,10 +807,14 @@ BALANCE_TRANSACTIONS = ResourceMapping(
             S("exchange_rate", "number"),
         ),
         Field("type", T.STRING, "Transaction type (charge, refund, payout, …).", S("type")),
+        Field("reportingCategory", T.STRING, "Reporting category.", S("reporting_category")),
         Field(
-            "reportingCategory", T.STRING, "Reporting category.", S("reporting_category")
+            "status",
+            T.STRING,
+            "pending or available.",
+            S("status"),
+            suggested=("pending", "available"),
         ),
-        Field("status", T.STRING, "pending or available.", S("status"), suggested=("pending", "available")),
         Field("balanceType", T.STRING, "Balance the transaction affects.", S("balance_type")),
         Field(
             "availableOn",
@@ -844,7 +909,9 @@ CUSTOMERS = ResourceMapping(
         Field("description", T.STRING, "Description.", S("description")),
         *money("balance", "balance", "currency", "Customer balance (negative: credit)"),
         currency_field(required=False),
-        Field("delinquent", T.BOOLEAN, "True if an invoice is past due.", S("delinquent", "boolean")),
+        Field(
+            "delinquent", T.BOOLEAN, "True if an invoice is past due.", S("delinquent", "boolean")
+        ),
         Field("invoicePrefix", T.STRING, "Invoice number prefix.", S("invoice_prefix")),
         Field(
             "nextInvoiceSequence",
@@ -912,7 +979,13 @@ SUBSCRIPTIONS = ResourceMapping(
         event_type("stripe.subscription.", "status"),
     ),
     resource_fields=(
-        Field("customer", T.STRING, "Customer id (identity `StripeCustomerId`).", Id("customer"), required=True),
+        Field(
+            "customer",
+            T.STRING,
+            "Customer id (identity `StripeCustomerId`).",
+            Id("customer"),
+            required=True,
+        ),
         Field(
             "status",
             T.STRING,
@@ -930,14 +1003,28 @@ SUBSCRIPTIONS = ResourceMapping(
             ),
         ),
         currency_field(),
-        Field("collectionMethod", T.STRING, "charge_automatically or send_invoice.", S("collection_method")),
-        Field("cancelAtPeriodEnd", T.BOOLEAN, "Cancels at the end of the period.", S("cancel_at_period_end", "boolean")),
+        Field(
+            "collectionMethod",
+            T.STRING,
+            "charge_automatically or send_invoice.",
+            S("collection_method"),
+        ),
+        Field(
+            "cancelAtPeriodEnd",
+            T.BOOLEAN,
+            "Cancels at the end of the period.",
+            S("cancel_at_period_end", "boolean"),
+        ),
         Field("cancelAt", T.DATETIME, "Scheduled cancellation time.", Time("cancel_at")),
         Field("canceledAt", T.DATETIME, "When it was canceled.", Time("canceled_at")),
-        Field("cancellationReason", T.STRING, "Why it was canceled.", S("cancellation_details.reason")),
+        Field(
+            "cancellationReason", T.STRING, "Why it was canceled.", S("cancellation_details.reason")
+        ),
         Field("endedAt", T.DATETIME, "When it ended.", Time("ended_at")),
         Field("startDate", T.DATETIME, "Start date.", Time("start_date")),
-        Field("billingCycleAnchor", T.DATETIME, "Billing cycle anchor.", Time("billing_cycle_anchor")),
+        Field(
+            "billingCycleAnchor", T.DATETIME, "Billing cycle anchor.", Time("billing_cycle_anchor")
+        ),
         Field("trialStart", T.DATETIME, "Trial start.", Time("trial_start")),
         Field("trialEnd", T.DATETIME, "Trial end.", Time("trial_end")),
         Field(
@@ -967,9 +1054,16 @@ SUBSCRIPTIONS = ResourceMapping(
             ),
         ),
         Field("latestInvoice", T.STRING, "Latest invoice id.", Id("latest_invoice")),
-        Field("defaultPaymentMethod", T.STRING, "Default payment method id.", Id("default_payment_method")),
+        Field(
+            "defaultPaymentMethod",
+            T.STRING,
+            "Default payment method id.",
+            Id("default_payment_method"),
+        ),
         Field("description", T.STRING, "Description.", S("description")),
-        Field("daysUntilDue", T.LONG, "Days until an invoice is due.", S("days_until_due", "integer")),
+        Field(
+            "daysUntilDue", T.LONG, "Days until an invoice is due.", S("days_until_due", "integer")
+        ),
         Field(
             "items",
             T.ARRAY,
@@ -1088,7 +1182,7 @@ PRICES = ResourceMapping(
     custom_class_title="Stripe Price",
     rationale=(
         "A price belongs to the catalogue, not to a person: a custom record class "
-        "\"Stripe Price\" (record behaviour), used as a CJA lookup dataset keyed by "
+        '"Stripe Price" (record behaviour), used as a CJA lookup dataset keyed by '
         "`_{TENANT}.price.id` and joined from `_{TENANT}.subscription.items[].priceId`. No person "
         "identity, not Profile-enabled. `unit_amount_decimal` (sub-minor-unit precision) is kept "
         "as Stripe's exact decimal string."
@@ -1096,8 +1190,19 @@ PRICES = ResourceMapping(
     standard_fields=(record_id(),),
     resource_fields=(
         Field("id", T.STRING, "Price id (lookup key).", S("id"), required=True),
-        Field("active", T.BOOLEAN, "Whether the price can be used for new purchases.", S("active", "boolean")),
-        Field("type", T.STRING, "one_time or recurring.", S("type"), suggested=("one_time", "recurring")),
+        Field(
+            "active",
+            T.BOOLEAN,
+            "Whether the price can be used for new purchases.",
+            S("active", "boolean"),
+        ),
+        Field(
+            "type",
+            T.STRING,
+            "one_time or recurring.",
+            S("type"),
+            suggested=("one_time", "recurring"),
+        ),
         Field("product", T.STRING, "Product id.", Id("product")),
         Field("nickname", T.STRING, "Nickname.", S("nickname")),
         Field("lookupKey", T.STRING, "Lookup key.", S("lookup_key")),
@@ -1139,7 +1244,12 @@ PRICES = ResourceMapping(
             T.OBJECT,
             "Quantity transformation before billing.",
             children=(
-                Field("divideBy", T.LONG, "Divide quantity by.", S("transform_quantity.divide_by", "integer")),
+                Field(
+                    "divideBy",
+                    T.LONG,
+                    "Divide quantity by.",
+                    S("transform_quantity.divide_by", "integer"),
+                ),
                 Field("round", T.STRING, "up or down.", S("transform_quantity.round")),
             ),
         ),

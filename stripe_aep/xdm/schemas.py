@@ -208,7 +208,10 @@ def stripe_parse_schema(
                 typ = INPUT_KINDS[node.kind]
         else:
             typ = pa.struct(
-                [pa.field(n, arrow_node(c, child_path(path, n, c))) for n, c in node.children.items()]
+                [
+                    pa.field(n, arrow_node(c, child_path(path, n, c)))
+                    for n, c in node.children.items()
+                ]
             )
         return pa.list_(typ) if node.is_list else typ
 
