@@ -933,6 +933,10 @@ class AepEmulator:
                 tokens_valid=store.tokens_valid,
             )
 
+    def finish_processing(self) -> int:
+        """Finalise every `processing` batch now, whatever `processing_delay_s` said (for tests)."""
+        return self.store.finish_processing()
+
     def rows(self, dataset_id: str) -> pa.Table:
         """Every row of every successful batch of the dataset, in batch creation order."""
         return self.store.rows(dataset_id)
