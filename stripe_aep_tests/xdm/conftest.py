@@ -1,0 +1,102 @@
+"""Shared helpers for the XDM tests: sample objects and a conversion runner on local files."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import pathlib
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from stripe_aep.xdm import ConversionResult, convert_jsonl
+
+SPECS = pathlib.Path("/work/shared/specs/stripe")
+TENANT = "stripeaep"
+API_VERSION = "2026-06-24.dahlia"
+OBJECT_OF = {
+    "charges": "charge",
+    "subscriptions": "subscription",
+    "refunds": "refund",
+    "balance_transactions": "balance_transaction",
+    "customers": "customer",
+    "prices": "price",
+}
+
+
+def load_samples(name: str) -> dict[str, dict]:
+    return json.loads((SPECS / name).read_text())["resources"]
+
+
+FIXTURES3 = load_samples("fixtures3.json")
+SAMPLES_2023 = load_samples("samples-2023.json")
+
+
+def sample(resource: str, which: str = "fixtures3") -> dict:
+    source = FIXTURES3 if which == "fixtures3" else SAMPLES_2023
+    return copy.deepcopy(source[OBJECT_OF[resource]])
+
+
+def jsonl(objects: list) -> bytes:
+    out = []
+    for o in objects:
+        out.append(o if isinstance(o, str) else json.dumps(o, separators=(",", ":")))
+    return ("\n".join(out) + "\n").encode()
+
+
+@dataclass
+class Run:
+    result: ConversionResult
+    paths: list[pathlib.Path]
+    quarantine: list[dict]
+
+    def table(self) -> pa.Table:
+        if not self.paths:
+            return pa.table({})
+        return pa.concat_tables([pq.read_table(p) for p in self.paths])
+
+    def rows(self) -> list[dict]:
+        return self.table().to_pylist() if self.paths else []
+
+
+def run_convert(
+    tmp_path: pathlib.Path,
+    data: bytes,
+    resource: str,
+    *,
+    account: str | None = None,
+    **kwargs,
+) -> Run:
+    paths: list[pathlib.Path] = []
+    out_dir = tmp_path / f"out-{resource}-{len(list(tmp_path.iterdir()))}"
+    out_dir.mkdir()
+
+    def open_output(i: int) -> pa.NativeFile:
+        path = out_dir / f"part-{i:05d}.parquet"
+        paths.append(path)
+        return pa.OSFile(str(path), "wb")
+
+    q = io.BytesIO()
+    result = convert_jsonl(
+        pa.BufferReader(data),
+        resource=resource,
+        tenant=TENANT,
+        account=account,
+        api_version=API_VERSION,
+        open_output=open_output,
+        quarantine=q,
+        **kwargs,
+    )
+    quarantine = [json.loads(line) for line in q.getvalue().splitlines()]
+    return Run(result, paths, quarantine)
+
+
+@pytest.fixture
+def convert(tmp_path):
+    def _run(data: bytes, resource: str, **kwargs) -> Run:
+        return run_convert(tmp_path, data, resource, **kwargs)
+
+    return _run
