@@ -152,7 +152,8 @@ class ResolvedSchema:
     required: list[str]
     lenient_roots: bool
     """True when the schema includes standard field groups the emulator does not hold: unknown top-level
-    columns outside the tenant namespace are then accepted (their types are still checked)."""
+    columns without a leading underscore (and `_experience`) are then accepted; their Parquet types are
+    still checked."""
 
     def node(self) -> dict:
         return {"type": "object", "properties": self.properties, "required": self.required}
@@ -440,13 +441,22 @@ def _values(table: pa.Table, path: tuple[str, ...]) -> pa.Array | None:
     return array
 
 
+def _standard_root(name: str) -> bool:
+    """Whether an unknown top-level field may come from a standard field group the emulator lacks.
+
+    Standard field groups add plain names (`person`, `commerce`, ...) and Adobe's `_experience`;
+    other underscore names are tenant namespaces, which must be declared (catches `_tenant` typos).
+    """
+    return not name.startswith("_") or name == "_experience"
+
+
 def _check_table(check: FileCheck, resolved: ResolvedSchema, arrow_schema: pa.Schema, tenant: str):
     walk = _Walk(check)
     root_children = resolved.properties
     for arrow_field in arrow_schema:
         node = root_children.get(arrow_field.name)
         if node is None:
-            if resolved.lenient_roots and arrow_field.name != f"_{tenant}":
+            if resolved.lenient_roots and _standard_root(arrow_field.name):
                 continue
             check.fail(
                 CODE_VALIDATION,
@@ -561,7 +571,7 @@ def check_json(
                 check.bad_rows.setdefault(f"required field '{required}' is null", set()).add(row)
     for path in sorted(unknown):
         top = path.split(".")[0]
-        if resolved.lenient_roots and top not in resolved.properties and top != f"_{tenant}":
+        if resolved.lenient_roots and top not in resolved.properties and _standard_root(top):
             continue
         check.fail(CODE_VALIDATION, f"field '{path}' is not a field of schema '{resolved.title}'")
     return check, records
