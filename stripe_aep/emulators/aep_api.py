@@ -431,6 +431,8 @@ def _int_param(call: Call, name: str, default: int, *, low: int, high: int) -> i
 
 
 def _project(resource: dict, properties: str | None) -> dict:
+    """A Catalog object as listed (keyed by id, so without `id`), limited to `properties` if given."""
+    resource = {k: v for k, v in resource.items() if k != "id"}
     if not properties:
         return resource
     keep = {p.strip() for p in properties.split(",") if p.strip()}
