@@ -1,4 +1,5 @@
 """The synthetic Stripe account: determinism, content that breaks extractors, ground truth, live mode."""
+# ruff: noqa: F811  (pytest fixtures are imported from stripe_fixtures and used as arguments)
 
 from __future__ import annotations
 
