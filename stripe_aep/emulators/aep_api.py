@@ -324,6 +324,12 @@ def get_registry(kind: str) -> Handler:
                 resolved = call.store.resolved_schema(resource["$id"])
                 resource["properties"] = resolved.properties
                 resource["required"] = resolved.required
+            elif kind == "classes" and "properties" not in resource:
+                properties, required = aep_ingest.class_properties(
+                    resource["$id"], {resource["$id"]: resource}
+                )
+                resource["properties"] = properties
+                resource["required"] = required
             elif kind == "fieldgroups":
                 properties, required = aep_ingest.field_group_properties(resource)
                 resource["properties"] = properties
@@ -340,6 +346,10 @@ def get_registry(kind: str) -> Handler:
 
 def create_fieldgroup(call: Call) -> Response:
     return JSONResponse(call.store.create_field_group(call.json()), 201)
+
+
+def create_class(call: Call) -> Response:
+    return JSONResponse(call.store.create_class(call.json()), 201)
 
 
 def create_schema(call: Call) -> Response:
@@ -759,6 +769,7 @@ def _routes(store: AepStore) -> list[Route]:
         r(f"{SR}/tenant/fieldgroups", create_fieldgroup, ["POST"]),
         r(f"{SR}/tenant/mixins", create_fieldgroup, ["POST"]),
         r(f"{SR}/tenant/schemas", create_schema, ["POST"]),
+        r(f"{SR}/tenant/classes", create_class, ["POST"]),
         r(f"{SR}/tenant/schemas/{{ident:path}}", patch_schema, ["PATCH"]),
         r(f"{SR}/tenant/descriptors", create_descriptor, ["POST"]),
         r(f"{SR}/tenant/descriptors", list_descriptors, ["GET"]),

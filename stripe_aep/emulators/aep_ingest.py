@@ -188,19 +188,67 @@ def field_group_properties(field_group: dict) -> tuple[dict, list[str]]:
     return properties, required
 
 
-def resolve_schema(schema: dict, field_groups: dict[str, dict], tenant: str) -> ResolvedSchema:
+BEHAVIOR_ADHOC = "https://ns.adobe.com/xdm/data/adhoc"
+
+BEHAVIORS: dict[str, tuple[dict, tuple[str, ...]]] = {
+    BEHAVIOR_RECORD: (
+        {
+            "_id": {"title": "Identifier", "type": "string", "format": "uri-reference"},
+            "_repo": STANDARD_CLASSES[XDM_INDIVIDUAL_PROFILE].properties["_repo"],
+            "createdByBatchID": {"type": "string", "format": "uri-reference"},
+            "modifiedByBatchID": {"type": "string", "format": "uri-reference"},
+            "repositoryCreatedBy": {"type": "string"},
+            "repositoryLastModifiedBy": {"type": "string"},
+        },
+        (),
+    ),
+    BEHAVIOR_TIME_SERIES: (
+        {
+            "_id": {"title": "Identifier", "type": "string", "format": "uri-reference"},
+            "timestamp": {"title": "Timestamp", "type": "string", "format": "date-time"},
+            "eventType": {"title": "Event Type", "type": "string"},
+        },
+        ("_id", "timestamp"),
+    ),
+    BEHAVIOR_ADHOC: ({"_id": {"type": "string"}}, ()),
+}
+"""What each XDM behavior contributes to a custom (tenant) class: properties and required names."""
+
+
+def class_properties(class_id: str, tenant_classes: dict[str, dict]) -> tuple[dict, list[str]]:
+    """The properties and required names of a standard or tenant class."""
+    std = STANDARD_CLASSES.get(class_id)
+    if std is not None:
+        return json.loads(json.dumps(std.properties)), list(std.required)
+    custom = tenant_classes.get(class_id)
+    if custom is None:
+        return {}, []
+    behavior = custom.get("meta:behavior") or ""
+    base, base_required = BEHAVIORS.get(behavior, ({}, ()))
+    properties = json.loads(json.dumps(base))
+    own, own_required = field_group_properties(custom)
+    _deep_merge(properties, own)
+    return properties, sorted({*base_required, *own_required})
+
+
+def resolve_schema(
+    schema: dict,
+    field_groups: dict[str, dict],
+    tenant: str,
+    tenant_classes: dict[str, dict] | None = None,
+) -> ResolvedSchema:
     """Merge the schema's class and field groups (`allOf`) into one property tree.
 
-    `field_groups` maps the `$id` of every tenant field group the registry holds to its resource.
-    Unknown `https://ns.adobe.com/xdm/...` references are standard field groups: accepted leniently.
+    `field_groups` maps the `$id` of every tenant field group the registry holds to its resource,
+    `tenant_classes` the same for custom classes. Unknown `https://ns.adobe.com/xdm/...` references
+    are standard field groups: accepted leniently.
     """
     class_id = schema.get("meta:class") or ""
-    std = STANDARD_CLASSES.get(class_id)
     properties: dict = {}
     required: list[str] = []
-    if std is not None:
-        _deep_merge(properties, json.loads(json.dumps(std.properties)))
-        required.extend(std.required)
+    class_props, class_required = class_properties(class_id, tenant_classes or {})
+    _deep_merge(properties, class_props)
+    required.extend(class_required)
     lenient = False
     for item in schema.get("allOf") or []:
         ref = item.get("$ref") if isinstance(item, dict) else None
@@ -223,14 +271,20 @@ def resolve_schema(schema: dict, field_groups: dict[str, dict], tenant: str) -> 
 
 
 def property_exists(resolved: ResolvedSchema, pointer: str) -> bool:
-    """Whether a JSON pointer such as `/_tenant/stripe/id` names a field of the schema."""
+    """Whether a JSON pointer such as `/_tenant/stripe/id` names a field of the schema.
+
+    Fields under a standard field group the emulator does not hold (see `lenient_roots`) or under an
+    opaque `$ref` are assumed to exist.
+    """
     node: dict = resolved.node()
-    for part in [p for p in pointer.split("/") if p]:
+    for depth, part in enumerate(p for p in pointer.split("/") if p):
         if node.get("type") == "array":
             node = node.get("items") or {}
+        if depth > 0 and _xdm_kind(node) == "opaque":
+            return True
         children = node.get("properties")
         if not isinstance(children, dict) or part not in children:
-            return False
+            return depth == 0 and resolved.lenient_roots and _standard_root(part)
         node = children[part]
     return True
 

@@ -284,6 +284,7 @@ class AepStore:
         self._token_generation = 0
         self.tokens_issued = 0
         self.fieldgroups: dict[str, dict] = {}
+        self.classes: dict[str, dict] = {}
         self.schemas: dict[str, dict] = {}
         self.descriptors: dict[str, dict] = {}
         self.namespaces: list[dict] = self._standard_namespaces()
@@ -333,6 +334,7 @@ class AepStore:
                 f"{self.identity.org_id!r} / {self.identity.tenant!r}; use another state directory"
             )
         self.fieldgroups = state["fieldgroups"]
+        self.classes = state["classes"]
         self.schemas = state["schemas"]
         self.descriptors = state["descriptors"]
         self.namespaces = state["namespaces"]
@@ -347,6 +349,7 @@ class AepStore:
             "orgId": self.identity.org_id,
             "tenant": self.identity.tenant,
             "fieldgroups": self.fieldgroups,
+            "classes": self.classes,
             "schemas": self.schemas,
             "descriptors": self.descriptors,
             "namespaces": self.namespaces,
@@ -552,6 +555,88 @@ class AepStore:
                 else:
                     self._check_fields({"items": items}, where, errors)
 
+    def _check_definitions(self, definitions: dict, errors: list[str]) -> None:
+        namespace = f"_{self.identity.tenant}"
+        for name, definition in definitions.items():
+            props = definition.get("properties") if isinstance(definition, dict) else None
+            if not isinstance(props, dict):
+                errors.append(f"definition {name!r} needs 'properties'")
+                continue
+            outside = [p for p in props if p != namespace]
+            if outside:
+                errors.append(
+                    f"definition {name!r} defines {outside} outside the tenant namespace; "
+                    f"custom fields must be nested under '{namespace}'"
+                )
+            self._check_fields(props, "", errors)
+
+    def _is_class(self, ref: str) -> bool:
+        return ref in STANDARD_CLASSES or ref in self.classes
+
+    def _class_ids(self) -> list[str]:
+        return sorted([*STANDARD_CLASSES, *self.classes])
+
+    def _behavior(self, class_id: str) -> str:
+        if class_id in STANDARD_CLASSES:
+            return STANDARD_CLASSES[class_id].behavior
+        return self.classes[class_id]["meta:behavior"]
+
+    def create_class(self, body: Any) -> dict:
+        """A custom class (`POST /tenant/classes`): one behavior in `allOf`, optional tenant fields."""
+        with self._lock:
+            if not isinstance(body, dict):
+                raise xdm_error(
+                    400, "XDM-1000-400", "Bad Request", "the body must be a JSON object"
+                )
+            errors: list[str] = []
+            title = body.get("title")
+            if not isinstance(title, str) or not title.strip():
+                errors.append("'title' is required")
+            if body.get("type") != "object":
+                errors.append("'type' must be 'object'")
+            refs = [i.get("$ref") for i in body.get("allOf") or [] if isinstance(i, dict)]
+            behaviors = [r for r in refs if r in aep_ingest.BEHAVIORS]
+            if len(behaviors) != 1:
+                errors.append(
+                    f"a class needs exactly one behavior in allOf ({sorted(aep_ingest.BEHAVIORS)}), "
+                    f"found {behaviors or 'none'}"
+                )
+            definitions = body.get("definitions")
+            if definitions is not None:
+                if isinstance(definitions, dict):
+                    self._check_definitions(definitions, errors)
+                else:
+                    errors.append("'definitions' must be an object")
+            for ref in refs:
+                local = isinstance(ref, str) and ref.startswith("#/definitions/")
+                if ref not in aep_ingest.BEHAVIORS and not (
+                    local and ref.split("/")[-1] in (definitions or {})
+                ):
+                    errors.append(f"allOf reference {ref!r} is neither a behavior nor a definition")
+            if errors:
+                raise xdm_error(400, "XDM-1000-400", "Bad Request", "; ".join(errors))
+            self._title_taken(self.classes, title, "class")
+            hexid = _hex()
+            resource = copy.deepcopy(body)
+            resource.update(
+                {
+                    "$id": f"https://ns.adobe.com/{self.identity.tenant}/classes/{hexid}",
+                    "meta:altId": f"_{self.identity.tenant}.classes.{hexid}",
+                    "meta:resourceType": "classes",
+                    "version": "1.0",
+                    "meta:abstract": True,
+                    "meta:extensible": True,
+                    "meta:xdmType": "object",
+                    "meta:behavior": behaviors[0],
+                    "meta:extends": [behaviors[0], "https://ns.adobe.com/xdm/common/extensible"],
+                    "meta:registryMetadata": self._registry_metadata(),
+                    **self._containers(),
+                }
+            )
+            self.classes[resource["$id"]] = resource
+            self._save()
+            return copy.deepcopy(resource)
+
     def create_field_group(self, body: Any) -> dict:
         with self._lock:
             if not isinstance(body, dict):
@@ -570,33 +655,17 @@ class AepStore:
                     "'meta:intendedToExtend' must list the $id of the class(es) it extends"
                 )
             else:
-                unknown = [c for c in extends if c not in STANDARD_CLASSES]
+                unknown = [c for c in extends if not self._is_class(c)]
                 if unknown:
                     errors.append(
                         f"meta:intendedToExtend names unknown class(es) {unknown}; known: "
-                        f"{sorted(STANDARD_CLASSES)}"
+                        f"{self._class_ids()}"
                     )
             definitions = body.get("definitions")
-            namespace = f"_{self.identity.tenant}"
             if not isinstance(definitions, dict) or not definitions:
                 errors.append("'definitions' must hold the field group's fields")
             else:
-                for name, definition in definitions.items():
-                    props = (
-                        (definition or {}).get("properties")
-                        if isinstance(definition, dict)
-                        else None
-                    )
-                    if not isinstance(props, dict):
-                        errors.append(f"definition {name!r} needs 'properties'")
-                        continue
-                    outside = [p for p in props if p != namespace]
-                    if outside:
-                        errors.append(
-                            f"definition {name!r} defines {outside} outside the tenant namespace; "
-                            f"custom fields must be nested under '{namespace}'"
-                        )
-                    self._check_fields(props, "", errors)
+                self._check_definitions(definitions, errors)
             for item in body.get("allOf") or []:
                 ref = item.get("$ref") if isinstance(item, dict) else None
                 if (
@@ -645,14 +714,14 @@ class AepStore:
                     400, "XDM-1000-400", "Bad Request", f"allOf item {item!r} needs a '$ref'"
                 )
             refs.append(ref)
-        classes = [r for r in refs if r in STANDARD_CLASSES]
+        classes = [r for r in refs if self._is_class(r)]
         if len(classes) != 1:
             raise xdm_error(
                 400,
                 "XDM-1000-400",
                 "Bad Request",
                 f"a schema needs exactly one class in allOf, found {classes or 'none'}; known classes: "
-                f"{sorted(STANDARD_CLASSES)}",
+                f"{self._class_ids()}",
             )
         class_id = classes[0]
         groups = [r for r in refs if r != class_id]
@@ -683,7 +752,7 @@ class AepStore:
     def _schema_meta(self, resource: dict) -> None:
         class_id, groups = self._schema_refs(resource.get("allOf"))
         resource["meta:class"] = class_id
-        resource["meta:extends"] = [class_id, STANDARD_CLASSES[class_id].behavior, *groups]
+        resource["meta:extends"] = [class_id, self._behavior(class_id), *groups]
         resource["refs"] = [class_id, *groups]
 
     def create_schema(self, body: Any) -> dict:
@@ -767,9 +836,7 @@ class AepStore:
                 for cls in STANDARD_CLASSES.values():
                     if cls.alt_id == ident:
                         return cls.resource()
-                raise xdm_error(
-                    404, "XDM-1012-404", "Resource Not Found", f"class {ident} is not found"
-                )
+                return copy.deepcopy(self._find(self.classes, ident, "class"))
             collection = self.schemas if kind == "schemas" else self.fieldgroups
             return copy.deepcopy(self._find(collection, ident, kind))
 
@@ -778,7 +845,7 @@ class AepStore:
             if kind == "classes":
                 if container == "global":
                     return [c.resource() for c in STANDARD_CLASSES.values()]
-                return []
+                return copy.deepcopy(list(self.classes.values()))
             if container == "global":
                 return []
             collection = self.schemas if kind == "schemas" else self.fieldgroups
@@ -787,7 +854,9 @@ class AepStore:
     def resolved_schema(self, ident: str) -> ResolvedSchema:
         with self._lock:
             schema = self._find(self.schemas, ident, "schema")
-            return aep_ingest.resolve_schema(schema, self.fieldgroups, self.identity.tenant)
+            return aep_ingest.resolve_schema(
+                schema, self.fieldgroups, self.identity.tenant, self.classes
+            )
 
     def create_descriptor(self, body: Any) -> dict:
         with self._lock:
@@ -825,7 +894,7 @@ class AepStore:
                 )
             prop = body.get("xdm:sourceProperty")
             resolved = aep_ingest.resolve_schema(
-                self.schemas[source], self.fieldgroups, self.identity.tenant
+                self.schemas[source], self.fieldgroups, self.identity.tenant, self.classes
             )
             if not isinstance(prop, str) or not aep_ingest.property_exists(resolved, prop):
                 raise xdm_error(
@@ -912,7 +981,7 @@ class AepStore:
                     "schemas": len(self.schemas),
                     "mixins": len(self.fieldgroups),
                     "datatypes": 0,
-                    "classes": 0,
+                    "classes": len(self.classes),
                     "unions": sum(
                         1
                         for s in self.schemas.values()
@@ -924,7 +993,9 @@ class AepStore:
                 "classUsage": [
                     {
                         "$id": class_id,
-                        "title": STANDARD_CLASSES[class_id].title,
+                        "title": STANDARD_CLASSES[class_id].title
+                        if class_id in STANDARD_CLASSES
+                        else self.classes[class_id]["title"],
                         "numberOfSchemas": len(items),
                         "schemas": items,
                     }
@@ -1331,7 +1402,7 @@ class AepStore:
                 )
             else:
                 resolved = aep_ingest.resolve_schema(
-                    self.schemas[schema_id], self.fieldgroups, self.identity.tenant
+                    self.schemas[schema_id], self.fieldgroups, self.identity.tenant, self.classes
                 )
                 checks = []
                 for name in names:
