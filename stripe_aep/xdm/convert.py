@@ -51,7 +51,7 @@ from stripe_aep.xdm.spec import Frame, build_field, first_failure, line_fingerpr
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
 DEFAULT_BLOCK_BYTES = 16 * 1024**2
-_PARSE_BLOCK = 4 * 1024**2
+_PARSE_BLOCK = 1024**2
 _LBRACE, _RBRACE, _NL = ord("{"), ord("}"), ord("\n")
 _CHANGED = re.compile(r"Column\((?P<col>[^)]*)\) changed from (?P<a>\w+) to (?P<b>\w+)")
 
@@ -139,13 +139,18 @@ def _read_blocks(source: Any, block_bytes: int) -> Iterator[bytes]:
             chunk = bytes(chunk)
         if not chunk:
             break
-        data = rest + chunk if rest else chunk
-        cut = data.rfind(b"\n")
+        cut = chunk.rfind(b"\n")
         if cut < 0:
-            rest = data
+            rest += chunk
             continue
-        rest = data[cut + 1 :]
-        yield data[: cut + 1]
+        yield (
+            (rest + chunk[: cut + 1])
+            if rest
+            else chunk[: cut + 1]
+            if cut + 1 < len(chunk)
+            else chunk
+        )
+        rest = chunk[cut + 1 :]
     if rest:
         yield rest + b"\n"
 
@@ -306,25 +311,27 @@ class Converter:
         self.expandables = {input_error_path(p): p for p in expandable_paths(mapping)}
         self.expanded: frozenset[str] = frozenset()
         self.tree = _input_tree(mapping)
+        self.parse_names = stripe_parse_schema(mapping).names
         self.reasons: Counter[str] = Counter()
         self.quarantined = 0
         self.slow_path_records = 0
 
     # -- parsing ---------------------------------------------------------------------------
 
-    def _parse(self, buffer: bytes, expanded: frozenset[str], infer: bool = True) -> pa.Table:
+    def _parse(
+        self, buffer: bytes, expanded: frozenset[str], block_size: int = _PARSE_BLOCK
+    ) -> pa.Table:
+        """pyarrow JSON parse with the declared Stripe paths (multi-threaded over sub-blocks).
+
+        `unexpected_field_behavior="infer"` is needed for `metadata`, whose keys are unknown.
+        """
         schema = stripe_parse_schema(self.mapping, expanded)
-        block_size = (
-            max(_PARSE_BLOCK, 1 << (len(buffer).bit_length()))
-            if len(buffer) < (64 << 20)
-            else _PARSE_BLOCK
-        )
         return pj.read_json(
             pa.BufferReader(pa.py_buffer(buffer)),
-            read_options=pj.ReadOptions(block_size=min(block_size, 64 << 20)),
+            read_options=pj.ReadOptions(block_size=block_size),
             parse_options=pj.ParseOptions(
                 explicit_schema=schema,
-                unexpected_field_behavior="infer" if infer else "ignore",
+                unexpected_field_behavior="infer",
                 newlines_in_values=False,
             ),
         )
@@ -353,7 +360,8 @@ class Converter:
 
     def _convert(self, table: pa.Table, raw_lines: pa.Array) -> tuple[pa.Table, np.ndarray, list]:
         """XDM table of all rows + index of the first failing check per row (-1 = valid)."""
-        data = table.combine_chunks().to_struct_array()
+        declared = [n for n in self.parse_names if n in table.column_names]
+        data = table.select(declared).combine_chunks().to_struct_array()
         if isinstance(data, pa.ChunkedArray):
             data = data.combine_chunks()
         frame = Frame(data, self.params, record_hash=line_fingerprints(raw_lines))
@@ -421,7 +429,8 @@ class Converter:
             return []
         raw_arr = pa.array(good_raw, pa.large_binary())
         try:
-            table = self._parse(b"".join(good_projected), frozenset())
+            big = _block_size_for(max(len(x) for x in good_projected))
+            table = self._parse(b"".join(good_projected), frozenset(), big)
             if table.num_rows != len(good_raw):
                 raise _BlockFailed("row count mismatch")
             out, failing, checks = self._convert(table, raw_arr)
@@ -432,7 +441,7 @@ class Converter:
         for raw, projected in zip(good_raw, good_projected, strict=True):
             one = pa.array([raw], pa.large_binary())
             try:
-                table = self._parse(projected, frozenset())
+                table = self._parse(projected, frozenset(), _block_size_for(len(projected)))
                 out, failing, checks = self._convert(table, one)
                 results.append(self._split_valid(out, failing, checks, one))
             except (pa.ArrowException, ValueError, TypeError) as exc:
@@ -462,6 +471,10 @@ class Converter:
 
     def _quarantine_obj(self, reason: str, fld: str | None, detail: str, obj: Any) -> None:
         self._write_quarantine(reason, fld, detail, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _block_size_for(longest_line: int) -> int:
+    return max(_PARSE_BLOCK, 1 << (2 * longest_line).bit_length())
 
 
 def _check_detail(reason: str, fld: str) -> str:

@@ -111,13 +111,16 @@ class Frame:
         return len(self.data)
 
     def get(self, path: str) -> pa.Array:
-        """Array at a dotted Stripe path; null where absent (parent null applies)."""
-        arr: pa.Array = self.data
-        for name in path.split("."):
-            idx = arr.type.get_field_index(name) if pa.types.is_struct(arr.type) else -1
-            if idx < 0:
-                return pa.nulls(len(self.data))
-            arr = pc.struct_field(arr, [idx])
+        """Array at a dotted Stripe path; null where absent (parent null applies). Cached."""
+        cache = self.__dict__.setdefault("_cache", {})
+        found = cache.get(path)
+        if found is not None:
+            return found
+        parent, _, name = path.rpartition(".")
+        arr = self.get(parent) if parent else self.data
+        idx = arr.type.get_field_index(name) if pa.types.is_struct(arr.type) else -1
+        arr = pc.struct_field(arr, [idx]) if idx >= 0 else pa.nulls(len(self.data))
+        cache[path] = arr
         return arr
 
     def sub_frame(self, path: str) -> tuple[pa.Array, pa.Array, Frame]:
