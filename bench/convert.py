@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--charges", type=int, default=200_000)
     ap.add_argument("--pandas-charges", type=int, default=20_000)
     ap.add_argument("--rss-charges", type=int, default=1_000_000, help="0 to skip")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N timings (noisy machines)")
     ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -202,22 +203,24 @@ def main() -> None:
             f"raw: {args.charges:,} charges, {size / 1e6:,.0f} MB, {size / args.charges:,.0f} B/charge"
         )
 
-        out = tmp_path / "xdm"
-        out.mkdir()
-        t = time.perf_counter()
-        res = convert_file(raw, out)
-        conv_s = time.perf_counter() - t
-        assert res.rows == args.charges and res.quarantined == 0, res
+        conv_s = floor_s = float("inf")
+        for r in range(args.repeat):  # interleaved, best of N: same conditions for both
+            out = tmp_path / f"xdm-{r}"
+            out.mkdir()
+            t = time.perf_counter()
+            res = convert_file(raw, out)
+            conv_s = min(conv_s, time.perf_counter() - t)
+            assert res.rows == args.charges and res.quarantined == 0, res
+            floor_s = min(floor_s, parse_floor(raw))
         rate = args.charges / conv_s
         print(
             f"convert_jsonl: {conv_s:.2f} s, {rate:,.0f} records/s, {res.files} file(s), "
             f"{res.bytes / 1e6:,.1f} MB Parquet, slow-path records {res.slow_path_records}"
         )
-
-        floor_s = parse_floor(raw)
         floor_rate = args.charges / floor_s
         print(
-            f"parse floor (pyarrow.json.read_json alone): {floor_s:.2f} s, {floor_rate:,.0f} records/s"
+            f"parse floor (pyarrow.json.read_json alone, same blocks): {floor_s:.2f} s, "
+            f"{floor_rate:,.0f} records/s"
         )
         print(f"  ratio to parse floor: {rate / floor_rate:.2f} (target >= 0.5)")
 

@@ -143,13 +143,7 @@ def _read_blocks(source: Any, block_bytes: int) -> Iterator[bytes]:
         if cut < 0:
             rest += chunk
             continue
-        yield (
-            (rest + chunk[: cut + 1])
-            if rest
-            else chunk[: cut + 1]
-            if cut + 1 < len(chunk)
-            else chunk
-        )
+        yield rest + chunk[: cut + 1] if rest else chunk[: cut + 1]
         rest = chunk[cut + 1 :]
     if rest:
         yield rest + b"\n"
