@@ -714,7 +714,8 @@ class _StripeGateway:
     ) -> Response | None:
         """403 for a restricted key without the read permission or a foreign Stripe-Account."""
         state = self.state
-        assert key is not None
+        if key is None:
+            raise RuntimeError("_authorize needs an authenticated key")
         connected = headers.get(b"stripe-account")
         if connected is not None and connected.decode(errors="replace") != state.account.account_id:
             shown = connected.decode(errors="replace")[:64]
