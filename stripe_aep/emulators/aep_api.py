@@ -549,15 +549,13 @@ def put_file(call: Call) -> Response:
             f"Content-Type must be application/octet-stream for file uploads (got {media or 'none'}); "
             "send the raw file bytes, not multipart",
         )
-    with store._lock:
-        if store.faults.put_5xx > 0:
-            store.faults.put_5xx -= 1
-            raise problem(
-                503,
-                "INGEST-503",
-                "Service Unavailable",
-                "The service is unavailable (fault injected by the AEP emulator); retry",
-            )
+    if store.take_fault("put_5xx"):
+        raise problem(
+            503,
+            "INGEST-503",
+            "Service Unavailable",
+            "The service is unavailable (fault injected by the AEP emulator); retry",
+        )
     store.put_file(
         call.params["batch_id"], call.params["dataset_id"], call.params["file_path"], call.body
     )
@@ -574,16 +572,13 @@ def batch_action(call: Call) -> Response:
             "query parameter 'action' is required (COMPLETE or ABORT)",
         )
     store = call.store
-    if action == "COMPLETE":
-        with store._lock:
-            if store.faults.complete_5xx > 0:
-                store.faults.complete_5xx -= 1
-                raise problem(
-                    503,
-                    "INGEST-503",
-                    "Service Unavailable",
-                    "The service is unavailable (fault injected by the AEP emulator); retry COMPLETE",
-                )
+    if action == "COMPLETE" and store.take_fault("complete_5xx"):
+        raise problem(
+            503,
+            "INGEST-503",
+            "Service Unavailable",
+            "The service is unavailable (fault injected by the AEP emulator); retry COMPLETE",
+        )
     return JSONResponse(store.batch_action(call.params["batch_id"], action))
 
 

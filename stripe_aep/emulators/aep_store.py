@@ -39,7 +39,7 @@ from stripe_aep.emulators.aep_ingest import STANDARD_CLASSES, ResolvedSchema
 MAX_FILES_PER_BATCH = 1500
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 CATALOG_MAX_LIMIT = 100
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 IDENTITY_TYPES = ("COOKIE", "CROSS_DEVICE", "DEVICE", "EMAIL", "MOBILE", "NON_PEOPLE", "PHONE")
 
@@ -360,6 +360,15 @@ class AepStore:
         tmp = path.with_name("state.json.tmp")
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
         os.replace(tmp, path)
+
+    def take_fault(self, name: str) -> bool:
+        """Consume one unit of a counter fault (`put_5xx`, `complete_5xx`); True if it fired."""
+        with self._lock:
+            remaining = getattr(self.faults, name)
+            if remaining > 0:
+                setattr(self.faults, name, remaining - 1)
+                return True
+            return False
 
     # -- IMS -----------------------------------------------------------------------------------
 
@@ -1295,11 +1304,12 @@ class AepStore:
                         f"batch {batch_id} was aborted; it cannot complete",
                     )
                 if status == "loading":
-                    now = time.time()
+                    started = now_ms()
+                    delay_ms = round(max(0.0, float(self.faults.processing_delay_s)) * 1000)
                     batch["status"] = "processing"
-                    batch["started"] = int(now * 1000)
-                    batch["updated"] = batch["started"]
-                    batch["deadline"] = now + max(0.0, float(self.faults.processing_delay_s))
+                    batch["started"] = started
+                    batch["updated"] = started
+                    batch["deadline"] = started + delay_ms  # epoch milliseconds
                     if self.faults.fail_next_batches > 0:
                         self.faults.fail_next_batches -= 1
                         batch["forcedFailure"] = True
@@ -1348,15 +1358,15 @@ class AepStore:
         """End the processing delay of every processing batch now; returns how many were finalised."""
         with self._lock:
             due = [b for b in self.batches.values() if b["status"] == "processing"]
-            now = time.time()
+            now = now_ms()
             for batch in due:
                 batch["deadline"] = min(batch["deadline"] or now, now)
             self._advance()
             return len(due)
 
     def _advance(self) -> None:
-        """Finalise every batch whose processing deadline has passed."""
-        now = time.time()
+        """Finalise every batch whose processing deadline (epoch ms) has passed."""
+        now = now_ms()
         changed = False
         for batch in self.batches.values():
             deadline = batch["deadline"]
@@ -1367,7 +1377,7 @@ class AepStore:
             self._save()
 
     def _finish(self, batch: dict) -> None:
-        finished = int(batch["deadline"] * 1000)
+        finished = int(batch["deadline"])
         dataset = self.datasets.get(batch["datasetId"])
         names = sorted(batch["files"])
         input_bytes = sum(batch["files"].values())

@@ -387,3 +387,16 @@ def test_state_survives_a_restart(tmp_path):
         assert again.rows(ds.dataset_id).column("_id").to_pylist() == [f"evt-{i}" for i in range(5)]
         assert platform.get(f"{CATALOG}/dataSets", params={"name": "test charges"}).json()
     assert (tmp_path / "files" / batch_id / "a.parquet").exists()
+
+
+def test_default_processing_delay_resolves_by_polling():
+    with AepEmulator() as aep:  # default faults: processing_delay_s=0.2
+        assert aep.faults.processing_delay_s == 0.2
+        platform = Platform(aep.url, fetch_token(aep.url))
+        ds = setup_dataset(platform)
+        batch_id = create_batch(platform, ds.dataset_id)
+        put_file(platform, batch_id, ds.dataset_id, "a.parquet", parquet_bytes(charge_table(2)))
+        assert complete(platform, batch_id).json()["status"] == "processing"
+        final = wait_final(platform, batch_id)
+        assert final["status"] == "success"
+        assert final["completed"] - final["started"] == 200  # the deadline, not the read time
