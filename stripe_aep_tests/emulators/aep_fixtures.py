@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -60,7 +60,7 @@ class Platform:
     """Calls to the emulated Platform gateway with a valid token and the four Adobe headers."""
 
     url: str
-    token: str
+    token: str = field(repr=False)  # access tokens never appear in reprs (or test failure output)
     sandbox: str = "prod"
 
     def headers(self, **extra: str) -> dict[str, str]:
