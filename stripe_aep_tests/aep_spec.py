@@ -134,7 +134,7 @@ ERRATA: tuple[Erratum, ...] = (
         spec="batch-ingestion",
         location="components.schemas.IngestBatch.properties.inputFormat.properties.format.enum",
         problem="the enum is `JSON`, `Parquet`, `CSV` but every documented request uses lowercase",
-        evidence="Experience League batch ingestion examples send `\"format\": \"parquet\"` / `json`; the "
+        evidence='Experience League batch ingestion examples send `"format": "parquet"` / `json`; the '
         "same spec's Batch.inputFormat.format enum is lowercase; Catalog's is lowercase",
         apply=_add_enum_values(
             ["json", "parquet", "csv"],
@@ -151,7 +151,7 @@ ERRATA: tuple[Erratum, ...] = (
         spec="schema-registry",
         location="definitions.createDescriptor.properties.xdm:sourceVersion",
         problem="typed `string`, but descriptors carry the integer major version",
-        evidence="Experience League descriptor examples send `\"xdm:sourceVersion\": 1`; the spec's own "
+        evidence='Experience League descriptor examples send `"xdm:sourceVersion": 1`; the spec\'s own '
         "createDescriptorResponse and identityDescriptorResponse examples show 1; "
         "lookupDescriptorResponse types it integer",
         apply=_set(
@@ -178,7 +178,7 @@ ERRATA: tuple[Erratum, ...] = (
         "definitions.linksBasic.properties.next",
         problem="typed `string`, but the last page has `next: null`",
         evidence="the spec's own listResponseBasic and listFieldGroupsResponse examples show "
-        "`\"next\": null` in both `_page` and `_links`",
+        '`"next": null` in both `_page` and `_links`',
         apply=_nullable_strings(
             ("definitions", "listResponseBasic", "properties", "_page", "properties", "next"),
             ("definitions", "linksBasic", "properties", "next"),
@@ -203,7 +203,9 @@ def _load(name: str, patched: bool) -> dict:
         raise KeyError(f"unknown AEP spec {name!r}; known: {list(SPEC_NAMES)}")
     path = SPEC_DIR / f"{name}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; set STRIPE_AEP_SPEC_DIR to the folder of the specs")
+        raise FileNotFoundError(
+            f"{path} is missing; set STRIPE_AEP_SPEC_DIR to the folder of the specs"
+        )
     # JSON round trip: YAML status codes such as `200:` load as int keys; JSON pointers need strings.
     spec = json.loads(json.dumps(yaml.safe_load(path.read_text())))
     if patched:
@@ -232,7 +234,9 @@ def _operation(spec: dict, name: str, method: str, path_template: str) -> dict:
     return item[method.lower()]
 
 
-def _response_pointer(spec: dict, name: str, method: str, path_template: str, status: int) -> str | None:
+def _response_pointer(
+    spec: dict, name: str, method: str, path_template: str, status: int
+) -> str | None:
     operation = _operation(spec, name, method, path_template)
     responses = operation.get("responses", {})
     key = str(status)
@@ -271,7 +275,9 @@ def _request_pointer(spec: dict, name: str, method: str, path_template: str) -> 
     return None
 
 
-def _validate(name: str, patched: bool, pointer: str, body: Any, *, request: bool, what: str) -> None:
+def _validate(
+    name: str, patched: bool, pointer: str, body: Any, *, request: bool, what: str
+) -> None:
     spec = _load(name, patched)
     uri = f"urn:aep-spec:{name}"
     registry = Registry().with_resource(uri, Resource(contents=spec, specification=DRAFT4))
@@ -284,7 +290,8 @@ def _validate(name: str, patched: bool, pointer: str, body: Any, *, request: boo
     errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [
-            f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:20]
+            f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in errors[:20]
         ]
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
         raise SpecViolation(f"{what} does not conform to {name} spec:\n" + "\n".join(lines) + more)
