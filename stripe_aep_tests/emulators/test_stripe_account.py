@@ -80,6 +80,8 @@ def test_objects_window_is_gte_inclusive_and_lt_exclusive(account):
     assert all(obj["created"] < second for obj in before)
     assert all(obj["created"] >= second for obj in from_second)
     assert len(before) + len(from_second) == len(charges)
+    assert account.ids("charges", gte=second) == [obj["id"] for obj in from_second]
+    assert account.ids("charges", lt=second) == [obj["id"] for obj in before]
     assert {obj["id"] for obj in charges if obj["created"] == second} <= {
         obj["id"] for obj in from_second
     }
