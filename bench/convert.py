@@ -149,6 +149,18 @@ def pandas_baseline(path: pathlib.Path, n: int, out: pathlib.Path) -> float:
     return time.perf_counter() - t
 
 
+def peak_rss_mb() -> float:
+    """Peak RSS of this process. VmHWM belongs to the address space created by exec; ru_maxrss
+    can carry the parent's peak across fork+exec on Linux, so it is only the fallback."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_child(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp)
@@ -168,7 +180,7 @@ def rss_child(n: int) -> None:
                 quarantine=q,
             )
         seconds = time.perf_counter() - t
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(
         json.dumps(
             {
