@@ -74,7 +74,9 @@ validation and this page. `_{{TENANT}}` stands for your tenant namespace (`_` + 
   original object; input records = rows + quarantined, always.
 - **Parquet.** Nested groups following the XDM paths; only BYTE_ARRAY (UTF8), INT64, DOUBLE,
   BOOLEAN, MAP (string keys), LIST and INT64 TIMESTAMP(MILLIS, UTC); no INT96, no DECIMAL, no FLOAT,
-  no unannotated binary; Snappy compression; parts of at most 256 MB; rows in input order.
+  no unannotated binary; Snappy compression; parts of at most 256 MB; rows in input order
+  (inside a block, records that needed the line-by-line path follow the others), so the same
+  input always gives the same files.
 - **Placeholders** in exported payloads: `{{{{class:<resource>}}}}`, `{{{{fieldgroup:<resource>}}}}`,
   `{{{{schema:<resource>}}}}` are replaced by the `$id` AEP returns when that resource is created
   (order: identity namespace → class → field group → schema → descriptors → dataset).
