@@ -808,6 +808,12 @@ class AepClient:
         assert resp is not None
         return _json_or_none(resp) or {}
 
+    def create_tenant_resource(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a tenant `classes`, `fieldgroups` or `schemas` resource; returns it (with `$id`)."""
+        if kind not in ("classes", "fieldgroups", "schemas"):
+            raise ValueError(f"cannot create Schema Registry resource kind {kind!r}")
+        return self._create_sr(kind, body)
+
     def create_field_group(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._create_sr("fieldgroups", body)
 

@@ -7,9 +7,10 @@ by code (identity namespace) or by name (datasets) before anything is created, a
 twice changes nothing.
 
 The per-resource payloads come from the XDM mapping (`stripe_aep.xdm.schema_registry_payloads`):
-`field_group`, `schema`, `descriptors`, `dataset`, `class_id`. References to resources that do not
-exist yet are written as placeholders `{{fieldgroup:<resource>}}` / `{{schema:<resource>}}` and are
-replaced here by the real `$id`s.
+`field_group`, `schema`, `descriptors`, `dataset`, `class_id`, and optionally `class` (a custom
+tenant class body, e.g. for prices) and `identity_namespace`. References to resources that do not
+exist yet are written as placeholders `{{class:<resource>}}`, `{{fieldgroup:<resource>}}`,
+`{{schema:<resource>}}` and are replaced here by the real `$id`s.
 
 Dataset ids may be pinned with `AEP_DATASET_<RESOURCE>` (e.g. `AEP_DATASET_BALANCE_TRANSACTIONS`);
 a pinned id always wins over the name lookup, and setup does not create a dataset for it.
@@ -38,7 +39,7 @@ XDM_EXPERIENCE_EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
 #: Only these classes can feed Real-Time Customer Profile.
 PROFILE_CLASSES = frozenset({XDM_PROFILE_CLASS, XDM_EXPERIENCE_EVENT_CLASS})
 PAYLOAD_KEYS = ("field_group", "schema", "descriptors", "dataset", "class_id")
-_PLACEHOLDER = re.compile(r"\{\{(fieldgroup|schema):([A-Za-z0-9_]+)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{(class|fieldgroup|schema):([A-Za-z0-9_]+)\}\}")
 
 
 def dataset_env_var(resource: str) -> str:
@@ -115,27 +116,32 @@ def run_setup(
     created: list[str] = []
     ids: dict[str, str] = {}
 
-    # 1. identity namespace (descriptors refer to it by code)
+    # 1. identity namespaces (descriptors refer to them by code); StripeCustomerId always
+    wanted = {IDENTITY_NAMESPACE["code"].lower(): dict(IDENTITY_NAMESPACE)}
+    for p in payloads.values():
+        if p.get("identity_namespace"):
+            wanted[str(p["identity_namespace"]["code"]).lower()] = dict(p["identity_namespace"])
     codes = {str(n.get("code", "")).lower() for n in client.list_identity_namespaces()}
-    if IDENTITY_NAMESPACE["code"].lower() not in codes:
-        client.create_identity_namespace(IDENTITY_NAMESPACE)
-        created.append(f"identity namespace {IDENTITY_NAMESPACE['code']}")
+    for code, body in wanted.items():
+        if code not in codes:
+            client.create_identity_namespace(body)
+            created.append(f"identity namespace {body['code']}")
 
-    # 2. field groups, then 3. schemas (which reference field groups)
+    # 2. custom classes, 3. field groups (which extend classes), 4. schemas (which use both)
     for kind, part, prefix in (
+        ("classes", "class", "class"),
         ("fieldgroups", "field_group", "fieldgroup"),
         ("schemas", "schema", "schema"),
     ):
+        todo = {r: p[part] for r, p in payloads.items() if p.get(part)}
+        if not todo:
+            continue
         existing = {r.get("title"): r for r in client.list_tenant_resources(kind)}
-        for resource, p in payloads.items():
-            body = _substitute(copy.deepcopy(p[part]), ids)
+        for resource, payload in todo.items():
+            body = _substitute(copy.deepcopy(payload), ids)
             found = existing.get(body["title"])
             if found is None:
-                made = (
-                    client.create_field_group(body)
-                    if kind == "fieldgroups"
-                    else client.create_schema(body)
-                )
+                made = client.create_tenant_resource(kind, body)
                 if not made.get("$id"):
                     raise RuntimeError(
                         f"Schema Registry created {kind} {body['title']!r} without $id"
@@ -144,7 +150,7 @@ def run_setup(
                 created.append(f"{part} {body['title']!r}")
             ids[f"{prefix}:{resource}"] = str(found["$id"])
 
-    # 4. identity descriptors (matched on type, schema and field)
+    # 5. identity descriptors (matched on type, schema and field)
     existing_desc = {_descriptor_key(d) for d in client.list_descriptors()}
     for p in payloads.values():
         for d in p["descriptors"] or []:
@@ -155,16 +161,17 @@ def run_setup(
                 existing_desc.add(key)
                 created.append(f"descriptor {key[0]} on {key[2]}")
 
-    # 5. Profile (optional, only for classes Profile accepts, and only with a primary identity)
+    # 6. Profile (optional, only for classes Profile accepts, and only with a primary identity)
     profile_resources: set[str] = set()
     if profile:
         for resource, p in payloads.items():
             has_primary = any(d.get("xdm:isPrimary") for d in p["descriptors"] or [])
-            if p["class_id"] not in PROFILE_CLASSES or not has_primary:
+            class_id = _substitute(p["class_id"], ids)
+            if class_id not in PROFILE_CLASSES or not has_primary:
                 log.warning(
                     "AEP setup: %s is not Profile-enabled (class %s%s)",
                     resource,
-                    p["class_id"],
+                    class_id,
                     "" if has_primary else ", no primary identity",
                 )
                 continue
@@ -177,7 +184,7 @@ def run_setup(
                 )
                 created.append(f"union tag on schema of {resource}")
 
-    # 6. datasets (a pinned AEP_DATASET_<RESOURCE> wins)
+    # 7. datasets (a pinned AEP_DATASET_<RESOURCE> wins)
     datasets: dict[str, str] = {}
     for resource, p in payloads.items():
         pinned = (env.get(dataset_env_var(resource)) or "").strip()

@@ -14,6 +14,7 @@ from stripe_aep.aep.deliver import deliver
 from stripe_aep.aep.doctor import doctor_aep
 from stripe_aep.aep.errors import ConfigError
 from stripe_aep.aep.setup import dataset_env_var, resolve_dataset_id, run_setup
+from stripe_aep.xdm import RESOURCES, schema_registry_payloads
 from stripe_aep_tests.aep.conftest import (
     PROFILE_CLASS,
     TENANT,
@@ -43,6 +44,12 @@ SPEC_ROUTES = [
         "/data/foundation/schemaregistry/tenant/schemas",
         "schema-registry",
         "/tenant/schemas",
+    ),
+    (
+        "POST",
+        "/data/foundation/schemaregistry/tenant/classes",
+        "schema-registry",
+        "/tenant/classes",
     ),
     (
         "POST",
@@ -108,17 +115,8 @@ def test_setup_creates_everything_once_and_a_second_run_creates_nothing(aep, aep
     assert counts(aep) == after_first
 
 
-def test_setup_requests_conform_to_adobes_specs(aep, aep_client, recorded, tmp_path, ledger):
-    ids = run_setup(aep_client, tenant=TENANT, payloads=PAYLOADS, environ={}, profile=True)
-    deliver(
-        aep_client,
-        ledger,
-        dataset_id=ids["charges"],
-        files=make_files(tmp_path / "lake", 1, 3),
-        wait_timeout_s=5,
-        poll_interval_s=0.02,
-    )
-    validated = []
+def validate_recorded(recorded) -> set[str]:
+    validated = set()
     for method, path, body in recorded:
         if body is None:
             continue
@@ -135,8 +133,45 @@ def test_setup_requests_conform_to_adobes_specs(aep, aep_client, recorded, tmp_p
             assert path == "/data/core/idnamespace/identities"  # Identity Service: no spec here
             continue
         assert validate_request(route[2], method.lower(), route[3], body), (method, path)
-        validated.append(route[3])
-    assert set(validated) == {r[3] for r in SPEC_ROUTES}
+        validated.add(route[3])
+    return validated
+
+
+def test_setup_with_the_xdm_payloads_of_all_six_resources(aep, aep_client, recorded):
+    payloads = {r: schema_registry_payloads(r, TENANT) for r in RESOURCES}
+    ids = run_setup(aep_client, tenant=TENANT, payloads=payloads, environ={}, profile=True)
+    assert set(ids) == set(RESOURCES) and len(set(ids.values())) == 6
+    after = counts(aep)
+    assert after["datasets"] == 6 and after["schemas"] == 6 and after["field_groups"] == 6
+    assert after["unions"] >= 1
+    assert validate_recorded(recorded) >= {
+        "/tenant/classes",
+        "/tenant/fieldgroups",
+        "/tenant/schemas",
+        "/tenant/descriptors",
+        "/dataSets",
+    }
+    assert run_setup(aep_client, tenant=TENANT, payloads=payloads, environ={}, profile=True) == ids
+    assert counts(aep) == after
+    # the default dataset lookup uses the payloads' names
+    env = {"AEP_TENANT_ID": TENANT}
+    assert {r: resolve_dataset_id(aep_client, r, env) for r in RESOURCES} == ids
+    checks = doctor_aep(aep_client, tenant=TENANT, resources=list(RESOURCES), environ=env)
+    assert all(c.ok for c in checks), "\n".join(map(str, checks))
+
+
+def test_setup_requests_conform_to_adobes_specs(aep, aep_client, recorded, tmp_path, ledger):
+    ids = run_setup(aep_client, tenant=TENANT, payloads=PAYLOADS, environ={}, profile=True)
+    deliver(
+        aep_client,
+        ledger,
+        dataset_id=ids["charges"],
+        files=make_files(tmp_path / "lake", 1, 3),
+        wait_timeout_s=5,
+        poll_interval_s=0.02,
+    )
+    validated = validate_recorded(recorded)
+    assert validated == {r[3] for r in SPEC_ROUTES} - {"/tenant/classes"}
 
 
 def test_profile_setup_tags_schema_and_dataset_when_the_class_allows(aep, aep_client):
