@@ -261,3 +261,51 @@ def test_plan_batches_respects_both_limits(lake):
         2,
         1,
     ]
+
+
+def test_stalled_batch_is_reported_as_an_alert_and_stays_pending(
+    aep, aep_client, ledger, lake, dataset_id, monkeypatch
+):
+    from stripe_aep.aep.client import BatchStatus
+
+    real = aep_client.get_batch
+
+    def stalled(batch_id):
+        st = real(batch_id)
+        return BatchStatus.from_catalog(batch_id, {**st.raw, "status": "stalled"})
+
+    monkeypatch.setattr(aep_client, "get_batch", stalled)
+    files = make_files(lake, 1, 4)
+    report = run(aep_client, ledger, dataset_id, files, wait_timeout_s=5)
+    assert report.stalled_batches == report.batch_ids and report.pending_batches == []
+    [pending] = ledger.pending_batches(dataset_id)
+    assert pending.aep_status == "stalled"
+    assert ledger.status_of(files[0].key).state is DeliveryState.PENDING
+    monkeypatch.undo()
+    aep.faults.processing_delay_s = 0
+    later = run(aep_client, ledger, dataset_id, files)
+    assert later.delivered_rows == 4 and ledger.pending_batches(dataset_id) == []
+
+
+def test_ledger_is_durable_sqlite_in_wal_mode(ledger):
+    mode = ledger._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert ledger.path.name == "aep_batches.sqlite" and ledger.path.parent.name == "ledger"
+
+
+def test_second_delivery_to_the_same_dataset_waits_for_the_lock(ledger):
+    from stripe_aep.aep.errors import DeliveryLockTimeout
+    from stripe_aep.aep.ledger import BatchLedger
+
+    other = BatchLedger(ledger.path)  # another process would open its own connection
+    with ledger.dataset_lock("ds1"):
+        with (
+            pytest.raises(DeliveryLockTimeout, match="ds1"),
+            other.dataset_lock("ds1", timeout_s=0.2, poll_s=0.05),
+        ):
+            pass
+        with other.dataset_lock("ds2", timeout_s=0.2):  # other datasets are independent
+            pass
+    with other.dataset_lock("ds1", timeout_s=0.2):
+        pass
+    other.close()
