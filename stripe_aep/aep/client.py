@@ -43,6 +43,12 @@ IDENTITY_NAMESPACES = "/data/core/idnamespace/identities"
 #: Gateway limit for a single PUT (Adobe: "size threshold of 256MB").
 MAX_PUT_BYTES = 256 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: failures of the connection itself (refused, reset, timed out, cut mid-answer): retryable
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 XED_ID = "application/vnd.adobe.xed-id+json"
 XED_V1 = "application/vnd.adobe.xed+json; version=1"
 XDM_DESCRIPTORS = "application/vnd.adobe.xdm+json"
@@ -305,7 +311,7 @@ class AepClient:
             self.stats["token_fetches"] += 1
             try:
                 resp = self._session.post(url, data=form, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _NETWORK_ERRORS as exc:
                 if attempt < self.max_retries:
                     self._backoff("POST", IMS_TOKEN_PATH, attempt, None, type(exc).__name__)
                     attempt += 1
@@ -465,7 +471,7 @@ class AepClient:
                     headers=hdrs,
                     timeout=self.timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _NETWORK_ERRORS as exc:
                 if retry and attempt < self.max_retries:
                     self._backoff(method, path, attempt, None, type(exc).__name__)
                     attempt += 1
