@@ -86,10 +86,11 @@ class Lake:
 
     def open_input(self, rel: str, compression: str | None = None) -> pa.NativeFile:
         """A readable stream; `compression="zstd"` decompresses on the fly."""
+        # pyarrow would "detect" compression from the extension; be explicit instead.
         return self.fs.open_input_stream(self.full_path(rel), compression=compression)
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.fs.open_input_stream(self.full_path(rel)) as f:
+        with self.fs.open_input_stream(self.full_path(rel), compression=None) as f:
             return f.read()
 
     def read_json(self, rel: str) -> Any:
@@ -103,7 +104,7 @@ class Lake:
         final = self.full_path(rel)
         tmp = f"{final}{TMP_MARKER}{uuid.uuid4().hex}"
         self.fs.create_dir(posixpath.dirname(final), recursive=True)
-        raw = self.fs.open_output_stream(tmp)
+        raw = self.fs.open_output_stream(tmp, compression=None)
         stream = pa.CompressedOutputStream(raw, compression) if compression else raw
         try:
             yield stream

@@ -24,8 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from stripe_aep.lake import Lake
-from stripe_aep.stripe.client import StripeClient, StripeError
+from stripe_aep.stripe.client import FILTER_PASSES, StripeClient, StripeError
 from stripe_aep.stripe.rawstore import RawFile, RawPartition, merge_intervals
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,11 @@ def split_windows(
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    """Compact JSON, keys in Stripe's order, non-ASCII kept: lossless and byte-stable."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON, keys in Stripe's order, non-ASCII kept as UTF-8: lossless and byte-stable."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it exactly
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass
@@ -133,7 +138,7 @@ class PartitionExtractor:
             gaps.extend((part, a, b) for a, b in part.gaps(until))
             if refresh:
                 refreshes.extend((part, a, b) for a, b in part.coverage())
-        total_pieces = self.concurrency * 2
+        total_pieces = self.concurrency
         tasks: list[_Task] = []
         stamp = int(self.clock())
         for source, stamp_value in ((gaps, None), (refreshes, stamp)):
@@ -157,61 +162,79 @@ class PartitionExtractor:
         if refresh:
             for part in {t.partition for t in tasks if t.refresh is not None}:
                 known_ids[part] = part.ids()
-        meta: dict[str, Any] = {}
-        if tasks:
-            meta = {
-                "account": self._account(),
-                "api_version": self.client.settings.api_version,
-                "livemode": self.client.settings.livemode,
-            }
         lock = threading.Lock()
         written: list[RawFile] = []
         errors: list[BaseException] = []
+        meta_cache: dict[str, Any] = {}
 
-        def work(task: _Task) -> None:
-            if self._stop.is_set():
-                return
-            lines, fetched = [], 0
-            skip = known_ids.get(task.partition, set()) if task.refresh is not None else set()
-            for obj in self.client.iter_window(self.resource, task.gte, task.lt):
-                if self._stop.is_set():
-                    return
-                fetched += 1
-                if obj["id"] not in skip:
-                    lines.append(encode(obj))
-            if task.refresh is not None and not lines:
-                with lock:
-                    result.objects += fetched
-                    result.windows.append((task.gte, task.lt))
-                return
-            raw = task.partition.write(task.gte, task.lt, lines, meta, refresh=task.refresh)
+        def meta() -> dict[str, Any]:
+            # Looked up when the first window is written, so the extra request overlaps paging.
+            with lock:
+                if not meta_cache:
+                    meta_cache.update(
+                        account=self._account(),
+                        api_version=self.client.settings.api_version,
+                        livemode=self.client.settings.livemode,
+                    )
+                return dict(meta_cache)
+
+        scheduler = _Scheduler(
+            [_Piece(t.partition, t.gte, t.lt, t.refresh) for t in tasks],
+            min_active=self._pieces_needed,
+        )
+
+        def work(piece: _Piece) -> None:
+            found = self._fetch(piece)
+            final_gte = piece.finish()
+            skip = known_ids.get(piece.part, set()) if piece.refresh is not None else set()
+            lines = [
+                line for created, oid, line in found if created >= final_gte and oid not in skip
+            ]
+            fetched = sum(1 for created, _, _ in found if created >= final_gte)
             with lock:
                 result.objects += fetched
+                result.windows.append((final_gte, piece.lt))
+            if piece.refresh is not None and not lines:
+                return
+            raw = piece.part.write(final_gte, piece.lt, lines, meta(), refresh=piece.refresh)
+            with lock:
                 result.new_objects += len(lines)
-                result.windows.append((task.gte, task.lt))
                 written.append(raw)
 
-        def guarded(task: _Task) -> None:
-            try:
-                work(task)
-            except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
-                # Auth and permission errors will fail every window alike: stop the others early.
-                self._stop.set()
-                with lock:
-                    errors.append(exc)
+        def worker() -> None:
+            while not self._stop.is_set():
+                piece = scheduler.next()
+                if piece is None:
+                    if scheduler.finished():
+                        return
+                    time.sleep(0.05)  # others are running; one of them may be worth splitting soon
+                    continue
+                try:
+                    work(piece)
+                except _Cancelled:
+                    return
+                except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+                    # Auth and permission errors fail every window alike: stop the others early.
+                    self._stop.set()
+                    with lock:
+                        errors.append(exc)
+                    return
+                finally:
+                    scheduler.done(piece)
 
         if tasks:
             with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                list(pool.map(guarded, tasks))
+                for future in [pool.submit(worker) for _ in range(self.concurrency)]:
+                    future.result()
 
         # One file per contiguous run of windows this run wrote, per day.
-        for part in {r.partition for r in tasks}:
+        for part in {t.partition for t in tasks}:
             mine = [
                 w for w in written if w.path.startswith(part.folder + "/") and w.refresh is None
             ]
             for a, b in merge_intervals((w.gte, w.lt) for w in mine):
                 group = [w for w in mine if a <= w.gte and w.lt <= b]
-                merged = part.merge(group, meta)
+                merged = part.merge(group, meta_cache)
                 if merged is not None:
                     written = [w for w in written if w not in group] + [merged]
         result.files = sorted(w.path for w in written)
@@ -221,10 +244,147 @@ class PartitionExtractor:
         after = self.client.stats.as_dict()
         result.request_stats = {k: after[k] - stats_before[k] for k in after}
         if errors:
-            first = errors[0]
             if len(errors) > 1:
-                log.error(
-                    "%d of %d windows failed; the first error follows", len(errors), len(tasks)
-                )
-            raise first
+                log.error("%d windows failed; the first error follows", len(errors))
+            raise errors[0]
         return result
+
+    def _pieces_needed(self) -> int:
+        """Little's law: requests in flight = rate × latency. Keep that many pieces running (plus a
+        margin for pieces stalled in a retry), and no more, since each extra piece costs a partial
+        page."""
+        latency = self.client.stats.mean_latency()
+        if latency is None:
+            return self.concurrency
+        needed = math.ceil(self.client.limiter.rate * latency * 1.25) + 2
+        return max(2, min(self.concurrency, needed))
+
+    def _fetch(self, piece: _Piece) -> list[tuple[int, str, bytes]]:
+        """Page one window (every filter pass) newest first; stop early below a stolen bound."""
+        found: list[tuple[int, str, bytes]] = []
+        seen: set[str] = set()
+        for extra in FILTER_PASSES[self.resource]:
+            lower = piece.start_pass()
+            params = {"created[gte]": lower, "created[lt]": piece.lt, **extra}
+            after = None
+            while not self._stop.is_set():
+                page = self.client.list_page(self.resource, params, after)
+                for obj in page.objects:
+                    oid = obj["id"]
+                    if oid not in seen:
+                        seen.add(oid)
+                        found.append((obj["created"], oid, encode(obj)))
+                oldest = page.objects[-1]["created"] if page.objects else lower
+                if not page.has_more or not piece.advance(oldest, len(page.objects)):
+                    break
+                after = page.objects[-1]["id"]
+            if self._stop.is_set():
+                # Another window failed: never write a window that was not paged to its end.
+                raise _Cancelled
+        return found
+
+
+class _Cancelled(Exception):
+    """The run is stopping because another window failed."""
+
+
+class _Piece:
+    """A sub-window being paged. Its lower bound can rise when an idle worker steals its older half.
+
+    Paging runs newest first, so `frontier` (the oldest `created` seen in the current pass) splits the
+    window into what is fetched [frontier, lt) and what is left [gte, frontier]. A thief takes
+    [gte, mid) with mid below the frontier; the owner keeps [mid, lt) and drops any object older than
+    its final bound when it writes. Objects are assigned to files by `created` alone, so every object
+    still lands in exactly one file, whatever the timing.
+    """
+
+    def __init__(self, part: RawPartition, gte: int, lt: int, refresh: int | None) -> None:
+        self.part, self.gte, self.lt, self.refresh = part, gte, lt, refresh
+        self.frontier = lt
+        self.fetched = 0  # objects seen in the current pass, to estimate what is left
+        self.finished = False
+        self.lock = threading.Lock()
+
+    def start_pass(self) -> int:
+        with self.lock:
+            self.frontier = self.lt
+            self.fetched = 0
+            return self.gte
+
+    def advance(self, oldest: int, count: int) -> bool:
+        """Record progress; False when the rest of the window was stolen."""
+        with self.lock:
+            self.frontier = oldest
+            self.fetched += count
+            return oldest >= self.gte
+
+    def pages_left(self) -> float:
+        """Estimated pages still to fetch, from the density seen so far (unknown → many)."""
+        done_span = self.lt - self.frontier
+        if self.fetched == 0 or done_span <= 0:
+            return float("inf") if self.frontier - self.gte > 0 else 0.0
+        return self.fetched / done_span * (self.frontier - self.gte) / 100
+
+    def steal_half(self, min_span: int, min_pages: float) -> _Piece | None:
+        """Split off the older half, if enough is left that two workers beat one.
+
+        Each split costs about one extra (partial) page, so only pieces with several pages left are
+        split.
+        """
+        with self.lock:
+            span = self.frontier - self.gte
+            if self.finished or span < min_span or self.pages_left() < min_pages:
+                return None
+            mid = self.gte + span // 2
+            thief = _Piece(self.part, self.gte, mid, self.refresh)
+            self.gte = mid
+            return thief
+
+    def finish(self) -> int:
+        with self.lock:
+            self.finished = True
+            return self.gte
+
+
+class _Scheduler:
+    """Hands out planned pieces, then lets idle workers split the largest piece still running.
+
+    Splitting costs a partial page, and the shared rate budget (not the thread count) sets the pace, so
+    a split happens only when fewer than `min_active` pieces are running, i.e. when too few requests
+    would be in flight to keep the budget busy (the tail of a run, or one very dense window).
+    """
+
+    MIN_STEAL_SECONDS = 2
+    MIN_STEAL_PAGES = 4
+
+    def __init__(self, pieces: list[_Piece], min_active: Callable[[], int]) -> None:
+        self._min_active = min_active
+        self._queue = list(reversed(pieces))
+        self._active: set[_Piece] = set()
+        self._lock = threading.Lock()
+
+    def next(self) -> _Piece | None:
+        with self._lock:
+            if self._queue:
+                piece = self._queue.pop()
+            else:
+                if len(self._active) >= self._min_active():
+                    return None
+                candidates = sorted(self._active, key=lambda p: -p.pages_left())
+                piece = None
+                for victim in candidates:
+                    piece = victim.steal_half(self.MIN_STEAL_SECONDS, self.MIN_STEAL_PAGES)
+                    if piece is not None:
+                        break
+                if piece is None:
+                    return None
+            self._active.add(piece)
+            return piece
+
+    def finished(self) -> bool:
+        with self._lock:
+            return not self._queue and not self._active
+
+    def done(self, piece: _Piece) -> None:
+        with self._lock:
+            self._active.discard(piece)
