@@ -72,13 +72,13 @@ def _cmd_schemas_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from stripe_aep.aep.commands import setup_command
+    from stripe_aep.commands import setup_command
 
     return setup_command(profile=args.profile)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from stripe_aep.aep.commands import doctor_command
+    from stripe_aep.commands import doctor_command
 
     return doctor_command()
 

@@ -1,17 +1,23 @@
-"""The Dagster code location: assets, checks, schedules, sensors and resources of stripe-aep."""
-
-from __future__ import annotations
+"""The Dagster code location: assets, checks and resources of stripe-aep."""
 
 import dagster as dg
 
+from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
+from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import data_dir_from_env
-from stripe_aep.resources import LakeResource, StripeResource
+from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
 defs = dg.Definitions(
-    assets=[*raw_assets],
+    assets=[*raw_assets, *xdm_assets, *aep_assets],
     resources={
         "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
         "lake": LakeResource(root=data_dir_from_env()),
+        "xdm": XdmResource(tenant=dg.EnvVar("AEP_TENANT_ID")),
+        # Non-secret AEP settings are read from the environment at run start (blank fields fall
+        # back to AEP_ORG_ID, AEP_SANDBOX, ...); the two secrets go through EnvVar.
+        "aep": AepResource(
+            client_id=dg.EnvVar("AEP_CLIENT_ID"), client_secret=dg.EnvVar("AEP_CLIENT_SECRET")
+        ),
     },
 )

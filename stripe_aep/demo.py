@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -21,8 +22,20 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))
     out = [line, "  ".join("-" * w for w in widths)]
     for row in rows:
-        out.append("  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=False)))
+        cells = [str(row[0]).ljust(widths[0])]
+        cells += [str(x).rjust(w) for x, w in zip(row[1:], widths[1:], strict=False)]
+        out.append("  ".join(cells))
     return "\n".join(out)
+
+
+#: The AEP emulator's default identity (not secrets: they exist only inside the local emulator).
+DEMO_AEP = {
+    "AEP_CLIENT_ID": "stripe-aep-local",
+    "AEP_CLIENT_SECRET": "local-secret",
+    "AEP_ORG_ID": "0000000000000000000000AA@AdobeOrg",
+    "AEP_SANDBOX": "prod",
+    "AEP_TENANT_ID": "stripeaep",
+}
 
 
 def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/demo") -> int:
@@ -32,35 +45,67 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
     import dagster as dg
 
     from stripe_aep.emulators._server import BackgroundServer
+    from stripe_aep.emulators.aep_api import create_app as create_aep_app
     from stripe_aep.emulators.stripe_account import StripeAccount
     from stripe_aep.emulators.stripe_api import create_app
 
+    # The demo starts from scratch: its emulators are in memory, so must be its lake and ledger.
+    shutil.rmtree(data_dir, ignore_errors=True)
     today = dt.datetime.now(dt.UTC).date()
     first = today - dt.timedelta(days=days - 1)
     account = StripeAccount(seed=7, start=first, days=days, charges_per_day=charges_per_day)
     started = time.monotonic()
-    with BackgroundServer(create_app(account, rate_limit_rps=25)) as stripe_server:
-        os.environ["STRIPE_API_KEY"] = DEMO_KEY
-        os.environ["STRIPE_API_BASE"] = stripe_server.url
-        os.environ["STRIPE_AEP_DATA_DIR"] = data_dir
-        from stripe_aep.definitions import defs
-        from stripe_aep.resources import LakeResource, StripeResource
-
-        resources = dict(defs.resources or {})
-        resources["stripe"] = StripeResource(
-            api_key=DEMO_KEY, api_base=stripe_server.url, visibility_lag_seconds="0"
+    with (
+        BackgroundServer(create_app(account, rate_limit_rps=25)) as stripe_server,
+        BackgroundServer(create_aep_app()) as aep_server,
+    ):
+        os.environ.update(DEMO_AEP)
+        os.environ.update(
+            STRIPE_API_KEY=DEMO_KEY,
+            STRIPE_API_BASE=stripe_server.url,
+            STRIPE_AEP_DATA_DIR=data_dir,
+            AEP_IMS_URL=aep_server.url,
+            AEP_PLATFORM_URL=aep_server.url,
         )
-        resources["lake"] = LakeResource(root=data_dir)
+        from stripe_aep.commands import setup_command
+        from stripe_aep.definitions import defs
+        from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+
+        print(f"Stripe emulator on {stripe_server.url}, AEP emulator on {aep_server.url}")
+        print("stripe-aep setup (field groups, schemas, identity namespace, datasets) ...")
+        setup_command()
+        resources = {
+            "stripe": StripeResource(
+                api_key=DEMO_KEY, api_base=stripe_server.url, visibility_lag_seconds="0"
+            ),
+            "lake": LakeResource(root=data_dir),
+            "xdm": XdmResource(tenant=DEMO_AEP["AEP_TENANT_ID"]),
+            "aep": AepResource(),
+        }
         assets = list(defs.assets or [])
         print(
-            f"Stripe emulator on {stripe_server.url}: {days} days from {first}, "
-            f"materializing {len(assets)} assets into {os.path.abspath(data_dir)} ...",
+            f"\nmaterializing {len(assets)} assets for {first} .. {today} into "
+            f"{os.path.abspath(data_dir)} ...",
             flush=True,
         )
         result = dg.materialize(
             assets,
             resources=resources,
             instance=dg.DagsterInstance.ephemeral(),
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                "ops": {
+                    f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}}
+                    for r in (
+                        "charges",
+                        "subscriptions",
+                        "refunds",
+                        "balance_transactions",
+                        "customers",
+                        "prices",
+                    )
+                },
+            },
             tags={
                 "dagster/asset_partition_range_start": first.isoformat(),
                 "dagster/asset_partition_range_end": today.isoformat(),
@@ -73,23 +118,48 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
                 print(event.message, file=sys.stderr)
         print("demo failed", file=sys.stderr)
         return 1
-    by_resource: dict[str, dict[str, object]] = defaultdict(dict)
+    layers: dict[str, dict[str, dict]] = defaultdict(dict)
     for event in result.get_asset_materialization_events():
         layer, resource = event.asset_key.path
-        meta = event.materialization.metadata
-        by_resource[resource][layer] = meta
+        layers[resource][layer] = {k: v.value for k, v in event.materialization.metadata.items()}
+    checks = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     rows = []
-    for resource, layers in sorted(by_resource.items()):
-        raw = layers.get("stripe", {})
+    for resource, by_layer in sorted(layers.items()):
+        raw, xdm, aep = by_layer.get("stripe", {}), by_layer.get("xdm", {}), by_layer.get("aep", {})
+        batch_ids = aep.get("batch_ids", "")
         rows.append(
             [
                 resource,
-                raw["dagster/row_count"].value if "dagster/row_count" in raw else "",
-                raw["requests"].value if "requests" in raw else "",
-                raw["path"].value if "path" in raw else "",
+                raw.get("dagster/row_count", ""),
+                xdm.get("dagster/row_count", ""),
+                xdm.get("quarantined", ""),
+                0 if batch_ids in ("", "none") else len(batch_ids.split(", ")),
+                aep.get("records_written", ""),
             ]
         )
     print()
-    print(_table(rows, ["resource", "stripe objects", "requests", "where"]))
-    print(f"\nend to end in {time.monotonic() - started:.1f} s")
+    print(
+        _table(
+            rows,
+            [
+                "resource",
+                "stripe objects",
+                "xdm rows",
+                "quarantined",
+                "aep batches",
+                "aep rows written",
+            ],
+        )
+    )
+    failed = [c for c in checks if not c.passed]
+    print(
+        f"\nasset checks: {len(checks) - len(failed)} of {len(checks)} passed"
+        + "".join(f"\n  FAILED {c.asset_key.to_user_string()} {c.check_name}" for c in failed)
+    )
+    print(f"data: {os.path.abspath(data_dir)}  (stripe/, xdm/, quarantine/, ledger/)")
+    print(f"end to end in {time.monotonic() - started:.1f} s")
     return 0

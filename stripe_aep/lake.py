@@ -29,6 +29,22 @@ class LakeFile:
     size: int
 
 
+@dataclass
+class StagedFile:
+    fs: pafs.FileSystem
+    tmp: str
+    final: str
+
+    def commit(self) -> None:
+        self.fs.move(self.tmp, self.final)
+
+    def discard(self) -> None:
+        try:
+            self.fs.delete_file(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
 class Lake:
     """A folder (local or object store) addressed by relative POSIX paths."""
 
@@ -121,6 +137,17 @@ class Lake:
             finally:
                 self.fs.delete_file(tmp)
             raise
+
+    def open_staged(self, rel: str) -> tuple[pa.NativeFile, StagedFile]:
+        """A writable stream to a temporary name, for writers that close streams themselves.
+
+        Call `staged.commit()` after the stream is closed to move it into place, or
+        `staged.discard()` to drop it.
+        """
+        final = self.full_path(rel)
+        tmp = f"{final}{TMP_MARKER}{uuid.uuid4().hex}"
+        self.fs.create_dir(posixpath.dirname(final), recursive=True)
+        return self.fs.open_output_stream(tmp, compression=None), StagedFile(self.fs, tmp, final)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         with self.write_atomic(rel) as f:

@@ -12,7 +12,14 @@ import os
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from stripe_aep.config import DEFAULT_STRIPE_API_BASE, DEFAULT_STRIPE_API_VERSION, StripeSettings
+from stripe_aep.aep.client import AepClient
+from stripe_aep.aep.settings import AepSettings
+from stripe_aep.config import (
+    DEFAULT_STRIPE_API_BASE,
+    DEFAULT_STRIPE_API_VERSION,
+    ConfigError,
+    StripeSettings,
+)
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
 
@@ -56,3 +63,59 @@ class LakeResource(dg.ConfigurableResource):
         if self._lake is None:
             self._lake = Lake(self.root)
         return self._lake
+
+
+class XdmResource(dg.ConfigurableResource):
+    """The AEP tenant namespace (`AEP_TENANT_ID`, no leading underscore) the XDM rows are built for."""
+
+    tenant: str
+
+    def tenant_id(self) -> str:
+        from stripe_aep.xdm import validate_tenant
+
+        tenant = (self.tenant or "").strip()
+        if not tenant:
+            raise ConfigError(
+                "AEP_TENANT_ID",
+                "not set",
+                "Set it to your AEP tenant id without the leading underscore (GET /stats on the "
+                "Schema Registry shows it); the local emulator uses `stripeaep`",
+            )
+        try:
+            validate_tenant(tenant)
+        except ValueError as exc:
+            raise ConfigError(
+                "AEP_TENANT_ID", str(exc), "Use lowercase letters and digits"
+            ) from None
+        return tenant
+
+
+class AepResource(dg.ConfigurableResource):
+    """Adobe credentials and addresses. Secrets arrive through `dg.EnvVar`; blanks fall back to the
+    environment variable of the same name."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    org_id: str = ""
+    sandbox: str = ""
+    tenant: str = ""
+    ims_url: str = ""
+    platform_url: str = ""
+
+    def settings(self) -> AepSettings:
+        env = dict(os.environ)
+        for name, value in (
+            ("AEP_CLIENT_ID", self.client_id),
+            ("AEP_CLIENT_SECRET", self.client_secret),
+            ("AEP_ORG_ID", self.org_id),
+            ("AEP_SANDBOX", self.sandbox),
+            ("AEP_TENANT_ID", self.tenant),
+            ("AEP_IMS_URL", self.ims_url),
+            ("AEP_PLATFORM_URL", self.platform_url),
+        ):
+            if value:
+                env[name] = value
+        return AepSettings.from_env(env)
+
+    def client(self) -> AepClient:
+        return AepClient(self.settings())

@@ -3,7 +3,6 @@
 Thin Dagster layer over `stripe_aep.stripe.extract`: one factory builds the six assets.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -93,7 +92,9 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
                 "retries": int(stats["retries"]),
                 "rate_limited_429": int(stats["rate_limited_429"]),
                 "cursor": _iso(cursor) if cursor is not None else "",
-                "window": f"{_iso(window[0])} .. {_iso(window[1])}" if window else "nothing to fetch",
+                "window": f"{_iso(window[0])} .. {_iso(window[1])}"
+                if window
+                else "nothing to fetch",
                 "objects_per_second": round(result.objects_per_second, 1),
                 "files_written": len(result.files),
                 "path": dg.MetadataValue.path(lake.lake().full_path(f"stripe/{resource}")),

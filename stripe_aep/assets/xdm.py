@@ -1,0 +1,137 @@
+"""`xdm/<resource>`: XDM-conformant Parquet built from the raw files, with quarantine and reconciliation.
+
+Thin Dagster layer over `stripe_aep.xdm_lake` (layout, manifests) and `stripe_aep.xdm` (mapping,
+streaming conversion). One factory builds the six assets.
+"""
+
+import dagster as dg
+
+from stripe_aep.assets.raw import partition_days
+from stripe_aep.config import RESOURCES
+from stripe_aep.partitions import backfill_policy, daily_partitions
+from stripe_aep.resources import LakeResource, XdmResource
+from stripe_aep.xdm import column_schema
+from stripe_aep.xdm_lake import XdmPartition
+
+RECONCILE_CHECK = "raw_objects_reconcile"
+QUARANTINE_CHECK = "quarantine_empty"
+
+#: The tenant only changes field names, not the column list: publish the schema of a placeholder.
+_SCHEMA_TENANT = "tenant"
+
+
+def _table_schema(resource: str) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=type_, description=description or None)
+            for name, type_, description in column_schema(resource, _SCHEMA_TENANT)
+        ]
+    )
+
+
+def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["xdm", resource])
+
+    @dg.asset(
+        key=key,
+        group_name="xdm",
+        deps=[dg.AssetKey(["stripe", resource])],
+        partitions_def=daily_partitions,
+        backfill_policy=backfill_policy,
+        kinds={"parquet", "xdm"},
+        description=(
+            f"Stripe {resource} as XDM-conformant Parquet (one file set per raw file, ≤ 256 MB each). "
+            "Only raw files not converted yet are read; records that fail validation go to "
+            "`quarantine/` with the reason and the original object."
+        ),
+        metadata={"dagster/column_schema": _table_schema(resource)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILE_CHECK,
+                asset=key,
+                blocking=True,
+                description="raw objects = XDM rows + quarantined records, for the partitions",
+            ),
+            dg.AssetCheckSpec(
+                QUARANTINE_CHECK,
+                asset=key,
+                description="no record of the partitions is in quarantine (warning)",
+            ),
+        ],
+    )
+    def xdm_asset(
+        context: dg.AssetExecutionContext, lake: LakeResource, xdm: XdmResource
+    ) -> dg.MaterializeResult:
+        tenant = xdm.tenant_id()
+        partitions = [XdmPartition(lake.lake(), resource, day) for day in partition_days(context)]
+        converted = rows = quarantined = 0
+        preview = ""
+        for partition in partitions:
+            for raw in partition.pending():
+                manifest, result = partition.convert(raw, tenant)
+                converted += 1
+                rows += manifest["rows"]
+                quarantined += manifest["quarantined"]
+                if result.rows:
+                    preview = result.preview_markdown()
+        raw_objects = total_rows = total_quarantined = total_bytes = files = 0
+        reasons: dict[str, int] = {}
+        for partition in partitions:
+            raw_objects += partition.raw_objects()
+            for manifest in partition.manifests().values():
+                total_rows += manifest["rows"]
+                total_quarantined += manifest["quarantined"]
+                files += len(manifest["parts"])
+                total_bytes += sum(p["bytes"] for p in manifest["parts"])
+                for reason, count in manifest["reasons"].items():
+                    reasons[reason] = reasons.get(reason, 0) + count
+        context.log.info(
+            f"{resource}: converted {converted} raw files into {rows} rows, {quarantined} quarantined"
+        )
+        reconciled = raw_objects == total_rows + total_quarantined
+        top_reasons = "\n".join(
+            f"- {count} × {reason}"
+            for reason, count in sorted(reasons.items(), key=lambda x: -x[1])
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": total_rows,
+                "rows_converted": rows,
+                "raw_files_converted": converted,
+                "quarantined": total_quarantined,
+                "bytes": total_bytes,
+                "files": files,
+                "tenant": tenant,
+                "preview": dg.MetadataValue.md(preview or "_no rows converted in this run_"),
+                "path": dg.MetadataValue.path(lake.lake().full_path(f"xdm/{resource}")),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=RECONCILE_CHECK,
+                    passed=reconciled,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "raw_objects": raw_objects,
+                        "xdm_rows": total_rows,
+                        "quarantined": total_quarantined,
+                    },
+                ),
+                dg.AssetCheckResult(
+                    check_name=QUARANTINE_CHECK,
+                    passed=total_quarantined == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "quarantined": total_quarantined,
+                        "reasons": dg.MetadataValue.md(top_reasons or "none"),
+                        "path": dg.MetadataValue.path(
+                            lake.lake().full_path(f"quarantine/{resource}")
+                        ),
+                    },
+                ),
+            ],
+        )
+
+    return xdm_asset
+
+
+xdm_assets = [build_xdm_asset(resource) for resource in RESOURCES]

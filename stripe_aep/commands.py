@@ -1,0 +1,70 @@
+"""`stripe-aep setup` and `stripe-aep doctor`: plain functions over the clients, printed for people."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from stripe_aep.aep.client import AepClient
+from stripe_aep.aep.doctor import Check, doctor_aep
+from stripe_aep.aep.settings import AepSettings
+from stripe_aep.aep.setup import run_setup
+from stripe_aep.config import RESOURCES, ConfigError, StripeSettings
+from stripe_aep.stripe.client import FILTER_PASSES, StripeClient, StripeError
+
+
+def setup_command(profile: bool = False) -> int:
+    """Create (idempotently) the XDM field groups, schemas, identity namespace and datasets."""
+    from stripe_aep.xdm import schema_registry_payloads
+
+    settings = AepSettings.from_env()
+    if not settings.tenant_id:
+        raise ConfigError("AEP_TENANT_ID", "not set", "Set it to your tenant id, no underscore")
+    client = AepClient(settings)
+    payloads = {r: schema_registry_payloads(r, settings.tenant_id) for r in RESOURCES}
+    datasets = run_setup(client, tenant=settings.tenant_id, payloads=payloads, profile=profile)
+    width = max(len(r) for r in datasets)
+    print(f"AEP sandbox {settings.sandbox!r}, tenant _{settings.tenant_id}: datasets")
+    for resource, dataset_id in datasets.items():
+        print(f"  {resource.ljust(width)}  {dataset_id}   (AEP_DATASET_{resource.upper()})")
+    return 0
+
+
+def stripe_checks(settings: StripeSettings) -> list[Check]:
+    """One cheap list call per resource: proves the key works and has every read permission."""
+    client = StripeClient(settings, max_retries=2)
+    checks = []
+    try:
+        for resource in RESOURCES:
+            try:
+                client.list_page(resource, {**FILTER_PASSES[resource][0], "limit": 1})
+                checks.append(Check(f"stripe {resource}", True, "readable"))
+            except StripeError as exc:
+                checks.append(Check(f"stripe {resource}", False, str(exc)))
+    finally:
+        client.close()
+    return checks
+
+
+def doctor_command() -> int:
+    """Check both sides' credentials and permissions and say exactly what is missing."""
+    checks: list[Check] = []
+    try:
+        checks += stripe_checks(StripeSettings.from_env())
+    except ConfigError as exc:
+        checks.append(Check("stripe settings", False, str(exc)))
+    try:
+        settings = AepSettings.from_env()
+        checks += doctor_aep(
+            AepClient(settings), tenant=settings.tenant_id, resources=RESOURCES, environ=os.environ
+        )
+    except ConfigError as exc:
+        checks.append(Check("aep settings", False, str(exc)))
+    for check in checks:
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            print(f"       fix: {check.fix}")
+    failed = [c for c in checks if not c.ok]
+    print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed", file=sys.stderr)
+    return 1 if failed else 0
