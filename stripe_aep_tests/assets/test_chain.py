@@ -209,3 +209,63 @@ def test_bad_records_are_quarantined_and_reconciled(stripe_emulator, tmp_path):
     assert {"ch_bad_created", "ch_bad_currency", "ch_bad_amount"} <= {
         line["record"].get("id") for line in lines if isinstance(line["record"], dict)
     }
+
+
+def test_rejected_batch_fails_the_step_then_redelivers_once(
+    stripe_emulator, stripe_account, aep_setup, aep_emulator, tmp_path, monkeypatch
+):
+    client, datasets = aep_setup
+    tokens: list[str] = []
+    original = AepClient._access_token
+
+    def spy(self):
+        token = original(self)
+        tokens.append(token)
+        return token
+
+    monkeypatch.setattr(AepClient, "_access_token", spy)
+    day = DAYS[0].isoformat()
+    selection = [a for a in ALL_ASSETS if a.key.path[-1] == "charges"]
+    with dg.instance_for_test() as instance:
+        aep_emulator.faults.fail_next_batches = 1
+        failed = dg.materialize(
+            selection,
+            resources=_resources(stripe_emulator.url, tmp_path),
+            instance=instance,
+            partition_key=day,
+            run_config={"ops": {"aep__charges": {"config": {"poll_interval_seconds": 0.05}}}},
+            raise_on_error=False,
+        )
+        assert not failed.success
+        failure = next(e for e in failed.all_events if e.is_step_failure)
+        message = str(failure.event_specific_data.error)
+        assert "INGEST" in message and "failed" in message
+        assert read_back_ids(client, datasets["charges"]) == []
+
+        # The cause is gone (the fault was one-shot): the next run delivers, once.
+        again = dg.materialize(
+            selection,
+            resources=_resources(stripe_emulator.url, tmp_path),
+            instance=instance,
+            partition_key=day,
+            run_config={"ops": {"aep__charges": {"config": {"poll_interval_seconds": 0.05}}}},
+        )
+        assert again.success
+        ids = read_back_ids(client, datasets["charges"])
+        truth = {o["id"] for o in stripe_account.objects("charges", *day_bounds(DAYS[0]))}
+        assert len(ids) == len(set(ids)) and set(ids) == truth
+
+        # No secret, no token anywhere in the event logs of both runs or in the data directory.
+        secret = aep_emulator.identity.client_secret
+        assert tokens
+        texts = [
+            dg.serialize_value(e) for run in (failed, again) for e in instance.all_logs(run.run_id)
+        ]
+        blob = "\n".join(texts)
+        for value in {secret, TEST_KEY, *tokens}:
+            assert value not in blob
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in {secret, TEST_KEY, *tokens}:
+                assert value.encode() not in data, path
