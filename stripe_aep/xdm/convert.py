@@ -26,23 +26,28 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
+from stripe_aep.xdm.keyscan import KeyScan, line_offsets, scan_object_keys
 from stripe_aep.xdm.resources import ResourceMapping, mapping_for
 from stripe_aep.xdm.schemas import (
     _input_tree,
     _Node,
     expandable_paths,
     input_error_path,
+    metadata_paths,
     stripe_parse_schema,
     validate_tenant,
     xdm_schema_for,
@@ -190,6 +195,90 @@ class _BlockFailed(Exception):
     """The block cannot be parsed/converted as a whole; use the slow path."""
 
 
+@dataclass
+class _Prepared:
+    """One block after the parse stage: its lines, and the parse of its regular lines."""
+
+    records: int  # non-blank lines
+    regular: pa.Array | None = None  # large_binary lines that look like `{...}`
+    table: pa.Table | None = None  # parse of `regular` (None: parse failed, see `error`)
+    hashes: pa.Array | None = None  # fingerprints of `regular`
+    error: str | None = None
+    odd: list[bytes] = field(default_factory=list)  # other non-blank lines
+
+
+def _column_at(table: pa.Table, path: str) -> pa.Array | None:
+    name, _, rest = path.partition(".")
+    if name not in table.column_names:
+        return None
+    arr: Any = table.column(name).combine_chunks()
+    for part in rest.split(".") if rest else []:
+        idx = arr.type.get_field_index(part) if pa.types.is_struct(arr.type) else -1
+        if idx < 0:
+            return None
+        arr = pc.struct_field(arr, [idx])
+    return arr
+
+
+def _scan_covers(table: pa.Table, path: str, scan: KeyScan) -> bool:
+    """Every row with an object at `path` had an object found by the key scan.
+
+    False only for a key the token search cannot see (written with JSON escapes).
+    """
+    arr = _column_at(table, path)
+    if arr is None:
+        return True
+    present = arr.is_valid().to_numpy(zero_copy_only=False)
+    return not bool((present & ~scan.rows_with_object).any())
+
+
+_END = object()
+
+
+def _run_ahead(items: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+    """Yields `items`, produced in a background thread at most `depth` items ahead.
+
+    Why: pyarrow's JSON reader releases the GIL, so the next block is read and parsed while this
+    thread converts and writes the current one (about a third off the wall time on 2 cores).
+    An exception in the producer is raised here; closing this generator stops the producer.
+    """
+    channel: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(message, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", _END))
+        except BaseException as exc:  # forwarded to the consumer, raised there
+            put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="xdm-parse-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = channel.get()
+            if kind == "item":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        worker.join()
+
+
 class _PartWriter:
     """Writes row groups into Parquet parts no larger than `max_file_bytes`."""
 
@@ -306,34 +395,63 @@ class Converter:
         self.expanded: frozenset[str] = frozenset()
         self.tree = _input_tree(mapping)
         self.parse_names = stripe_parse_schema(mapping).names
+        self.metadata_paths = metadata_paths(mapping)
         self.reasons: Counter[str] = Counter()
         self.quarantined = 0
         self.slow_path_records = 0
 
-    # -- parsing ---------------------------------------------------------------------------
+    # -- parsing (runs ahead, in the parse thread) ----------------------------------------------
 
     def _parse(
-        self, buffer: bytes, expanded: frozenset[str], block_size: int = _PARSE_BLOCK
+        self,
+        buffer: Any,
+        expanded: frozenset[str],
+        block_size: int = _PARSE_BLOCK,
+        object_keys: dict[str, tuple[str, ...]] | None = None,
     ) -> pa.Table:
         """pyarrow JSON parse with the declared Stripe paths (multi-threaded over sub-blocks).
 
-        `unexpected_field_behavior="infer"` is needed for `metadata`, whose keys are unknown.
+        With `object_keys` (the keys of every metadata path) undeclared fields are skipped;
+        without, they are inferred, which is the only way to read metadata of unknown keys.
         """
-        schema = stripe_parse_schema(self.mapping, expanded)
+        schema = stripe_parse_schema(self.mapping, expanded, object_keys)
         return pj.read_json(
             pa.BufferReader(pa.py_buffer(buffer)),
             read_options=pj.ReadOptions(block_size=block_size),
             parse_options=pj.ParseOptions(
                 explicit_schema=schema,
-                unexpected_field_behavior="infer",
+                unexpected_field_behavior="infer" if object_keys is None else "ignore",
                 newlines_in_values=False,
             ),
         )
 
-    def _parse_adaptive(self, buffer: bytes, expected_rows: int) -> pa.Table:
+    def _scan_keys(self, lines: pa.Array) -> dict[str, KeyScan] | None:
+        """Keys of the metadata objects of the block, or None if they must be inferred."""
+        if any("[]" in p for p in self.metadata_paths):
+            return None
+        found: dict[str, KeyScan] = {}
+        for path in self.metadata_paths:
+            scan = scan_object_keys(lines, path.rpartition(".")[2])
+            if scan is None:
+                return None
+            found[path] = scan
+        return found
+
+    def _parse_lines(self, lines: pa.Array, expanded: frozenset[str]) -> pa.Table:
+        data, offsets = line_offsets(lines)
+        buffer = data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        scans = self._scan_keys(lines)
+        if scans is not None:
+            keys = {p: scan.keys for p, scan in scans.items()}
+            table = self._parse(buffer, expanded, object_keys=keys)
+            if all(_scan_covers(table, p, scan) for p, scan in scans.items()):
+                return table
+        return self._parse(buffer, expanded)
+
+    def _parse_adaptive(self, lines: pa.Array) -> pa.Table:
         for _ in range(len(self.expandables) + 1):
             try:
-                table = self._parse(buffer, self.expanded)
+                table = self._parse_lines(lines, self.expanded)
             except pa.ArrowInvalid as exc:
                 m = _CHANGED.search(str(exc))
                 path = self.expandables.get(m.group("col")) if m else None
@@ -342,23 +460,47 @@ class Converter:
                     self.expanded = self.expanded | {path}
                     continue
                 raise _BlockFailed(str(exc)) from exc
-            if table.num_rows != expected_rows:
+            if table.num_rows != len(lines):
                 raise _BlockFailed(
-                    f"parsed {table.num_rows} rows from {expected_rows} lines "
+                    f"parsed {table.num_rows} rows from {len(lines)} lines "
                     "(several JSON values on one line?)"
                 )
             return table
         raise _BlockFailed("expandable fields could not be resolved")
 
-    # -- conversion ------------------------------------------------------------------------
+    def prepare(self, block: bytes) -> _Prepared:
+        """Split a block into lines and parse its regular lines (the parse thread's work)."""
+        lines = _split_lines(block)
+        prepared = _Prepared(records=int((~lines.blank).sum()))
+        if lines.regular.all():
+            regular = lines.lines
+        else:
+            odd_mask = ~lines.regular & ~lines.blank
+            prepared.odd = lines.lines.filter(pa.array(odd_mask)).to_pylist()
+            regular = lines.lines.filter(pa.array(lines.regular))
+        if len(regular) == 0:
+            return prepared
+        prepared.regular = regular
+        try:
+            prepared.table = self._parse_adaptive(regular)
+            prepared.hashes = line_fingerprints(regular)
+        except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
+            prepared.table, prepared.error = None, str(exc)
+        return prepared
 
-    def _convert(self, table: pa.Table, raw_lines: pa.Array) -> tuple[pa.Table, np.ndarray, list]:
+    # -- conversion (the calling thread) -----------------------------------------------------
+
+    def _convert(
+        self, table: pa.Table, raw_lines: pa.Array, hashes: pa.Array | None = None
+    ) -> tuple[pa.Table, np.ndarray, list]:
         """XDM table of all rows + index of the first failing check per row (-1 = valid)."""
         declared = [n for n in self.parse_names if n in table.column_names]
         data = table.select(declared).combine_chunks().to_struct_array()
         if isinstance(data, pa.ChunkedArray):
             data = data.combine_chunks()
-        frame = Frame(data, self.params, record_hash=line_fingerprints(raw_lines))
+        if hashes is None:
+            hashes = line_fingerprints(raw_lines)
+        frame = Frame(data, self.params, record_hash=hashes)
         arrays, checks = [], []
         for f in self.fields:
             built = build_field(f, frame, f.name)
@@ -367,16 +509,23 @@ class Converter:
         out = pa.Table.from_arrays(arrays, schema=self.schema)
         return out, first_failure(checks, len(frame)), checks
 
-    def convert_lines(self, lines: pa.Array, buffer: bytes | None) -> list[pa.Table]:
-        """Fast path for regular lines; falls back to the slow path for this block only."""
-        try:
-            if buffer is None:
-                buffer = b"".join(lines.to_pylist())
-            table = self._parse_adaptive(buffer, len(lines))
-            out, failing, checks = self._convert(table, lines)
-        except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
-            return self._slow(lines.to_pylist(), str(exc))
-        return [self._split_valid(out, failing, checks, lines)]
+    def convert_prepared(self, prepared: _Prepared) -> list[pa.Table]:
+        """Fast path for a parsed block; the slow path for what the fast path cannot take."""
+        tables: list[pa.Table] = []
+        lines = prepared.regular
+        if lines is not None:
+            if prepared.table is None:
+                tables.extend(self._slow(lines.to_pylist(), prepared.error or "parse failed"))
+            else:
+                try:
+                    out, failing, checks = self._convert(prepared.table, lines, prepared.hashes)
+                except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
+                    tables.extend(self._slow(lines.to_pylist(), str(exc)))
+                else:
+                    tables.append(self._split_valid(out, failing, checks, lines))
+        if prepared.odd:
+            tables.extend(self._slow(prepared.odd, "line is not a JSON object"))
+        return tables
 
     def _split_valid(
         self, out: pa.Table, failing: np.ndarray, checks: list, lines: pa.Array
@@ -620,22 +769,10 @@ def convert_jsonl(
     preview: list[dict[str, Any]] = []
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    for block in _read_blocks(source, block_bytes):
-        lines = _split_lines(block)
-        result.input_records += int((~lines.blank).sum())
-        if lines.regular.all():
-            tables = conv.convert_lines(lines.lines, lines.buffer)
-        else:
-            tables = []
-            irregular = ~lines.regular & ~lines.blank
-            regular_idx = np.flatnonzero(lines.regular)
-            if len(regular_idx):
-                regular = lines.lines.take(pa.array(regular_idx))
-                tables.extend(conv.convert_lines(regular, None))
-            odd = lines.lines.filter(pa.array(irregular)).to_pylist()
-            if odd:
-                tables.extend(conv._slow(odd, "line is not a JSON object"))
-        for t in tables:
+    prepared_blocks = (conv.prepare(b) for b in _read_blocks(source, block_bytes))
+    for prepared in _run_ahead(prepared_blocks):
+        result.input_records += prepared.records
+        for t in conv.convert_prepared(prepared):
             if t.num_rows:
                 writer.write(t)
                 result.rows += t.num_rows

@@ -187,11 +187,16 @@ def _input_tree(mapping: ResourceMapping) -> _Node:
 
 
 def stripe_parse_schema(
-    mapping: ResourceMapping, expanded: frozenset[str] = frozenset()
+    mapping: ResourceMapping,
+    expanded: frozenset[str] = frozenset(),
+    object_keys: dict[str, tuple[str, ...]] | None = None,
 ) -> pa.Schema:
     """Explicit pyarrow JSON parse schema for the Stripe paths the mapping reads.
 
     Expandable paths parse as strings unless listed in `expanded` (then as `struct<id>`).
+    Metadata paths parse as an empty struct whose keys the reader must infer, unless
+    `object_keys` gives their keys (path → keys): then as `struct<key: string, ...>`, which lets
+    the reader skip every undeclared field.
     """
 
     def child_path(path: str, name: str, node: _Node) -> str:
@@ -204,6 +209,8 @@ def stripe_parse_schema(
         if node.kind is not None:
             if node.kind == "expandable" and path in expanded:
                 typ: pa.DataType = pa.struct([("id", pa.string())])
+            elif node.kind == "metadata" and object_keys is not None and path in object_keys:
+                typ = pa.struct([(k, pa.string()) for k in object_keys[path]])
             else:
                 typ = INPUT_KINDS[node.kind]
         else:
@@ -223,6 +230,11 @@ def stripe_parse_schema(
 def expandable_paths(mapping: ResourceMapping) -> list[str]:
     """Stripe input paths (with `[]` for list elements) of expandable fields."""
     return sorted({i.path for i in mapping.inputs() if i.kind == "expandable"})
+
+
+def metadata_paths(mapping: ResourceMapping) -> list[str]:
+    """Stripe input paths of free-form objects of strings (`metadata`)."""
+    return sorted({i.path for i in mapping.inputs() if i.kind == "metadata"})
 
 
 def input_kinds(mapping: ResourceMapping) -> dict[str, str]:
