@@ -31,6 +31,7 @@ _PAIR = rf"{_STRING}\s*:\s*{_STRING}"
 #: What must follow the key token: `:` then null or a flat object of strings.
 _FOLLOW = rf"^(?P<all>\s*:\s*(?:null|(?P<obj>\{{\s*(?:{_PAIR}\s*(?:,\s*{_PAIR}\s*)*)?\}})))"
 #: A key/value pair of a flat object, rewritten to `key:null` before inferring the key names.
+_QUOTE = ord('"')
 _PAIR_GROUPS = rf"({_STRING})\s*:\s*{_STRING}"
 
 
@@ -87,26 +88,35 @@ def scan_object_keys(lines: pa.Array, name: str) -> KeyScan | None:
     rows_with_object = np.zeros(n, dtype=bool)
     if n == 0:
         return KeyScan((), rows_with_object)
-    token = '"' + re.escape(name) + '"'
-    token_len = len(name.encode()) + 2
+    data_bytes = np.frombuffer(data, dtype=np.uint8)
+    # The search is for `metadata"` (its first byte is rare in JSON, so RE2 skips ahead with
+    # memchr, ~3x faster than for `"metadata"`); the opening quote is checked separately.
+    pattern = re.escape(name) + '"'
+    name_len = len(name.encode()) + 1
     rows = np.arange(n)
     starts, ends = offsets[:-1].copy(), offsets[1:].copy()
     objects: list[pa.Array] = []
     while len(rows):
-        found = _even_ints(pc.find_substring_regex(_windows(data, starts, ends), token))
+        found = _even_ints(pc.find_substring_regex(_windows(data, starts, ends), pattern))
         hit = found >= 0
-        rows, starts, ends = rows[hit], starts[hit] + found[hit] + token_len, ends[hit]
+        rows, starts, ends = rows[hit], starts[hit] + found[hit], ends[hit]
         if not len(rows):
             break
-        follow = pc.extract_regex(_windows(data, starts, ends), _FOLLOW)
-        if follow.null_count > len(rows) - 1:  # a null besides the gaps: not followed by an object
+        before = data_bytes[np.maximum(starts - 1, 0)]
+        quoted = (starts > offsets[0]) & (before == _QUOTE)
+        starts = starts + name_len
+        if not quoted.any():
+            continue
+        m_rows, m_starts = rows[quoted], starts[quoted]
+        follow = pc.extract_regex(_windows(data, m_starts, ends[quoted]), _FOLLOW)
+        if follow.null_count > len(m_rows) - 1:  # a null besides the gaps: not an object
             return None
         whole = _even_ints(pc.binary_length(pc.struct_field(follow, [0])))
         obj = pc.struct_field(follow, [1]).take(pa.array(np.arange(0, len(follow), 2)))
         is_object = pc.greater(pc.binary_length(obj), 0)
-        rows_with_object[rows[is_object.to_numpy(zero_copy_only=False)]] = True
+        rows_with_object[m_rows[is_object.to_numpy(zero_copy_only=False)]] = True
         objects.append(obj.filter(is_object))
-        starts = starts + whole
+        starts[quoted] = m_starts + whole
     keys = _keys_of(objects)
     return KeyScan(keys, rows_with_object)
 
