@@ -13,9 +13,19 @@ from collections import Counter
 import pytest
 
 from stripe_aep.emulators.stripe_account import RESOURCES, StripeAccount
+from stripe_aep.xdm.resources import mapping_for
+from stripe_aep.xdm.schemas import metadata_paths
 from stripe_aep_tests.xdm.conftest import TENANT, jsonl, run_convert
 
 NS = f"_{TENANT}"
+OBJECT_FIELD = {
+    "charges": "charge",
+    "subscriptions": "subscription",
+    "refunds": "refund",
+    "balance_transactions": "balanceTransaction",
+    "customers": "customer",
+    "prices": "price",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +42,11 @@ def test_every_emulator_object_converts(tmp_path, account, resource):
     assert Counter(q["reason"] for q in run.quarantine) == Counter()
     assert run.quarantine == []
     result = run.result
-    assert (result.input_records, result.rows, result.quarantined) == (len(objects), len(objects), 0)
+    assert (result.input_records, result.rows, result.quarantined) == (
+        len(objects),
+        len(objects),
+        0,
+    )
     assert result.slow_path_records == 0
 
     table = run.table()
@@ -40,3 +54,11 @@ def test_every_emulator_object_converts(tmp_path, account, resource):
     ids = [row["id"] for row in table.column(NS).combine_chunks().field("stripe").to_pylist()]
     assert ids == [o["id"] for o in objects] == account.ids(resource)
     assert [row_id.rpartition("-")[0] for row_id in table.column("_id").to_pylist()] == ids
+
+    if metadata_paths(mapping_for(resource)):  # every key/value pair kept, sorted by key
+        tenant = table.column(NS).combine_chunks().field(OBJECT_FIELD[resource]).to_pylist()
+        expected = [
+            None if o.get("metadata") is None else sorted(o["metadata"].items()) for o in objects
+        ]
+        assert [row["metadata"] for row in tenant] == expected
+        assert any(expected), "the account should hold non-empty metadata"
