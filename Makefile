@@ -22,6 +22,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/upload.py
 
 emulate: $(STAMP)
 	$(BIN)/stripe-aep emulate

@@ -10,7 +10,7 @@ limit, then measures:
 Prints objects/s for both, the ratio to the rate-limit bound (rps × 100 objects per page) and the ratio
 between the two. Not a test: figures depend on the machine. Usage:
 
-    .venv/bin/python bench/extract.py [--days 10] [--charges-per-day 20000] [--latency-ms 100] [--rps 100]
+    .venv/bin/python bench/extract.py [--days 11] [--charges-per-day 20000] [--latency-ms 100] [--rps 100]
 """
 
 from __future__ import annotations
@@ -84,12 +84,14 @@ def sequential(url: str, gte: int, lt: int, max_objects: int) -> tuple[int, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument(
+        "--days", type=int, default=11, help="days of history; all but today are extracted"
+    )
     parser.add_argument("--charges-per-day", type=int, default=20000)
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--rps", type=float, default=100, help="client budget (the bound's rps)")
     parser.add_argument("--emulator-rate-limit", type=float, default=100)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--sequential-objects", type=int, default=20000)
     args = parser.parse_args()
 

@@ -34,7 +34,7 @@ DEFAULT_MAX_RPS_LIVE = 80.0
 #: Objects can take a moment to become visible in list results (tap-stripe observed it), so the
 #: newest part of "now" is left for the next run instead of being marked as covered.
 DEFAULT_VISIBILITY_LAG_SECONDS = 120
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 24
 DEFAULT_DATA_DIR = "data"
 
 _KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]+$")

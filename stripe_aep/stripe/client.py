@@ -18,6 +18,7 @@ The API key is only ever placed in the Authorization header; it is redacted from
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -169,6 +170,13 @@ class StripeClient:
         self._sleep = sleep
         self._random = random.Random()
         self._session = requests.Session()
+        # With trust_env, requests looks for ~/.netrc and proxy variables on *every* request (a
+        # measurable share of CPU at 100 requests/s); read the environment once instead.
+        self._session.trust_env = False
+        self._session.proxies.update(requests.utils.get_environ_proxies(settings.api_base))
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            self._session.verify = ca_bundle
         size = pool_size or max(settings.concurrency, 10)
         adapter = HTTPAdapter(pool_connections=size, pool_maxsize=size, max_retries=0)
         self._session.mount("http://", adapter)

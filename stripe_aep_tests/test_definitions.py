@@ -1,0 +1,41 @@
+"""The code location: the keys, groups and partitions outside tooling relies on."""
+
+import dagster as dg
+
+from stripe_aep.config import RESOURCES
+from stripe_aep.definitions import defs
+from stripe_aep.partitions import daily_partitions
+
+
+def test_definitions_load_and_keys_are_exact():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    expected = {f"{layer}/{r}" for layer in ("stripe", "xdm", "aep") for r in RESOURCES}
+    assert keys == expected
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name == key.path[0]
+        assert node.partitions_def == daily_partitions
+        assert node.backfill_policy is not None
+        assert node.backfill_policy.max_partitions_per_run == 31
+        if key.path[0] != "stripe":
+            assert {p.to_user_string() for p in node.parent_keys} == {
+                f"{'stripe' if key.path[0] == 'xdm' else 'xdm'}/{key.path[1]}"
+            }
+
+
+def test_partitions_are_utc_days_with_today():
+    assert daily_partitions.timezone == "UTC"
+    assert daily_partitions.end_offset == 1
+    import datetime as dt
+
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert daily_partitions.get_last_partition_key() == today
+
+
+def test_extraction_steps_share_the_stripe_pool():
+    for asset in defs.assets:
+        if asset.key.path[0] == "stripe":
+            assert asset.op.pool == "stripe_api"
+            assert asset.op.description or asset.descriptions_by_key[asset.key]
