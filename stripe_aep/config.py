@@ -23,6 +23,16 @@ RESOURCES: tuple[str, ...] = (
     "prices",
 )
 
+#: The `object` name Stripe gives one item of each list resource (`"object": "charge"`).
+OBJECT_NAMES: dict[str, str] = {
+    "charges": "charge",
+    "subscriptions": "subscription",
+    "refunds": "refund",
+    "balance_transactions": "balance_transaction",
+    "customers": "customer",
+    "prices": "price",
+}
+
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 #: Pinned so object shapes never change under us when the account's default version moves.
 DEFAULT_STRIPE_API_VERSION = "2026-06-24.dahlia"

@@ -2,7 +2,7 @@
 
 Why: the AEP emulator claims its responses are shaped like real AEP's, and the AEP client claims its
 requests are shaped like Adobe documents them. Both claims are checked against Adobe's own specs
-(`/work/shared/specs/aep/`, from `AdobeDocs/experience-platform-apis`): Batch Ingestion, Catalog and Data
+(`specs/aep/` in this repository, from `AdobeDocs/experience-platform-apis`): Batch Ingestion, Catalog and Data
 Access are OpenAPI 3.0, the Schema Registry is Swagger 2.0. `$ref`s are resolved inside each spec.
 
 Where a spec contradicts Adobe's own documented examples (and the behaviour of the real API), the spec is
@@ -37,7 +37,9 @@ from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SPEC_DIR = Path(os.environ.get("STRIPE_AEP_SPEC_DIR", "/work/shared/specs/aep"))
+from stripe_aep_tests.paths import AEP_SPECS
+
+SPEC_DIR = Path(os.environ.get("STRIPE_AEP_SPEC_DIR", str(AEP_SPECS)))
 SPEC_NAMES = ("batch-ingestion", "catalog", "data-access", "schema-registry")
 BATCH_STATUSES_CATALOG = [
     "processing",

@@ -3,7 +3,7 @@
 Why: stripe-aep must be testable end to end without an Adobe contract, and the tests must fail the way
 real AEP fails. `AEP_IMS_URL` and `AEP_PLATFORM_URL` can both point at this app; the client changes only
 its base URLs. Paths, headers, status codes and bodies follow Adobe's docs and OpenAPI specs
-(`/work/shared/specs/aep/`, reference `aep-api.md`); where the docs are silent the choice is written in
+(`specs/aep/`, reference `aep-api.md`); where the docs are silent the choice is written in
 `docs/emulators.md` (section "AEP emulator").
 
 Served (all under the real paths):

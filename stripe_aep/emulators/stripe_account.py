@@ -30,19 +30,12 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-RESOURCES = ("charges", "subscriptions", "refunds", "balance_transactions", "customers", "prices")
+from stripe_aep.config import OBJECT_NAMES, RESOURCES
+
+__all__ = ["OBJECT_NAMES", "RESOURCES", "StripeAccount"]
 
 DAY = 86_400
 
-# Object type name of each list resource (`object` field, error messages "No such charge: ...").
-OBJECT_NAMES = {
-    "charges": "charge",
-    "subscriptions": "subscription",
-    "refunds": "refund",
-    "balance_transactions": "balance_transaction",
-    "customers": "customer",
-    "prices": "price",
-}
 
 # Filter columns kept per object so the API can filter without parsing JSON.
 FILTER_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -1,4 +1,4 @@
-"""The emulator's responses conform to Adobe's OpenAPI specs (`/work/shared/specs/aep/`).
+"""The emulator's responses conform to Adobe's OpenAPI specs (`specs/aep/`).
 
 Every endpoint the emulator serves is called and its answer validated against the response schema of
 the matching spec operation, wherever the spec defines one. The specs contradict Adobe's documented

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 import json
-import pathlib
 import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stripe_aep.config import OBJECT_NAMES
 from stripe_aep.xdm import RESOURCES, convert_jsonl, schema_registry_payloads
 from stripe_aep_tests.aep_spec import validate_request
 from stripe_aep_tests.emulators.aep_fixtures import (
@@ -29,16 +29,10 @@ from stripe_aep_tests.emulators.aep_fixtures import (
     ingest,
     platform,  # noqa: F401
 )
+from stripe_aep_tests.paths import STRIPE_SPECS
 
-STRIPE_SAMPLES = pathlib.Path("/work/shared/specs/stripe")
-OBJECT_OF = {
-    "charges": "charge",
-    "subscriptions": "subscription",
-    "refunds": "refund",
-    "balance_transactions": "balance_transaction",
-    "customers": "customer",
-    "prices": "price",
-}
+STRIPE_SAMPLES = STRIPE_SPECS
+OBJECT_OF = OBJECT_NAMES
 PLACEHOLDER = re.compile(r"\{\{(class|fieldgroup|schema):([a-z_]+)\}\}")
 
 
