@@ -135,36 +135,66 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------
 
 
-def _read_blocks(source: Any, block_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines (each ends with a newline) from a readable stream."""
+def _read_blocks(source: Any, block_bytes: int) -> Iterator[memoryview]:
+    """Blocks of whole lines (each ends with a newline) from a readable stream.
+
+    Each block is a fresh buffer (blocks are in flight in several threads at once); the partial
+    line left over from the previous read is copied to its front and the stream reads straight
+    into the rest (`readinto`), so the data is copied once. Streams without `readinto` are read
+    with `read`.
+    """
     rest = b""
+    readinto = getattr(source, "readinto", None)
     while True:
-        chunk = source.read(block_bytes)
-        if chunk is not None and not isinstance(chunk, bytes):
-            chunk = bytes(chunk)
-        if not chunk:
+        buf = bytearray(len(rest) + block_bytes)
+        buf[: len(rest)] = rest
+        filled = len(rest) + _fill(source, readinto, memoryview(buf)[len(rest) :])
+        if filled == len(rest):
             break
-        cut = chunk.rfind(b"\n")
+        view = memoryview(buf)[:filled]
+        cut = buf.rfind(b"\n", 0, filled)
         if cut < 0:
-            rest += chunk
+            rest = bytes(view)
             continue
-        yield rest + chunk[: cut + 1] if rest else chunk[: cut + 1]
-        rest = chunk[cut + 1 :]
+        rest = bytes(view[cut + 1 :])
+        yield view[: cut + 1]
     if rest:
-        yield rest + b"\n"
+        yield memoryview(rest + b"\n")
+
+
+def _fill(source: Any, readinto: Any, target: memoryview) -> int:
+    """Read into `target` until it is full or the stream ends; the number of bytes read."""
+    done = 0
+    while done < len(target):
+        if readinto is not None:
+            try:
+                n = readinto(target[done:])
+            except (NotImplementedError, io.UnsupportedOperation):
+                readinto = None
+                continue
+        else:
+            chunk = source.read(len(target) - done)
+            if chunk is not None and not isinstance(chunk, bytes):
+                chunk = bytes(chunk)
+            n = len(chunk) if chunk else 0
+            target[done : done + n] = chunk or b""
+        if not n:
+            break
+        done += n
+    return done
 
 
 @dataclass
 class _Lines:
     """The lines of one block as a zero-copy binary array (each value ends with a newline)."""
 
-    buffer: bytes
+    buffer: Any  # the block (bytes-like)
     lines: pa.Array  # binary
     regular: np.ndarray  # bool: first/last byte are { and }
     blank: np.ndarray  # bool: only whitespace
 
 
-def _split_lines(block: bytes) -> _Lines:
+def _split_lines(block: Any) -> _Lines:
     arr = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(arr == _NL)  # index of each newline
     starts = np.concatenate([[0], ends[:-1] + 1])
@@ -182,7 +212,7 @@ def _split_lines(block: bytes) -> _Lines:
     blank = np.zeros(len(ends), dtype=bool)
     irregular = np.flatnonzero(~regular)
     for i in irregular:  # rare: only lines that are not plain `{...}`
-        blank[i] = not block[starts[i] : ends[i]].strip()
+        blank[i] = not bytes(block[starts[i] : ends[i]]).strip()
     return _Lines(block, lines, regular, blank)
 
 
@@ -202,7 +232,7 @@ class _Prepared:
     records: int  # non-blank lines
     regular: pa.Array | None = None  # large_binary lines that look like `{...}`
     table: pa.Table | None = None  # parse of `regular` (None: parse failed, see `error`)
-    hashes: pa.Array | None = None  # fingerprints of `regular`
+    scans: dict[str, KeyScan] | None = None  # metadata keys (None: infer them)
     error: str | None = None
     odd: list[bytes] = field(default_factory=list)  # other non-blank lines
 
@@ -437,10 +467,11 @@ class Converter:
             found[path] = scan
         return found
 
-    def _parse_lines(self, lines: pa.Array, expanded: frozenset[str]) -> pa.Table:
+    def _parse_lines(
+        self, lines: pa.Array, expanded: frozenset[str], scans: dict[str, KeyScan] | None
+    ) -> pa.Table:
         data, offsets = line_offsets(lines)
         buffer = data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-        scans = self._scan_keys(lines)
         if scans is not None:
             keys = {p: scan.keys for p, scan in scans.items()}
             table = self._parse(buffer, expanded, object_keys=keys)
@@ -448,10 +479,10 @@ class Converter:
                 return table
         return self._parse(buffer, expanded)
 
-    def _parse_adaptive(self, lines: pa.Array) -> pa.Table:
+    def _parse_adaptive(self, lines: pa.Array, scans: dict[str, KeyScan] | None) -> pa.Table:
         for _ in range(len(self.expandables) + 1):
             try:
-                table = self._parse_lines(lines, self.expanded)
+                table = self._parse_lines(lines, self.expanded, scans)
             except pa.ArrowInvalid as exc:
                 m = _CHANGED.search(str(exc))
                 path = self.expandables.get(m.group("col")) if m else None
@@ -468,8 +499,8 @@ class Converter:
             return table
         raise _BlockFailed("expandable fields could not be resolved")
 
-    def prepare(self, block: bytes) -> _Prepared:
-        """Split a block into lines and parse its regular lines (the parse thread's work)."""
+    def split(self, block: Any) -> _Prepared:
+        """Split a block into lines and scan them for metadata keys (the reader thread)."""
         lines = _split_lines(block)
         prepared = _Prepared(records=int((~lines.blank).sum()))
         if lines.regular.all():
@@ -478,14 +509,18 @@ class Converter:
             odd_mask = ~lines.regular & ~lines.blank
             prepared.odd = lines.lines.filter(pa.array(odd_mask)).to_pylist()
             regular = lines.lines.filter(pa.array(lines.regular))
-        if len(regular) == 0:
-            return prepared
-        prepared.regular = regular
-        try:
-            prepared.table = self._parse_adaptive(regular)
-            prepared.hashes = line_fingerprints(regular)
-        except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
-            prepared.table, prepared.error = None, str(exc)
+        if len(regular):
+            prepared.regular = regular
+            prepared.scans = self._scan_keys(regular)
+        return prepared
+
+    def parse(self, prepared: _Prepared) -> _Prepared:
+        """Parse the regular lines of a split block (the parse thread)."""
+        if prepared.regular is not None:
+            try:
+                prepared.table = self._parse_adaptive(prepared.regular, prepared.scans)
+            except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
+                prepared.table, prepared.error = None, str(exc)
         return prepared
 
     # -- conversion (the calling thread) -----------------------------------------------------
@@ -518,7 +553,7 @@ class Converter:
                 tables.extend(self._slow(lines.to_pylist(), prepared.error or "parse failed"))
             else:
                 try:
-                    out, failing, checks = self._convert(prepared.table, lines, prepared.hashes)
+                    out, failing, checks = self._convert(prepared.table, lines)
                 except (_BlockFailed, pa.ArrowException, ValueError, TypeError) as exc:
                     tables.extend(self._slow(lines.to_pylist(), str(exc)))
                 else:
@@ -769,8 +804,10 @@ def convert_jsonl(
     preview: list[dict[str, Any]] = []
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    prepared_blocks = (conv.prepare(b) for b in _read_blocks(source, block_bytes))
-    for prepared in _run_ahead(prepared_blocks):
+    # Three stages in three threads, one block apart: read + split + key scan, parse, then
+    # convert + write here. Each stage releases the GIL for most of its work.
+    split_blocks = _run_ahead(conv.split(b) for b in _read_blocks(source, block_bytes))
+    for prepared in _run_ahead(conv.parse(p) for p in split_blocks):
         result.input_records += prepared.records
         for t in conv.convert_prepared(prepared):
             if t.num_rows:
