@@ -4,7 +4,15 @@ Why it is built this way:
 - Throughput: the raw stream is cut into large byte blocks at line boundaries; each block is parsed
   by pyarrow's multi-threaded JSON reader with an explicit schema of exactly the Stripe paths the
   mapping reads, and converted column by column with pyarrow compute. No Python runs per record on
-  this path, and only one block is in memory at a time.
+  this path.
+- Skipping what is not read: the reader is told to ignore every undeclared field, which makes it
+  much cheaper than inferring them. `metadata` (unknown keys) is the exception: its keys are first
+  found by a vectorised scan of the lines (`keyscan.py`) and declared; when the scan cannot vouch
+  for them (a non-string value, a nested object, a key written with escapes), the block is parsed
+  with inference as before. Same output either way.
+- Pipelining: three threads work one block apart (read + split lines + key scan; JSON parse;
+  convert + validate + write Parquet here). The heavy parts release the GIL, so both cores stay
+  busy. At most a few blocks are in memory at a time (bounded queues), whatever the file size.
 - Nothing is lost, nothing aborts the file: every non-blank input line ends either as a Parquet
   row or as a quarantine line `{"reason", "field", "detail", "record"}`. A block that pyarrow
   cannot parse or convert as a whole (a bad record, mixed expanded/unexpanded fields, a line that

@@ -86,7 +86,8 @@ INPUT_KINDS = {
     "number": pa.float64(),
     "boolean": pa.bool_(),
     "expandable": pa.string(),  # id string, or the expanded object (parsed as struct<id>)
-    "metadata": pa.struct([]),  # keys inferred by the JSON reader, converted to map<string,string>
+    # keys found by keyscan (or inferred by the JSON reader), converted to map<string,string>
+    "metadata": pa.struct([]),
     "string_list": pa.list_(pa.string()),
 }
 
