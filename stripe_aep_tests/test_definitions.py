@@ -39,3 +39,25 @@ def test_extraction_steps_share_the_stripe_pool():
         if asset.key.path[0] == "stripe":
             assert asset.op.pool == "stripe_api"
             assert asset.op.description or asset.descriptions_by_key[asset.key]
+
+
+def test_workspace_loads_with_the_dagster_cli(tmp_path):
+    """What `make dev` and a deployment do: load the code location from workspace.yaml."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text((root / "dagster.yaml").read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stripe_aep" in proc.stdout + proc.stderr
