@@ -35,7 +35,7 @@ import pyarrow.json as pj
 from stripe_aep.xdm import convert_jsonl
 from stripe_aep.xdm.convert import _read_blocks
 
-FIXTURE = pathlib.Path("/work/shared/specs/stripe/fixtures3.json")
+FIXTURE = pathlib.Path(__file__).resolve().parent.parent / "specs" / "stripe" / "fixtures3.json"
 CURRENCIES = ["usd", "usd", "usd", "eur", "gbp", "jpy", "kwd", "isk", "chf", "aud"]
 PM_TYPES = ["card"] * 6 + ["klarna", "afterpay_clearpay", "affirm", "zip", "paypal", "sepa_debit"]
 PM_DETAILS = {

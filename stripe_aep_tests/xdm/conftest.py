@@ -12,19 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stripe_aep.config import OBJECT_NAMES
 from stripe_aep.xdm import ConversionResult, convert_jsonl
+from stripe_aep_tests.paths import STRIPE_SPECS
 
-SPECS = pathlib.Path("/work/shared/specs/stripe")
+SPECS = STRIPE_SPECS
 TENANT = "stripeaep"
 API_VERSION = "2026-06-24.dahlia"
-OBJECT_OF = {
-    "charges": "charge",
-    "subscriptions": "subscription",
-    "refunds": "refund",
-    "balance_transactions": "balance_transaction",
-    "customers": "customer",
-    "prices": "price",
-}
+OBJECT_OF = OBJECT_NAMES
 
 
 def load_samples(name: str) -> dict[str, dict]:

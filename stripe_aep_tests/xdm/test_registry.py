@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pathlib
 
 import jsonschema
 import pytest
@@ -18,9 +17,10 @@ from stripe_aep.xdm import (
     schema_registry_payloads,
     xdm_schema_for,
 )
+from stripe_aep_tests.paths import AEP_SPECS as AEP_SPECS_DIR
 from stripe_aep_tests.xdm.conftest import TENANT
 
-AEP_SPECS = pathlib.Path("/work/shared/specs/aep")
+AEP_SPECS = AEP_SPECS_DIR
 SR = yaml.safe_load((AEP_SPECS / "schema-registry.yaml").read_text())
 CATALOG = yaml.safe_load((AEP_SPECS / "catalog.yaml").read_text())
 
