@@ -68,6 +68,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             AEP_PLATFORM_URL=aep_server.url,
         )
         from stripe_aep.commands import setup_command
+        from stripe_aep.config import RESOURCES
         from stripe_aep.definitions import defs
         from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
@@ -94,17 +95,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             instance=dg.DagsterInstance.ephemeral(),
             run_config={
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                "ops": {
-                    f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}}
-                    for r in (
-                        "charges",
-                        "subscriptions",
-                        "refunds",
-                        "balance_transactions",
-                        "customers",
-                        "prices",
-                    )
-                },
+                "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}} for r in RESOURCES},
             },
             tags={
                 "dagster/asset_partition_range_start": first.isoformat(),

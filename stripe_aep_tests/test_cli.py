@@ -13,6 +13,7 @@ import requests
 from stripe_aep.cli import main
 from stripe_aep.config import RESOURCES
 from stripe_aep.emulators.aep_api import AepEmulator
+from stripe_aep_tests.aep.conftest import env_for
 from stripe_aep_tests.conftest import TEST_KEY
 
 
@@ -29,16 +30,7 @@ def test_schemas_export_writes_payloads_per_resource(tmp_path, capsys):
 @pytest.fixture
 def aep_env(monkeypatch):
     with AepEmulator() as aep:
-        ident = aep.identity
-        env = {
-            "AEP_CLIENT_ID": ident.client_id,
-            "AEP_CLIENT_SECRET": ident.client_secret,
-            "AEP_ORG_ID": ident.org_id,
-            "AEP_SANDBOX": ident.sandbox,
-            "AEP_TENANT_ID": "stripeaep",
-            "AEP_IMS_URL": aep.url,
-            "AEP_PLATFORM_URL": aep.url,
-        }
+        env = env_for(aep)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         yield aep

@@ -21,6 +21,7 @@ from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmR
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep.xdm_lake import XdmPartition
+from stripe_aep_tests.aep.conftest import env_for
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
 
 TENANT = "stripeaep"
@@ -35,22 +36,9 @@ def aep_emulator():
         yield emulator
 
 
-def _aep_env(aep):
-    ident = aep.identity
-    return {
-        "AEP_CLIENT_ID": ident.client_id,
-        "AEP_CLIENT_SECRET": ident.client_secret,
-        "AEP_ORG_ID": ident.org_id,
-        "AEP_SANDBOX": ident.sandbox,
-        "AEP_TENANT_ID": TENANT,
-        "AEP_IMS_URL": aep.url,
-        "AEP_PLATFORM_URL": aep.url,
-    }
-
-
 @pytest.fixture
 def aep_setup(aep_emulator, monkeypatch):
-    env = _aep_env(aep_emulator)
+    env = env_for(aep_emulator)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     client = AepClient(AepSettings.from_env(env))
