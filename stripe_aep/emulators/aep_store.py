@@ -593,16 +593,7 @@ class AepStore:
     def create_class(self, body: Any) -> dict:
         """A custom class (`POST /tenant/classes`): one behavior in `allOf`, optional tenant fields."""
         with self._lock:
-            if not isinstance(body, dict):
-                raise xdm_error(
-                    400, "XDM-1000-400", "Bad Request", "the body must be a JSON object"
-                )
-            errors: list[str] = []
-            title = body.get("title")
-            if not isinstance(title, str) or not title.strip():
-                errors.append("'title' is required")
-            if body.get("type") != "object":
-                errors.append("'type' must be 'object'")
+            errors, title = _titled_object_errors(body)
             refs = [i.get("$ref") for i in body.get("allOf") or [] if isinstance(i, dict)]
             behaviors = [r for r in refs if r in aep_ingest.BEHAVIORS]
             if len(behaviors) != 1:
@@ -648,16 +639,7 @@ class AepStore:
 
     def create_field_group(self, body: Any) -> dict:
         with self._lock:
-            if not isinstance(body, dict):
-                raise xdm_error(
-                    400, "XDM-1000-400", "Bad Request", "the body must be a JSON object"
-                )
-            errors: list[str] = []
-            title = body.get("title")
-            if not isinstance(title, str) or not title.strip():
-                errors.append("'title' is required")
-            if body.get("type") != "object":
-                errors.append("'type' must be 'object'")
+            errors, title = _titled_object_errors(body)
             extends = body.get("meta:intendedToExtend")
             if not isinstance(extends, list) or not extends:
                 errors.append(
@@ -1610,3 +1592,17 @@ def _summary(resource: dict) -> dict:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _titled_object_errors(body: Any) -> tuple[list[str], Any]:
+    """The checks every Schema Registry resource body shares: a JSON object, with a title and
+    `type: object`. Returns the problems found so far and the title."""
+    if not isinstance(body, dict):
+        raise xdm_error(400, "XDM-1000-400", "Bad Request", "the body must be a JSON object")
+    errors: list[str] = []
+    title = body.get("title")
+    if not isinstance(title, str) or not title.strip():
+        errors.append("'title' is required")
+    if body.get("type") != "object":
+        errors.append("'type' must be 'object'")
+    return errors, title
