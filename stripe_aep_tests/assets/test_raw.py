@@ -114,25 +114,26 @@ def test_backfill_range_in_one_run_equals_day_by_day(stripe_emulator, stripe_acc
 def test_killed_run_is_completed_by_the_next_without_gaps_or_doubles(stripe_account, tmp_path):
     from stripe_aep.emulators.stripe_api import StripeEmulator
 
-    # Slow enough that the kill lands mid-partition, after some windows were written.
-    with StripeEmulator(stripe_account, rate_limit_rps=0, latency_ms=40) as emu:
+    # Paced at 5 requests/s over two windows of several pages each, so the first window is written
+    # while the other still has pages to fetch: the kill lands mid-partition.
+    with StripeEmulator(stripe_account, rate_limit_rps=0, latency_ms=20) as emu:
         script = (
             "import datetime as dt\n"
             "from stripe_aep.config import StripeSettings\n"
             "from stripe_aep.lake import Lake\n"
             "from stripe_aep.stripe.client import StripeClient\n"
             "from stripe_aep.stripe.extract import PartitionExtractor\n"
-            f"s = StripeSettings.build(api_key='{TEST_KEY}', api_base='{emu.url}', max_rps='1000',"
-            " concurrency='4')\n"
+            f"s = StripeSettings.build(api_key='{TEST_KEY}', api_base='{emu.url}', max_rps='5',"
+            " concurrency='2')\n"
             f"PartitionExtractor(StripeClient(s, shared_limiter=False), Lake(r'{tmp_path}'), 'charges',"
-            " concurrency=4, visibility_lag_seconds=0, min_piece_seconds=60)"
+            " concurrency=2, visibility_lag_seconds=0, min_piece_seconds=60)"
             f".run([dt.date.fromisoformat('{DAY}')])\n"
         )
         proc = subprocess.Popen([sys.executable, "-c", script])
         folder = Path(tmp_path, "stripe", "charges", DAY)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if folder.exists() and len(list(folder.glob("*.jsonl.zst"))) >= 2:
+            if folder.exists() and list(folder.glob("*.jsonl.zst")):
                 break
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
@@ -142,6 +143,7 @@ def test_killed_run_is_completed_by_the_next_without_gaps_or_doubles(stripe_acco
         start, end = day_bounds(ACCOUNT_START)
         assert part.gaps(end), "the killed run must have left part of the day uncovered"
         covered_before = part.coverage()
+        assert covered_before, "the killed run must have written some windows"
 
         emu.log.clear()
         with dg.instance_for_test() as instance:
