@@ -1,15 +1,17 @@
-"""The Dagster code location: assets, checks and resources of stripe-aep."""
+"""The Dagster code location: assets, checks, schedules and resources of stripe-aep."""
 
 import dagster as dg
 
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
+from stripe_aep.automation.schedules import schedules
 from stripe_aep.config import data_dir_from_env
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
 defs = dg.Definitions(
     assets=[*raw_assets, *xdm_assets, *aep_assets],
+    schedules=schedules,
     resources={
         "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
         "lake": LakeResource(root=data_dir_from_env()),
