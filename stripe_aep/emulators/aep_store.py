@@ -590,6 +590,30 @@ class AepStore:
             return STANDARD_CLASSES[class_id].behavior
         return self.classes[class_id]["meta:behavior"]
 
+    def _tenant_resource(self, resource: dict, kind: str, *, abstract: bool) -> dict:
+        """Give a new tenant resource the identity and registry fields AEP adds on creation."""
+        hexid, tenant = _hex(), self.identity.tenant
+        resource.update(
+            {
+                "$id": f"https://ns.adobe.com/{tenant}/{kind}/{hexid}",
+                "meta:altId": f"_{tenant}.{kind}.{hexid}",
+                "meta:resourceType": kind,
+                "version": "1.0",
+                "meta:abstract": abstract,
+                "meta:extensible": abstract,
+                "meta:xdmType": "object",
+                "meta:registryMetadata": self._registry_metadata(),
+                **self._containers(),
+            }
+        )
+        return resource
+
+    def _store(self, collection: dict, resource: dict, key: str = "$id") -> dict:
+        """Keep a created resource, persist the state, return a copy the caller may change."""
+        collection[resource[key]] = resource
+        self._save()
+        return copy.deepcopy(resource)
+
     def create_class(self, body: Any) -> dict:
         """A custom class (`POST /tenant/classes`): one behavior in `allOf`, optional tenant fields."""
         with self._lock:
@@ -616,26 +640,10 @@ class AepStore:
             if errors:
                 raise xdm_error(400, "XDM-1000-400", "Bad Request", "; ".join(errors))
             self._title_taken(self.classes, title, "class")
-            hexid = _hex()
-            resource = copy.deepcopy(body)
-            resource.update(
-                {
-                    "$id": f"https://ns.adobe.com/{self.identity.tenant}/classes/{hexid}",
-                    "meta:altId": f"_{self.identity.tenant}.classes.{hexid}",
-                    "meta:resourceType": "classes",
-                    "version": "1.0",
-                    "meta:abstract": True,
-                    "meta:extensible": True,
-                    "meta:xdmType": "object",
-                    "meta:behavior": behaviors[0],
-                    "meta:extends": [behaviors[0], "https://ns.adobe.com/xdm/common/extensible"],
-                    "meta:registryMetadata": self._registry_metadata(),
-                    **self._containers(),
-                }
-            )
-            self.classes[resource["$id"]] = resource
-            self._save()
-            return copy.deepcopy(resource)
+            resource = self._tenant_resource(copy.deepcopy(body), "classes", abstract=True)
+            resource["meta:behavior"] = behaviors[0]
+            resource["meta:extends"] = [behaviors[0], "https://ns.adobe.com/xdm/common/extensible"]
+            return self._store(self.classes, resource)
 
     def create_field_group(self, body: Any) -> dict:
         with self._lock:
@@ -668,26 +676,10 @@ class AepStore:
             if errors:
                 raise xdm_error(400, "XDM-1000-400", "Bad Request", "; ".join(errors))
             self._title_taken(self.fieldgroups, title, "field group")
-            hexid = _hex()
-            resource = copy.deepcopy(body)
-            resource.update(
-                {
-                    "$id": f"https://ns.adobe.com/{self.identity.tenant}/mixins/{hexid}",
-                    "meta:altId": f"_{self.identity.tenant}.mixins.{hexid}",
-                    "meta:resourceType": "mixins",
-                    "version": "1.0",
-                    "meta:abstract": True,
-                    "meta:extensible": True,
-                    "meta:xdmType": "object",
-                    "meta:registryMetadata": self._registry_metadata(),
-                    **self._containers(),
-                }
-            )
+            resource = self._tenant_resource(copy.deepcopy(body), "mixins", abstract=True)
             if not resource.get("allOf"):
                 resource["allOf"] = [{"$ref": f"#/definitions/{n}"} for n in definitions]
-            self.fieldgroups[resource["$id"]] = resource
-            self._save()
-            return copy.deepcopy(resource)
+            return self._store(self.fieldgroups, resource)
 
     def _schema_refs(self, all_of: Any) -> tuple[str, list[str]]:
         if not isinstance(all_of, list) or not all_of:
@@ -761,23 +753,9 @@ class AepStore:
             resource["type"] = "object"
             self._schema_meta(resource)
             self._title_taken(self.schemas, title, "schema")
-            hexid = _hex()
-            resource.update(
-                {
-                    "$id": f"https://ns.adobe.com/{self.identity.tenant}/schemas/{hexid}",
-                    "meta:altId": f"_{self.identity.tenant}.schemas.{hexid}",
-                    "meta:resourceType": "schemas",
-                    "version": "1.0",
-                    "meta:abstract": False,
-                    "meta:extensible": False,
-                    "meta:xdmType": "object",
-                    "meta:registryMetadata": self._registry_metadata(),
-                    **self._containers(),
-                }
+            return self._store(
+                self.schemas, self._tenant_resource(resource, "schemas", abstract=False)
             )
-            self.schemas[resource["$id"]] = resource
-            self._save()
-            return copy.deepcopy(resource)
 
     def patch_schema(self, ident: str, operations: Any) -> dict:
         with self._lock:
@@ -933,9 +911,7 @@ class AepStore:
                     **containers,
                 }
             )
-            self.descriptors[resource["@id"]] = resource
-            self._save()
-            return copy.deepcopy(resource)
+            return self._store(self.descriptors, resource, key="@id")
 
     def list_descriptors(self) -> list[dict]:
         with self._lock:
