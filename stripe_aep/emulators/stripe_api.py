@@ -662,10 +662,27 @@ class _StripeGateway:
         version = headers.get(b"stripe-version") or DEFAULT_API_VERSION.encode()
         key, key_hint, auth_error = _authenticate(headers.get(b"authorization"))
         status = [0]
+        recorded = [False]
+
+        def record() -> None:
+            # Logged before the response leaves, so a client that has its answer finds it in the log.
+            if not recorded[0]:
+                recorded[0] = True
+                state.log.append(
+                    RequestRecord(
+                        t=arrival,
+                        method=scope.get("method", ""),
+                        path=path,
+                        query=_query_dict(scope.get("query_string", b"")),
+                        status=status[0],
+                        key_hint=key_hint,
+                    )
+                )
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                record()
                 message = dict(message)
                 message["headers"] = [
                     *message.get("headers", []),
@@ -687,6 +704,7 @@ class _StripeGateway:
             elif fault == "server_errors_500":
                 response = _server_error()
             elif fault == "dropped_connections":
+                record()
                 await _drop_connection(receive)
                 return
             else:
@@ -698,16 +716,7 @@ class _StripeGateway:
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
-            state.log.append(
-                RequestRecord(
-                    t=arrival,
-                    method=scope.get("method", ""),
-                    path=path,
-                    query=_query_dict(scope.get("query_string", b"")),
-                    status=status[0],
-                    key_hint=key_hint,
-                )
-            )
+            record()  # requests that never got a response (dropped connections): status 0
 
     def _authorize(
         self, key: str | None, path: str, headers: dict[bytes, bytes]
