@@ -33,3 +33,45 @@ def stripe_settings(stripe_emulator):
     return StripeSettings.build(
         api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="500", visibility_lag_seconds="0"
     )
+
+
+@pytest.fixture
+def external_stripe_emulator():
+    """Start the Stripe emulator in its own process (as Stripe is remote: no shared GIL with the
+    client, whose parsing would otherwise delay the server's arrival stamps). Yields a starter
+    taking `stripe-aep emulate` options; returns the base URL."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(*options: str) -> str:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stripe_aep.cli",
+                "emulate",
+                "--no-aep",
+                "--stripe-port",
+                "0",
+                *options,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        for line in proc.stdout:
+            match = re.search(r"Stripe emulator listening on (http://\S+)", line)
+            if match:
+                return match.group(1)
+        raise RuntimeError("the Stripe emulator did not start")
+
+    yield start
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)

@@ -10,7 +10,6 @@ from stripe_aep.stripe.client import (
     StripePermissionError,
     StripeRetriesExhausted,
 )
-from stripe_aep.stripe.ratelimit import RateLimiter
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
 
@@ -143,20 +142,48 @@ def test_403_names_the_missing_permission(stripe_account):
     assert key not in message
 
 
-def test_observed_request_rate_never_exceeds_the_budget(stripe_account):
-    from stripe_aep.emulators.stripe_api import StripeEmulator
+HAMMER = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from stripe_aep.config import StripeSettings
+from stripe_aep.stripe.client import StripeClient
+from stripe_aep.stripe.ratelimit import RateLimiter
+key, url, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
+settings = StripeSettings.build(api_key=key, api_base=url, max_rps=sys.argv[3])
+client = StripeClient(settings, limiter=RateLimiter(budget), backoff_base=0.01)
+# 20 threads hammering at once: 60 requests that would all arrive within a few ms unthrottled.
+with ThreadPoolExecutor(20) as pool:
+    list(pool.map(lambda _: client.list_page("charges", {}), range(60)))
+print(json.dumps(client.stats.as_dict()))
+"""
+
+
+def test_observed_request_rate_never_exceeds_the_budget(external_stripe_emulator):
+    """Stripe's view: arrivals at the emulator, whose own rate limit equals the budget. Client and
+    emulator each run in their own process, as a Dagster step and Stripe do (a test process holding
+    a large heap would add garbage-collector pauses that neither has)."""
+    import json
+    import subprocess
+    import sys
+
+    import requests
 
     budget = 40
-    with StripeEmulator(stripe_account, rate_limit_rps=budget) as emu:
-        settings = StripeSettings.build(api_key=TEST_KEY, api_base=emu.url, max_rps=str(budget))
-        client = StripeClient(settings, limiter=RateLimiter(budget), backoff_base=0.01)
-        from concurrent.futures import ThreadPoolExecutor
-
-        # 20 threads hammering at once: 60 requests that would all arrive within a few ms unthrottled.
-        with ThreadPoolExecutor(20) as pool:
-            list(pool.map(lambda _: client.list_page("charges", {}), range(60)))
-        arrivals = sorted(r.t for r in emu.log)
-    assert client.stats.rate_limited == 0
+    url = external_stripe_emulator(
+        "--rate-limit", str(budget), "--days", "2", "--charges-per-day", "300"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", HAMMER, TEST_KEY, url, str(budget)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    stats = json.loads(out.strip().splitlines()[-1])
+    log = requests.get(f"{url}/_emulator/log", timeout=10).json()
+    arrivals = sorted(r["t"] for r in log if r["path"] == "/v1/charges")
+    assert stats["rate_limited_429"] == 0
+    assert stats["requests"] == 60
     worst = max(sum(1 for a in arrivals if t <= a < t + 1) for t in arrivals)
     assert worst <= budget
     assert len(arrivals) == 60

@@ -1,5 +1,6 @@
 """The extractor as a whole: concurrent windows, the shared budget across processes, refresh."""
 
+import datetime as dt
 import subprocess
 import sys
 
@@ -93,30 +94,34 @@ PartitionExtractor(StripeClient(s), Lake(sys.argv[4]), sys.argv[5], concurrency=
 """
 
 
-def test_budget_holds_across_processes_extracting_at_once(stripe_account, tmp_path):
-    """Two extraction processes (as two Dagster steps would be) share one machine-wide budget."""
-    from stripe_aep.emulators.stripe_api import StripeEmulator
+def test_budget_holds_across_processes_extracting_at_once(external_stripe_emulator, tmp_path):
+    """Two extraction processes (as two Dagster steps would be) share one machine-wide budget.
+
+    Stripe's view is the emulator's arrival log; the emulator runs in its own process too."""
+    import requests
 
     budget = 15
-    with StripeEmulator(stripe_account, rate_limit_rps=0) as emu:
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    CHILD,
-                    TEST_KEY,
-                    emu.url,
-                    str(budget),
-                    str(tmp_path / r),
-                    r,
-                    ACCOUNT_START.isoformat(),
-                ]
-            )
-            for r in ("charges", "balance_transactions")
-        ]
-        assert [p.wait(timeout=120) for p in procs] == [0, 0]
-        arrivals = sorted(r.t for r in emu.log if r.path.startswith("/v1/"))
+    url = external_stripe_emulator("--rate-limit", "0", "--days", "2", "--charges-per-day", "1500")
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                TEST_KEY,
+                url,
+                str(budget),
+                str(tmp_path / r),
+                r,
+                yesterday,
+            ]
+        )
+        for r in ("charges", "balance_transactions")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    log = requests.get(f"{url}/_emulator/log", timeout=10).json()
+    arrivals = sorted(r["t"] for r in log if r["path"].startswith("/v1/"))
     assert len(arrivals) > 2 * budget  # long enough to measure a rate
     worst = max(sum(1 for a in arrivals if t <= a < t + 1) for t in arrivals)
     assert worst <= budget, f"{worst} requests in one second with a budget of {budget}"
