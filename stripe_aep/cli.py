@@ -32,12 +32,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     )
     servers = [("Stripe", BackgroundServer(app, port=args.stripe_port).start())]
     if not args.no_aep:
-        try:
-            from stripe_aep.emulators.aep_api import create_app as create_aep_app
-        except ImportError:
-            create_aep_app = None
-        if create_aep_app is not None:
-            servers.append(("AEP", BackgroundServer(create_aep_app(), port=args.aep_port).start()))
+        from stripe_aep.emulators.aep_api import create_app as create_aep_app
+
+        servers.append(("AEP", BackgroundServer(create_aep_app(), port=args.aep_port).start()))
     for name, server in servers:
         print(f"{name} emulator listening on {server.url}", flush=True)
     print(

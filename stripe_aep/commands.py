@@ -37,7 +37,7 @@ def stripe_checks(settings: StripeSettings) -> list[Check]:
     try:
         for resource in RESOURCES:
             try:
-                client.list_page(resource, {**FILTER_PASSES[resource][0], "limit": 1})
+                client.list_page(resource, FILTER_PASSES[resource][0])
                 checks.append(Check(f"stripe {resource}", True, "readable"))
             except StripeError as exc:
                 checks.append(Check(f"stripe {resource}", False, str(exc)))

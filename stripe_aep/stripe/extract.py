@@ -99,14 +99,6 @@ class ExtractionResult:
         return min(a for a, _ in self.windows), max(b for _, b in self.windows)
 
 
-@dataclass(frozen=True)
-class _Task:
-    partition: RawPartition
-    gte: int
-    lt: int
-    refresh: int | None  # run stamp for a refresh re-read, None for a gap
-
-
 class PartitionExtractor:
     """Fill the uncovered windows of some day partitions of one resource, concurrently."""
 
@@ -144,7 +136,7 @@ class PartitionExtractor:
                 self._account_id = ""
         return self._account_id or None
 
-    def plan(self, days: Sequence[dt.date], refresh: bool) -> list[_Task]:
+    def plan(self, days: Sequence[dt.date], refresh: bool) -> list[_Piece]:
         until = int(self.clock()) - self.lag
         gaps: list[tuple[RawPartition, int, int]] = []
         refreshes: list[tuple[RawPartition, int, int]] = []
@@ -155,7 +147,7 @@ class PartitionExtractor:
             if refresh:
                 refreshes.extend((part, a, b) for a, b in part.coverage())
         total_pieces = self.concurrency
-        tasks: list[_Task] = []
+        tasks: list[_Piece] = []
         stamp = int(self.clock())
         for source, stamp_value in ((gaps, None), (refreshes, stamp)):
             by_part: dict[RawPartition, list[tuple[int, int]]] = {}
@@ -166,7 +158,7 @@ class PartitionExtractor:
                 share = sum(b - a for a, b in windows) / span
                 pieces = max(1, round(total_pieces * share))
                 for a, b in split_windows(windows, pieces, self.min_piece):
-                    tasks.append(_Task(part, a, b, stamp_value))
+                    tasks.append(_Piece(part, a, b, stamp_value))
         return tasks
 
     def run(self, days: Sequence[dt.date], refresh: bool = False) -> ExtractionResult:
@@ -176,7 +168,7 @@ class PartitionExtractor:
         tasks = self.plan(days, refresh)
         known_ids: dict[RawPartition, set[str]] = {}
         if refresh:
-            for part in {t.partition for t in tasks if t.refresh is not None}:
+            for part in {t.part for t in tasks if t.refresh is not None}:
                 known_ids[part] = part.ids()
         lock = threading.Lock()
         written: list[RawFile] = []
@@ -195,7 +187,7 @@ class PartitionExtractor:
                 return dict(meta_cache)
 
         scheduler = _Scheduler(
-            [_Piece(t.partition, t.gte, t.lt, t.refresh) for t in tasks],
+            tasks,
             min_active=self._pieces_needed,
         )
 
@@ -244,7 +236,7 @@ class PartitionExtractor:
                     future.result()
 
         # One file per contiguous run of windows this run wrote, per day.
-        for part in {t.partition for t in tasks}:
+        for part in {t.part for t in tasks}:
             mine = [
                 w for w in written if w.path.startswith(part.folder + "/") and w.refresh is None
             ]
@@ -315,6 +307,7 @@ class _Piece:
     """
 
     def __init__(self, part: RawPartition, gte: int, lt: int, refresh: int | None) -> None:
+        # `refresh`: the run stamp of a refresh re-read of a covered window, None for a gap.
         self.part, self.gte, self.lt, self.refresh = part, gte, lt, refresh
         self.frontier = lt
         self.fetched = 0  # objects seen in the current pass, to estimate what is left
