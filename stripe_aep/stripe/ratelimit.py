@@ -3,7 +3,8 @@
 Why: Stripe's rate limit is per account, not per process. Six assets extracting at once, each with many
 threads, must together stay under it. The limiter is a GCRA ("virtual scheduling") bucket: each request
 reserves the next free send slot, slots are `1/rate` apart, so no half-open one-second window ever holds
-more than `rate` requests (with 3 % headroom for jitter). The slot clock lives in a tiny file guarded by `flock`, so every process that
+more than `rate` requests (with 2 % headroom for jitter). The slot clock lives in a tiny file guarded
+by `flock`, so every process that
 opens the same file shares one budget (threads share it through the same object). Across machines
 (Kubernetes) the Dagster pool `stripe_api` caps concurrent extraction steps and each step gets its share
 of the account budget (see docs/operations.md).
@@ -23,9 +24,9 @@ from collections.abc import Callable
 _SLOT = struct.Struct("<d")
 
 #: Requests leave at `rate` per second but arrive with network and scheduling jitter: two requests sent
-#: 1/rate apart can land closer together. Spacing slots 3 % wider keeps every one-second window *as
+#: 1/rate apart can land closer together. Spacing slots 2 % wider keeps every one-second window *as
 #: Stripe sees it* under the budget.
-HEADROOM = 0.97
+HEADROOM = 0.98
 
 
 def default_limiter_path(api_key: str, api_base: str, account: str | None) -> str:
