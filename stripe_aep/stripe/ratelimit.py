@@ -4,8 +4,8 @@ Why: Stripe's rate limit is per account, not per process. Six assets extracting 
 threads, must together stay under it. The limiter is a GCRA ("virtual scheduling") bucket: each request
 reserves the next free send slot, slots are `1/rate` apart, so no half-open one-second window ever holds
 more than `rate` requests (with 2 % headroom for jitter). The slot clock lives in a tiny file guarded
-by `flock`, so every process that
-opens the same file shares one budget (threads share it through the same object). Across machines
+by `flock`, so every process that opens the same file shares one budget (threads share it through the
+same object). Across machines
 (Kubernetes) the Dagster pool `stripe_api` caps concurrent extraction steps and each step gets its share
 of the account budget (see docs/operations.md).
 """
