@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, BinaryIO
@@ -550,6 +550,7 @@ class AepClient:
         external_id: str,
         enable_error_diagnostics: bool = True,
         input_format: str = "parquet",
+        tags: Mapping[str, Sequence[str]] | None = None,
     ) -> str:
         """POST /batches → the new batch id. Never retried: reconcile by `external_id` instead."""
         resp = self.request(
@@ -562,6 +563,7 @@ class AepClient:
                 external_id=external_id,
                 enable_error_diagnostics=enable_error_diagnostics,
                 input_format=input_format,
+                tags=tags,
             ),
         )
         assert resp is not None
@@ -584,13 +586,17 @@ class AepClient:
         external_id: str,
         enable_error_diagnostics: bool = True,
         input_format: str = "parquet",
+        tags: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "datasetId": dataset_id,
             "inputFormat": {"format": input_format},
             "externalId": external_id,
             "enableErrorDiagnostics": enable_error_diagnostics,
         }
+        if tags:  # SPEC-BI IngestBatch.tags: {name: [string, ...]}; Catalog returns them
+            body["tags"] = {name: [str(v) for v in values] for name, values in tags.items()}
+        return body
 
     def upload_file(
         self,
@@ -712,6 +718,76 @@ class AepClient:
         if dataset_id:
             batches = [b for b in batches if b.dataset_id in (None, dataset_id)]
         return batches
+
+    def list_batches_tagged(
+        self,
+        *,
+        dataset_id: str,
+        tags: Mapping[str, str],
+        page_size: int = 100,
+        max_pages: int = 1000,
+    ) -> list[BatchStatus]:
+        """Every Catalog batch of `dataset_id` whose tags have these exact values, oldest first.
+
+        One filtered listing (`GET /batches?dataSet=…&tags=name:value[,name:value]`, AND between
+        tags, Adobe's "Filter Catalog data" page), paged with `start`/`limit` (max 100) in
+        `asc:created` order so batches created meanwhile land on later pages instead of shifting
+        earlier ones. It never stops silently short: more than `max_pages` pages is an error, since
+        a batch left unseen could be delivered again. Values must not contain `,` or `*` (filter
+        syntax); the answers are re-checked here, so a server that ignored a filter cannot make the
+        caller adopt another dataset's or another group's batch.
+        """
+        for name, value in tags.items():
+            if not name or any(ch in f"{name}{value}" for ch in ",*") or ":" in name or not value:
+                raise ValueError(
+                    f"tag filter {name}:{value} cannot be expressed in a Catalog query"
+                )
+        limit = max(1, min(page_size, 100))
+        params: dict[str, Any] = {
+            "dataSet": dataset_id,
+            "tags": ",".join(f"{name}:{value}" for name, value in tags.items()),
+            "orderBy": "asc:created",
+            "limit": limit,
+        }
+        out: dict[str, BatchStatus] = {}
+        for page in range(max_pages):
+            params["start"] = page * limit
+            resp = self.request("GET", f"{CATALOG}/batches", retry=True, params=params)
+            assert resp is not None
+            body = _json_or_none(resp)
+            if not isinstance(body, Mapping):
+                raise self._error(
+                    "Catalog answered a batch listing with no JSON object",
+                    status=resp.status_code,
+                    method="GET",
+                    path=f"{CATALOG}/batches",
+                    request_id=resp.headers.get("x-request-id"),
+                )
+            for batch_id, entry in body.items():
+                if isinstance(entry, Mapping) and batch_id not in out:
+                    out[batch_id] = BatchStatus.from_catalog(batch_id, entry)
+            if len(body) < limit:
+                break
+        else:
+            raise self._error(
+                f"Catalog lists more than {max_pages * limit} batches of dataset {dataset_id} "
+                f"tagged {params['tags']}; refusing to decide on a partial listing",
+                method="GET",
+                path=f"{CATALOG}/batches",
+                hint="look at the dataset's batches in AEP > Monitoring; this many batches for "
+                "one group points at a runaway delivery",
+            )
+
+        def tagged(b: BatchStatus) -> bool:
+            have = b.raw.get("tags") if isinstance(b.raw.get("tags"), Mapping) else {}
+            return (
+                all(isinstance(have.get(n), list) and v in have[n] for n, v in tags.items())
+                and b.dataset_id == dataset_id
+            )
+
+        return sorted(
+            (b for b in out.values() if tagged(b)), key=lambda b: (b.created_ms or 0, b.batch_id)
+        )
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any] | None:
         """The dataset (with an `id` key added), or None when it does not exist."""

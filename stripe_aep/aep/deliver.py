@@ -17,6 +17,19 @@ follows the write-ahead protocol of `BatchLedger` (see ledger.py) in three phase
    files again. A failed batch raises `AepBatchFailed` with Adobe's codes after the ledger released
    its files, so a later run (after the cause is fixed) sends them again — never twice in AEP.
 
+**The ledger is not the only memory.** Every batch carries its identity in AEP itself, as Catalog
+tags set at creation (SPEC-BI `IngestBatch.tags`, returned by Catalog): `stripeAepGroup` — the folder
+of its files (a batch never mixes folders, i.e. XDM partition days) — and `stripeAepFiles` — the key,
+rows and bytes of every file it carries. Before sending files the ledger does not claim, `deliver`
+lists, per folder, the batches of the dataset tagged with that folder (`GET /batches?dataSet=…&
+tags=stripeAepGroup:<folder>`, one paged call per folder; none when the ledger claims every file)
+and adopts those the ledger does not know: success → recorded as delivered (not sent again);
+processing → recorded as completed and watched; loading (an interrupted run) → resumed or aborted
+like any interrupted batch; failed/aborted/reverted → recorded, and their files sent again. So a
+ledger that is deleted, emptied or replaced is rebuilt from AEP and never causes a second delivery.
+The `externalId` stays unique per attempt (Adobe expects it unique, and a failed batch's files must
+be re-sent under a new one); its prefix is a digest of the dataset, folder and file keys.
+
 Test hook: `STRIPE_AEP_CRASH_AT` (`after_create_before_ledger`, `after_create`, `after_upload:<n>`,
 `after_complete_before_ledger`, `while_polling`) makes `deliver` SIGKILL its own process at that
 point, so the crash tests can prove recovery with a real dead process. It has no effect when unset.
@@ -27,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import signal
 import time
 import uuid
@@ -50,6 +64,72 @@ CRASH_POINTS = (
 MAX_FILES_PER_BATCH = 1500
 MAX_BATCH_BYTES = 100 * 10**9
 UPLOAD_CHUNK_BYTES = 1 << 20
+
+#: Catalog batch tags (Adobe: tag values are arrays of strings; filter with `tags=name:value`).
+#: Names avoid Adobe's reserved `adobe*`/`acp_*` prefixes and `unifiedProfile`/`unifiedIdentity`.
+TAG_FORMAT = "stripeAepFormat"  # ["1"]: how the two tags below are written
+TAG_GROUP = "stripeAepGroup"  # [<folder of the batch's files>]: the one tag deliver filters on
+TAG_FILES = "stripeAepFiles"  # ["<key>|<rows>|<bytes>", ...]: every file the batch carries
+TAG_FORMAT_VERSION = "1"
+#: folder names usable as a tag filter value as they are (`,` `*` `:` are filter syntax)
+_PLAIN_TAG_VALUE = re.compile(r"[A-Za-z0-9._/=-]{1,200}")
+
+
+def group_of(key: str) -> str:
+    """The folder of a file key (an XDM partition day, e.g. `xdm/charges/2026-11-20`)."""
+    return key.rsplit("/", 1)[0] if "/" in key else ""
+
+
+def group_tag_value(group: str) -> str:
+    """The `stripeAepGroup` value of a folder: the folder itself, or a digest if it has odd characters."""
+    if _PLAIN_TAG_VALUE.fullmatch(group):
+        return group
+    return "sha256-" + hashlib.sha256(group.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class TaggedFile:
+    """A file as a batch's `stripeAepFiles` tag records it."""
+
+    key: str
+    rows: int
+    size: int
+
+
+def batch_tags(files: Sequence[XdmFile | TaggedFile]) -> dict[str, list[str]]:
+    """The tags that let a later run find this batch in Catalog without the ledger."""
+    groups = {group_of(f.key) for f in files}
+    if len(groups) != 1:
+        raise ValueError(f"a batch must not mix folders ({sorted(groups)})")
+    return {
+        TAG_FORMAT: [TAG_FORMAT_VERSION],
+        TAG_GROUP: [group_tag_value(groups.pop())],
+        TAG_FILES: [f"{f.key}|{f.rows}|{f.size}" for f in sorted(files, key=lambda f: f.key)],
+    }
+
+
+def files_from_tags(tags: Any) -> list[TaggedFile] | None:
+    """The files a batch's tags say it carries; None when the tags are not ours or unreadable."""
+    if not isinstance(tags, dict) or tags.get(TAG_FORMAT) != [TAG_FORMAT_VERSION]:
+        return None
+    entries = tags.get(TAG_FILES)
+    if not isinstance(entries, list) or not entries:
+        return None
+    out = []
+    for entry in entries:
+        parts = entry.rsplit("|", 2) if isinstance(entry, str) else []
+        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+            return None
+        out.append(TaggedFile(parts[0], int(parts[1]), int(parts[2])))
+    return out
+
+
+def external_id_for(dataset_id: str, files: Sequence[XdmFile]) -> str:
+    """`stripe-aep-<digest of dataset, folder, keys>-<unique>`: readable, never reused."""
+    digest = hashlib.sha256(
+        "\n".join([dataset_id, *sorted(f.key for f in files)]).encode()
+    ).hexdigest()
+    return f"stripe-aep-{digest[:16]}-{uuid.uuid4().hex[:16]}"
 
 
 def _crash_point(name: str) -> None:
@@ -122,6 +202,10 @@ class DeliveryReport:
     changed_after_delivery: list[str] = field(default_factory=list)
     #: keys in batches of earlier runs that are still pending (not sent again)
     waiting_on_earlier_batches: list[str] = field(default_factory=list)
+    #: batches found in Catalog (by their tags) that the ledger did not know, and adopted
+    adopted_batches: list[str] = field(default_factory=list)
+    #: folders whose batches were looked up in Catalog (one paged listing each)
+    catalog_lookups: list[str] = field(default_factory=list)
 
     def _where(self, *states: str) -> list[BatchOutcome]:
         return [b for b in self.batches if b.state in states]
@@ -207,6 +291,8 @@ class DeliveryReport:
             "already_delivered_files": len(self.already_delivered),
             "skipped_empty_files": len(self.skipped_empty),
             "changed_after_delivery": self.changed_after_delivery,
+            "adopted_batches": len(self.adopted_batches),
+            "catalog_lookups": len(self.catalog_lookups),
         }
 
 
@@ -243,12 +329,20 @@ class _UploadStream:
 def plan_batches(
     files: Sequence[XdmFile], *, max_files: int, max_bytes: int
 ) -> list[list[XdmFile]]:
-    """Greedy packing in key order: as few batches as the file and byte limits allow."""
+    """Greedy packing in key order: as few batches as the limits allow, one folder per batch.
+
+    A batch never mixes folders (XDM partition days) so that its Catalog tag names one folder, the
+    filter a later run uses to find it without the ledger.
+    """
     batches: list[list[XdmFile]] = []
     current: list[XdmFile] = []
     current_bytes = 0
-    for f in sorted(files, key=lambda f: f.key):
-        if current and (len(current) >= max_files or current_bytes + f.size > max_bytes):
+    for f in sorted(files, key=lambda f: (group_of(f.key), f.key)):
+        if current and (
+            len(current) >= max_files
+            or current_bytes + f.size > max_bytes
+            or group_of(f.key) != group_of(current[0].key)
+        ):
             batches.append(current)
             current, current_bytes = [], 0
         current.append(f)
@@ -256,6 +350,21 @@ def plan_batches(
     if current:
         batches.append(current)
     return batches
+
+
+#: what a batch found in Catalog means for its files: landed, will land, can be resumed, or released
+def _adoption(status: BatchStatus) -> str:
+    if status.state is BatchState.DONE:
+        return "success"
+    if status.status == "loading":
+        return "loading"
+    if status.state is BatchState.FAILED or status.status in ("inactive", "deleted"):
+        return "released"  # reverted (`inactive`/`deleted`) data is no longer in the dataset
+    return "pending"  # processing, staging, queued, retrying, stalled, ...
+
+
+#: successes first, so that of two batches carrying one file the landed one is adopted
+_ADOPT_ORDER = {"success": 0, "pending": 1, "loading": 2, "released": 3}
 
 
 class _Delivery:
@@ -440,10 +549,118 @@ class _Delivery:
                 ) from None
         self.ledger.record_aborted(attempt_id, reason, aep_status="aborted")
 
+    # -- phase 2a: reconcile with AEP -------------------------------------------------------
+
+    def reconcile_with_aep(self, unclaimed: list[XdmFile]) -> None:
+        """Adopt the batches Catalog holds for these files' folders that the ledger does not know.
+
+        One paged Catalog listing per folder, filtered by dataset and `stripeAepGroup` tag. The
+        ledger normally knows every batch listed (nothing to do); after it was lost, emptied or
+        replaced, this rebuilds it so that nothing AEP holds or is processing is sent again.
+        """
+        known = self.ledger.batch_ids(self.dataset_id)
+        found: list[tuple[BatchStatus, list[TaggedFile]]] = []
+        for group in sorted({group_of(f.key) for f in unclaimed}):
+            self.report.catalog_lookups.append(group)
+            listed = self.client.list_batches_tagged(
+                dataset_id=self.dataset_id, tags={TAG_GROUP: group_tag_value(group)}
+            )
+            for status in listed:
+                if status.batch_id in known:
+                    continue
+                known.add(status.batch_id)
+                carried = files_from_tags(status.raw.get("tags"))
+                if carried is None:
+                    self.log.warning(
+                        "AEP delivery: batch %s is tagged for folder %s but its %s tag is missing "
+                        "or unreadable; it is left alone",
+                        status.batch_id,
+                        group or "(root)",
+                        TAG_FILES,
+                    )
+                    continue
+                found.append((status, carried))
+        if not found:
+            return
+        self.log.warning(
+            "AEP delivery: Catalog holds %d batch(es) of dataset %s the ledger does not know "
+            "(was %s lost, emptied or replaced?); adopting them",
+            len(found),
+            self.dataset_id,
+            self.ledger.path,
+        )
+        found.sort(key=lambda item: (_ADOPT_ORDER[_adoption(item[0])], item[0].created_ms or 0))
+        claimed = set(self.ledger.claims(self.dataset_id, [f.key for _, c in found for f in c]))
+        for status, carried in found:
+            self._adopt(status, carried, claimed)
+
+    def _adopt(self, status: BatchStatus, carried: list[TaggedFile], claimed: set[str]) -> None:
+        keys = [f.key for f in carried]
+        twice = [k for k in keys if k in claimed]
+        kind = _adoption(status)
+        note = f"found in Catalog by its {TAG_GROUP} tag ({status.status}); the ledger had lost it"
+        if kind in ("success", "pending"):
+            if twice:
+                self.log.error(
+                    "AEP delivery: batch %s (%s) carries %d file(s) another batch of dataset %s "
+                    "also carries (e.g. %s): AEP holds those rows twice; revert one of the two "
+                    "batches (POST /batches/<id>?action=REVERT)",
+                    status.batch_id,
+                    status.status,
+                    len(twice),
+                    self.dataset_id,
+                    twice[0],
+                )
+            state = AttemptState.SUCCESS if kind == "success" else AttemptState.COMPLETED
+            self.ledger.record_adopted(self.dataset_id, status, carried, state, note=note)
+            claimed.update(keys)
+            self.report.adopted_batches.append(status.batch_id)
+            self.log.info(
+                "AEP delivery: adopted %s batch %s (%d file(s), %d rows) from Catalog; its files "
+                "are not sent again",
+                status.status,
+                status.batch_id,
+                len(carried),
+                sum(f.rows for f in carried),
+            )
+        elif kind == "loading":
+            attempt_id = self.ledger.record_adopted(
+                self.dataset_id, status, carried, AttemptState.CREATED, note=note
+            )
+            self.report.adopted_batches.append(status.batch_id)
+            if twice:
+                # completing it would deliver files another batch already carries
+                self._abort(
+                    attempt_id, status.batch_id, f"interrupted batch; {twice[0]} is delivered"
+                )
+                self._outcome(attempt_id, recovered=True)
+                return
+            self._recover_created(self.ledger.attempt(attempt_id))
+            if self.ledger.attempt(attempt_id).active:
+                claimed.update(keys)
+        else:
+            state = (
+                AttemptState.FAILED
+                if status.status in ("failed", "failure")
+                else AttemptState.ABORTED
+            )
+            self.ledger.record_adopted(self.dataset_id, status, carried, state, note=note)
+            self.log.info(
+                "AEP delivery: batch %s of an earlier run is %s in Catalog; its %d file(s) are "
+                "sent again",
+                status.batch_id,
+                status.status,
+                len(carried),
+            )
+
     # -- phase 2: send ---------------------------------------------------------------------
 
     def send_new(self) -> None:
         claims = self.ledger.claims(self.dataset_id, list(self.files))
+        unclaimed = [f for k, f in self.files.items() if k not in claims and f.rows > 0]
+        if unclaimed:
+            self.reconcile_with_aep(unclaimed)
+            claims = self.ledger.claims(self.dataset_id, list(self.files))
         to_send: list[XdmFile] = []
         for key in sorted(self.files):
             f = self.files[key]
@@ -475,10 +692,12 @@ class _Delivery:
             self._send_batch(chunk)
 
     def _send_batch(self, chunk: list[XdmFile]) -> None:
-        external_id = f"stripe-aep-{uuid.uuid4().hex}"
+        external_id = external_id_for(self.dataset_id, chunk)
         attempt_id = self.ledger.record_intent(self.dataset_id, external_id, chunk)
         try:
-            batch_id = self.client.create_batch(self.dataset_id, external_id=external_id)
+            batch_id = self.client.create_batch(
+                self.dataset_id, external_id=external_id, tags=batch_tags(chunk)
+            )
         except AepError as exc:
             # The POST may have created a batch before failing: ask Catalog, never re-POST blindly.
             try:

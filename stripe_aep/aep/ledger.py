@@ -29,6 +29,13 @@ Schema (kept deliberately small; `ledger_meta.schema_version` = 1):
 A delivery to a dataset holds an exclusive `flock` on a lock file next to the database for its whole
 duration, so two runs never recover (and abort) each other's in-flight batches; the kernel releases
 it when the process dies, SIGKILL included.
+
+The ledger is not the only memory: every batch also carries its identity in AEP (Catalog tags, see
+deliver.py), and `record_adopted` rebuilds attempts from what Catalog reports. So a ledger that is
+deleted, emptied or replaced is rebuilt from AEP by the next delivery; one that cannot be read
+(garbage bytes, a truncated file, a foreign schema) is refused at open with `LedgerUnreadable`, which
+names the file and the recovery command (`python -m stripe_aep.aep.recover_ledger <path>`: move it
+aside, the next run rebuilds it) rather than guessing and risking a second delivery.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import shlex
 import socket
 import sqlite3
 import threading
@@ -49,10 +58,46 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stripe_aep.aep.client import BatchState, BatchStatus
-from stripe_aep.aep.errors import BatchError, DeliveryLockTimeout
+from stripe_aep.aep.errors import AepError, BatchError, DeliveryLockTimeout
 
 SCHEMA_VERSION = 1
 LEDGER_RELATIVE_PATH = "ledger/aep_batches.sqlite"
+#: files SQLite keeps beside the database in WAL mode; they belong to it and move with it
+SIDECAR_SUFFIXES = ("-wal", "-shm")
+
+log = logging.getLogger("stripe_aep.aep.ledger")
+
+
+class LedgerUnreadable(AepError):
+    """The ledger file exists but is not a readable stripe-aep ledger; nothing was sent."""
+
+
+def recovery_command(path: str | os.PathLike[str]) -> str:
+    """The shell command that moves a damaged ledger aside (see `set_aside`)."""
+    return f"python -m stripe_aep.aep.recover_ledger {shlex.quote(str(path))}"
+
+
+def set_aside(path: str | os.PathLike[str], *, reason: str = "damaged") -> list[Path]:
+    """Move a ledger and its `-wal`/`-shm` files to `<name>.<reason>-<UTC time>[-wal|-shm]`.
+
+    Nothing is deleted (the files stay for inspection). The next delivery starts an empty ledger and
+    rebuilds what it needs from AEP's Catalog, so nothing already delivered is sent again. Run it
+    only while no delivery is running (a running one holds the per-dataset lock files).
+    """
+    main = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = []
+    for suffix in ("", *SIDECAR_SUFFIXES):
+        src = Path(f"{main}{suffix}")
+        if src.exists():
+            dst = Path(f"{main}.{reason}-{stamp}{suffix}")
+            n = 1
+            while dst.exists():
+                dst = Path(f"{main}.{reason}-{stamp}.{n}{suffix}")
+                n += 1
+            os.replace(src, dst)
+            moved.append(dst)
+    return moved
 
 
 class AttemptState(StrEnum):
@@ -144,6 +189,40 @@ CREATE TABLE IF NOT EXISTS ledger_events (
 """
 
 
+#: the columns this code reads and writes, per table (a ledger missing one is not ours)
+_EXPECTED_COLUMNS = {
+    "ledger_meta": {"key", "value"},
+    "batch_attempts": {
+        "attempt_id",
+        "dataset_id",
+        "external_id",
+        "batch_id",
+        "state",
+        "aep_status",
+        "records_read",
+        "records_written",
+        "records_failed",
+        "errors",
+        "note",
+        "owner",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    },
+    "batch_files": {
+        "attempt_id",
+        "file_key",
+        "size",
+        "rows",
+        "sha256",
+        "state",
+        "started_at",
+        "finished_at",
+    },
+    "ledger_events": {"event_id", "attempt_id", "file_key", "event", "detail", "at"},
+}
+
+
 @dataclass(frozen=True)
 class LedgerFile:
     attempt_id: int
@@ -232,26 +311,92 @@ class BatchLedger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False, timeout=60
+        self._clear_orphaned_sidecars()
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=60
+            )
+        except sqlite3.Error as exc:
+            raise self._unreadable(f"SQLite cannot open it ({exc})") from None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise self._unreadable(f"SQLite says: {exc}") from None
+        except LedgerUnreadable:
+            self._conn.close()
+            raise
+
+    def _unreadable(self, cause: str) -> LedgerUnreadable:
+        return LedgerUnreadable(
+            f"the delivery ledger {self.path} cannot be read: {cause}. Nothing was sent",
+            hint=f"move it aside with `{recovery_command(self.path)}` (it keeps the file, renamed, "
+            "with its -wal/-shm files), then run the delivery again: it starts a new ledger and "
+            "rebuilds it from the batches AEP's Catalog holds for the dataset, so nothing already "
+            "delivered is sent again",
         )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+
+    def _clear_orphaned_sidecars(self) -> None:
+        """A WAL left behind by a deleted or emptied database must not be replayed into a new one."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size:
+            return
+        if any(Path(f"{self.path}{suffix}").exists() for suffix in SIDECAR_SUFFIXES):
+            moved = [p for p in set_aside(self.path, reason="orphaned") if p.name.endswith("-wal")]
+            for stale in moved:
+                log.warning(
+                    "delivery ledger %s was missing or empty but its write-ahead log was not; "
+                    "moved the log aside to %s (the ledger is rebuilt from AEP)",
+                    self.path,
+                    stale,
+                )
+
+    def _open(self) -> None:
+        c = self._conn
+        c.row_factory = sqlite3.Row
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")
+        c.execute("PRAGMA foreign_keys=ON")
+        check = [r[0] for r in c.execute("PRAGMA quick_check").fetchall()]
+        if check != ["ok"]:
+            raise self._unreadable(f"SQLite's integrity check failed ({'; '.join(check[:3])})")
+        tables = {
+            r[0]
+            for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if not r[0].startswith("sqlite_")
+        }
+        if tables and "ledger_meta" not in tables:
+            raise self._unreadable(
+                "it is an SQLite database but not a stripe-aep delivery ledger (tables: "
+                f"{', '.join(sorted(tables)[:5])})"
+            )
+        for table, columns in _EXPECTED_COLUMNS.items():
+            if table not in tables:
+                continue
+            have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                raise self._unreadable(
+                    f"its table {table} lacks column(s) {', '.join(sorted(columns - have))}"
+                )
         with self._lock:
-            self._conn.executescript(_DDL)
-        with self._tx() as c:
-            row = c.execute("SELECT value FROM ledger_meta WHERE key='schema_version'").fetchone()
+            c.executescript(_DDL)
+        with self._tx() as tx:
+            row = tx.execute("SELECT value FROM ledger_meta WHERE key='schema_version'").fetchone()
             if row is None:
-                c.execute(
+                tx.execute(
                     "INSERT INTO ledger_meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif int(row["value"]) != SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has ledger schema version {row['value']}, this code "
-                    f"understands {SCHEMA_VERSION}; upgrade stripe-aep"
+            elif str(row["value"]) != str(SCHEMA_VERSION):
+                raise LedgerUnreadable(
+                    f"the delivery ledger {self.path} has schema version {row['value']}, this "
+                    f"code understands {SCHEMA_VERSION}",
+                    hint="run the stripe-aep version that wrote it (upgrade), or move the ledger "
+                    f"aside with `{recovery_command(self.path)}` so the next run rebuilds it "
+                    "from AEP",
                 )
 
     @classmethod
@@ -420,6 +565,78 @@ class BatchLedger:
                 c, "intent", attempt_id=attempt_id, detail=f"{external_id} ({len(files)} files)"
             )
         return attempt_id
+
+    def record_adopted(
+        self,
+        dataset_id: str,
+        status: BatchStatus,
+        files: Sequence[FileRef],
+        state: AttemptState,
+        *,
+        note: str,
+    ) -> int:
+        """A batch found in Catalog (not in this ledger) carrying these files: rebuild its attempt.
+
+        Unlike `record_intent` this does not refuse claimed files: the batch already exists in AEP,
+        and the ledger has to say so even when it duplicates another (the caller reports that).
+        `state` is `success`/`completed` (its files uploaded), `created` (a `loading` batch, files
+        to be uploaded again) or a released state (`failed`/`aborted`, kept for the record).
+        """
+        if not files:
+            raise ValueError("an adopted batch needs at least one file")
+        now = time.time()
+        uploaded = state in (AttemptState.SUCCESS, AttemptState.COMPLETED, AttemptState.FAILED)
+        file_state = FileState.UPLOADED if uploaded else FileState.PLANNED
+        m = status.metrics
+        with self._tx() as c:
+            external_id = status.external_id or status.batch_id
+            if c.execute(
+                "SELECT 1 FROM batch_attempts WHERE external_id=?", (external_id,)
+            ).fetchone():
+                external_id = f"{external_id}#{status.batch_id}"
+            cur = c.execute(
+                "INSERT INTO batch_attempts (dataset_id, external_id, batch_id, state, aep_status, "
+                "records_read, records_written, records_failed, errors, note, owner, created_at, "
+                "updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    dataset_id,
+                    external_id,
+                    status.batch_id,
+                    str(state),
+                    status.status,
+                    m.records_read,
+                    m.records_written,
+                    m.records_failed,
+                    _errors_json(status.errors),
+                    note,
+                    _owner(),
+                    now,
+                    now,
+                    None if state in ACTIVE_STATES else now,
+                ),
+            )
+            attempt_id = int(cur.lastrowid)
+            c.executemany(
+                "INSERT INTO batch_files (attempt_id, file_key, size, rows, state) "
+                "VALUES (?,?,?,?,?)",
+                [(attempt_id, f.key, f.size, f.rows, str(file_state)) for f in files],
+            )
+            self._event(
+                c,
+                "adopted",
+                attempt_id=attempt_id,
+                detail=f"{status.batch_id} ({status.status}, {len(files)} files): {note}",
+            )
+        return attempt_id
+
+    def batch_ids(self, dataset_id: str) -> set[str]:
+        """Every AEP batch id this ledger knows for the dataset (any state)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT batch_id FROM batch_attempts WHERE dataset_id=? AND batch_id IS NOT NULL",
+                (dataset_id,),
+            ).fetchall()
+        return {r["batch_id"] for r in rows}
 
     def record_created(self, attempt_id: int, batch_id: str) -> None:
         """After `POST /batches` answered (or Catalog showed the batch of an intent)."""

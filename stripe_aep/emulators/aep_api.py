@@ -498,18 +498,89 @@ def patch_dataset(call: Call) -> Response:
     return JSONResponse([f"@/dataSets/{dataset_id}"])
 
 
+#: the `GET /batches` query parameters the emulator implements (Adobe: "Filter Catalog data using
+#: query parameters", experienceleague .../catalog/api/filter-data; SPEC-CAT `listBatches`). Any other
+#: parameter — documented or not — is a 400 rather than silently ignored: a client must not pass a test
+#: by relying on a filter the emulator would not apply.
+BATCH_LIST_PARAMS = frozenset(
+    {
+        "dataSet",
+        "batch",
+        "externalId",
+        "status",
+        "createdAfter",
+        "createdBefore",
+        "tags",
+        "orderBy",
+        "start",
+        "limit",
+        "properties",
+    }
+)
+
+
+def _simple_filter(items: list[dict], raw: str, value_of: Callable[[dict], Any]) -> list[dict]:
+    """Adobe's simple filter `{PROPERTY}={VALUE}`: a comma list matches any value, `!` negates."""
+    negate = raw.startswith("!")
+    wanted = {v for v in (raw[1:] if negate else raw).split(",") if v != ""}
+    return [b for b in items if (value_of(b) in wanted) != negate]
+
+
+def _tag_terms(raw: str) -> list[tuple[str, re.Pattern[str]]]:
+    """`tags={NAME}:{VALUE}[,{NAME}:{VALUE}...]`: AND of terms; `*` in a value is a wildcard.
+
+    Adobe documents `test*` (prefix) and `*` alone (the tag exists, any value); the value is
+    everything after the first `:` (values such as `enabled:true` contain colons). A term without a
+    name and a colon is refused, as is an empty value.
+    """
+    terms = []
+    for term in raw.split(","):
+        name, sep, value = term.partition(":")
+        if not sep or not name or not value:
+            raise problem(
+                400,
+                "BAD-REQUEST-400",
+                "Bad Request",
+                f"tags filter term {term!r} must be {{TAG_NAME}}:{{TAG_VALUE}} (the value may "
+                "use * as a wildcard)",
+            )
+        pattern = ".*".join(re.escape(part) for part in value.split("*"))
+        terms.append((name, re.compile(pattern, re.DOTALL)))
+    return terms
+
+
+def _has_tags(batch: dict, terms: list[tuple[str, re.Pattern[str]]]) -> bool:
+    tags = batch.get("tags") or {}
+    return all(
+        any(isinstance(v, str) and pattern.fullmatch(v) for v in tags.get(name) or [])
+        for name, pattern in terms
+    )
+
+
 def list_batches(call: Call) -> Response:
-    items = call.store.list_batches()
     query = call.query
-    if query.get("dataSet"):
-        items = [b for b in items if b["relatedObjects"][0]["id"] == query["dataSet"]]
-    if query.get("batch"):
-        items = [b for b in items if b["id"] == query["batch"]]
-    if query.get("externalId"):
-        items = [b for b in items if b["externalId"] == query["externalId"]]
-    if query.get("status"):
-        wanted = set(query["status"].split(","))
-        items = [b for b in items if b["status"] in wanted]
+    unknown = sorted(set(query.keys()) - BATCH_LIST_PARAMS)
+    if unknown:
+        raise problem(
+            400,
+            "BAD-REQUEST-400",
+            "Bad Request",
+            f"query parameter(s) {', '.join(unknown)} are not emulated; the emulator filters "
+            f"batches by {', '.join(sorted(BATCH_LIST_PARAMS))} only",
+        )
+    items = call.store.list_batches()
+    simple = (
+        ("dataSet", lambda b: b["relatedObjects"][0]["id"]),
+        ("batch", lambda b: b["id"]),
+        ("externalId", lambda b: b["externalId"]),
+        ("status", lambda b: b["status"]),
+    )
+    for name, value_of in simple:
+        if query.get(name):
+            items = _simple_filter(items, query[name], value_of)
+    if query.get("tags"):
+        terms = _tag_terms(query["tags"])
+        items = [b for b in items if _has_tags(b, terms)]
     for name, compare in (("createdAfter", int.__gt__), ("createdBefore", int.__lt__)):
         if query.get(name):
             try:

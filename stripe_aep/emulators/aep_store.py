@@ -1150,8 +1150,17 @@ class AepStore:
                     "and not emulated",
                 )
             tags = body.get("tags") or {}
-            if not isinstance(tags, dict):
-                raise problem(400, "INGEST-400", "Bad Request", "'tags' must be an object")
+            # SPEC-BI IngestBatch.tags: an object whose values are arrays of strings
+            if not isinstance(tags, dict) or any(
+                not isinstance(v, list) or not all(isinstance(x, str) for x in v)
+                for v in tags.values()
+            ):
+                raise problem(
+                    400,
+                    "INGEST-400",
+                    "Bad Request",
+                    "'tags' must map tag names to arrays of strings",
+                )
             tags = copy.deepcopy(tags)
             diagnostics = bool(body.get("enableErrorDiagnostics", False))
             partial = body.get("partialIngestionPercent")
