@@ -333,6 +333,56 @@ def test_list_batches_filters_by_external_id_even_if_the_server_does_not(gateway
     assert "externalId=mine" in q and "dataSet=ds1" in q
 
 
+def _tagged(dataset: str, group: str, created: int) -> dict:
+    return {
+        "status": "success",
+        "created": created,
+        "tags": {"stripeAepGroup": [group]},
+        "relatedObjects": [{"type": "dataSet", "id": dataset}],
+    }
+
+
+def test_list_batches_tagged_pages_until_a_short_page_and_rechecks_the_filters(gateway):
+    client, _ = make_client(gateway)
+    path = "/data/foundation/catalog/batches"
+    page1 = {f"b{i:03d}": _tagged("ds1", "xdm/charges/2026-11-20", i) for i in range(100)}
+    # a server ignoring the filters would hand back another group's and another dataset's batches
+    page2 = {
+        "b100": _tagged("ds1", "xdm/charges/2026-11-20", 100),
+        "other-group": _tagged("ds1", "xdm/charges/2026-11-21", 101),
+        "other-dataset": _tagged("ds2", "xdm/charges/2026-11-20", 102),
+    }
+    gateway.add("GET", path, 200, page1)
+    gateway.add("GET", path, 200, page2)
+    found = client.list_batches_tagged(
+        dataset_id="ds1", tags={"stripeAepGroup": "xdm/charges/2026-11-20"}
+    )
+    assert [b.batch_id for b in found] == [f"b{i:03d}" for i in range(101)]
+    queries = [r.query for r in gateway.requests if r.path == path]
+    assert len(queries) == 2  # the short second page ends the listing
+    for start, q in zip((0, 100), queries, strict=True):
+        assert "dataSet=ds1" in q and "limit=100" in q and f"start={start}" in q
+        assert "tags=stripeAepGroup%3Axdm%2Fcharges%2F2026-11-20" in q
+        assert "orderBy=asc%3Acreated" in q
+
+
+def test_list_batches_tagged_never_decides_on_a_partial_listing(gateway):
+    client, _ = make_client(gateway)
+    path = "/data/foundation/catalog/batches"
+    for page in range(2):
+        gateway.add("GET", path, 200, {f"p{page}-{i}": _tagged("ds1", "g", i) for i in range(100)})
+    with pytest.raises(AepError, match="partial listing"):
+        client.list_batches_tagged(dataset_id="ds1", tags={"stripeAepGroup": "g"}, max_pages=2)
+    with pytest.raises(ValueError, match="cannot be expressed"):
+        client.list_batches_tagged(dataset_id="ds1", tags={"stripeAepGroup": "a,b"})
+
+
+def test_create_batch_sends_tags_as_arrays_of_strings():
+    body = AepClient.create_batch_body("ds1", external_id="e1", tags={"t": ["a", "b"]})
+    assert body["tags"] == {"t": ["a", "b"]} and body["externalId"] == "e1"
+    assert "tags" not in AepClient.create_batch_body("ds1", external_id="e1")
+
+
 # -- status rule ----------------------------------------------------------------------------
 
 

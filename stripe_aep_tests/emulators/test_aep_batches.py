@@ -324,6 +324,53 @@ def test_list_batches_filters_and_orders(platform):
     assert platform.get(f"{CATALOG}/batches/nope").status_code == 404
 
 
+def test_list_batches_by_tags_as_adobe_documents(platform):
+    """`tags={NAME}:{VALUE}` (Adobe "Filter Catalog data using query parameters" > "Filter by tag"):
+    exact value, `value*` prefix, `*` alone for presence, comma = AND; a value keeps its colons."""
+    ds = setup_dataset(platform)
+    day1 = create_batch(platform, ds.dataset_id, tags={"grp": ["xdm/c/2026-11-20"], "v": ["1"]})
+    day2 = create_batch(platform, ds.dataset_id, tags={"grp": ["xdm/c/2026-11-21"]})
+    colon = create_batch(platform, ds.dataset_id, tags={"flag": ["enabled:true"]})
+    untagged = create_batch(platform, ds.dataset_id)
+
+    def listed(tags: str, **extra) -> list[str]:
+        resp = platform.get(f"{CATALOG}/batches", params={"tags": tags, **extra})
+        assert resp.status_code == 200, resp.text
+        return list(resp.json())
+
+    assert listed("grp:xdm/c/2026-11-20") == [day1]
+    assert listed("grp:xdm/c/2026-11-2") == []  # exact, not a prefix, without a wildcard
+    assert listed("grp:xdm/c/2026-11-2*") == [day1, day2]
+    assert listed("grp:*") == [day1, day2]
+    assert listed("grp:*,v:1") == [day1]  # AND
+    assert listed("grp:xdm/c/2026-11-21,v:1") == []
+    assert listed("flag:enabled:true") == [colon]
+    assert listed("grp:*", dataSet=ds.dataset_id, orderBy="desc:created") == [day2, day1]
+    assert untagged not in listed("grp:*")
+    for bad in ("grp", ":x", "grp:"):
+        resp = platform.get(f"{CATALOG}/batches", params={"tags": bad})
+        assert resp.status_code == 400 and "TAG_NAME" in resp.json()["detail"]
+
+
+def test_list_batches_simple_filters_and_unemulated_parameters(platform):
+    ds = setup_dataset(platform)
+    a = create_batch(platform, ds.dataset_id, externalId="ext-a")
+    b = create_batch(platform, ds.dataset_id, externalId="ext-b")
+    c = create_batch(platform, ds.dataset_id, externalId="ext-c")
+    get = lambda **p: platform.get(f"{CATALOG}/batches", params=p)  # noqa: E731
+    assert list(get(externalId="ext-a,ext-c").json()) == [a, c]  # a list matches any value
+    assert list(get(externalId="!ext-a,ext-c").json()) == [b]  # `!` negates the list
+    # a filter the emulator does not implement is refused, never silently ignored
+    resp = get(property="externalId~^ext")
+    assert resp.status_code == 400 and "property" in resp.json()["detail"]
+    # batch tags must be arrays of strings (SPEC-BI IngestBatch.tags)
+    bad = platform.post(
+        f"{IMPORT}/batches",
+        json={"datasetId": ds.dataset_id, "inputFormat": {"format": "parquet"}, "tags": {"t": "x"}},
+    )
+    assert bad.status_code == 400 and "arrays of strings" in bad.json()["detail"]
+
+
 def test_put_and_complete_5xx_faults(aep, platform):
     ds = setup_dataset(platform)
     batch_id = create_batch(platform, ds.dataset_id)
