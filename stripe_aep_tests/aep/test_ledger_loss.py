@@ -310,3 +310,80 @@ def test_a_batch_without_our_tags_is_left_alone(aep, aep_client, lake, tmp_path,
     assert aep.state.batches[foreign]["status"] == "loading"
     assert_rows_once(aep, dataset_id, files)
     ledger.close()
+
+
+def test_aep_asset_after_the_ledger_is_deleted_sends_nothing_again_and_its_check_is_true(
+    stripe_emulator, stripe_account, tmp_path, monkeypatch
+):
+    """The issue as reported, end to end: stripe → xdm → aep for a day, the ledger deleted, `aep/charges`
+    run again. It must succeed without a new batch, with AEP holding each object once, and its row
+    check must pass because the rebuilt ledger knows what AEP holds (not because nothing is checked)."""
+    import dagster as dg
+
+    from stripe_aep.aep.client import AepClient
+    from stripe_aep.aep.settings import AepSettings
+    from stripe_aep.aep.setup import run_setup
+    from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
+    from stripe_aep.stripe.rawstore import day_bounds
+    from stripe_aep.xdm import schema_registry_payloads
+    from stripe_aep_tests.aep.conftest import env_for
+    from stripe_aep_tests.assets.test_chain import (
+        ALL_ASSETS,
+        DAYS,
+        TENANT,
+        _resources,
+        read_back_ids,
+    )
+
+    selection = [a for a in ALL_ASSETS if a.key.path[-1] == "charges"]
+    aep_only = [a for a in selection if a.key.path[0] == "aep"]
+    day = DAYS[0].isoformat()
+    config = {"ops": {"aep__charges": {"config": {"poll_interval_seconds": 0.05}}}}
+    with AepEmulator(faults=AepFaults(processing_delay_s=0.05)) as emulator:
+        env = env_for(emulator)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        client = AepClient(AepSettings.from_env(env))
+        dataset_id = run_setup(
+            client,
+            tenant=TENANT,
+            payloads={"charges": schema_registry_payloads("charges", TENANT)},
+            environ={},
+        )["charges"]
+        truth = {o["id"] for o in stripe_account.objects("charges", *day_bounds(DAYS[0]))}
+        with dg.instance_for_test() as instance:
+            first = dg.materialize(
+                selection,
+                resources=_resources(stripe_emulator.url, tmp_path),
+                instance=instance,
+                partition_key=day,
+                run_config=config,
+            )
+            assert first.success
+            batches = len(client.list_batches(dataset_id=dataset_id))
+            assert batches == 1
+
+            (tmp_path / "ledger" / "aep_batches.sqlite").unlink()
+            again = dg.materialize(
+                aep_only,
+                resources=_resources(stripe_emulator.url, tmp_path),
+                instance=instance,
+                partition_key=day,
+                run_config=config,
+            )
+            assert again.success
+            [check] = [
+                e.event_specific_data
+                for e in again.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            ]
+            assert check.passed
+            meta = check.metadata
+            assert meta["rows_delivered"].value == meta["xdm_rows"].value == len(truth)
+            [mat] = again.asset_materializations_for_node("aep__charges")
+            assert mat.metadata["adopted_batches"].value == 1
+            assert mat.metadata["files_sent"].value == 0
+        assert len(client.list_batches(dataset_id=dataset_id)) == batches
+        ids = read_back_ids(client, dataset_id)
+        assert len(ids) == len(set(ids)) and set(ids) == truth
+        client.close()
