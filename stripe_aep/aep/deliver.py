@@ -558,7 +558,8 @@ class _Delivery:
         ledger normally knows every batch listed (nothing to do); after it was lost, emptied or
         replaced, this rebuilds it so that nothing AEP holds or is processing is sent again.
         """
-        known = self.ledger.batch_ids(self.dataset_id)
+        # an attempt still waiting for its batch id (an intent) is recovered by externalId instead
+        known, known_external = self.ledger.known_batches(self.dataset_id)
         found: list[tuple[BatchStatus, list[TaggedFile]]] = []
         for group in sorted({group_of(f.key) for f in unclaimed}):
             self.report.catalog_lookups.append(group)
@@ -566,7 +567,7 @@ class _Delivery:
                 dataset_id=self.dataset_id, tags={TAG_GROUP: group_tag_value(group)}
             )
             for status in listed:
-                if status.batch_id in known:
+                if status.batch_id in known or status.external_id in known_external:
                     continue
                 known.add(status.batch_id)
                 carried = files_from_tags(status.raw.get("tags"))

@@ -307,14 +307,17 @@ def _keys(files: Iterable[str | FileRef]) -> list[str]:
 class BatchLedger:
     """The SQLite ledger. Thread-safe within a process; safe across processes (SQLite + flock)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._clear_orphaned_sidecars()
         try:
             self._conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=60
+                str(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout_s,
             )
         except sqlite3.Error as exc:
             raise self._unreadable(f"SQLite cannot open it ({exc})") from None
@@ -322,6 +325,14 @@ class BatchLedger:
             self._open()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            text = str(exc).lower()
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+                # in use, not damaged: moving it aside now would lose a live run's records
+                raise DeliveryLockTimeout(
+                    f"the delivery ledger {self.path} stayed locked by another process for over "
+                    f"{busy_timeout_s:.0f} s ({exc})",
+                    hint="wait for the other delivery to finish, then run again",
+                ) from None
             raise self._unreadable(f"SQLite says: {exc}") from None
         except LedgerUnreadable:
             self._conn.close()
@@ -629,14 +640,14 @@ class BatchLedger:
             )
         return attempt_id
 
-    def batch_ids(self, dataset_id: str) -> set[str]:
-        """Every AEP batch id this ledger knows for the dataset (any state)."""
+    def known_batches(self, dataset_id: str) -> tuple[set[str], set[str]]:
+        """The AEP batch ids and the externalIds this ledger knows for the dataset (any state)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT batch_id FROM batch_attempts WHERE dataset_id=? AND batch_id IS NOT NULL",
+                "SELECT batch_id, external_id FROM batch_attempts WHERE dataset_id=?",
                 (dataset_id,),
             ).fetchall()
-        return {r["batch_id"] for r in rows}
+        return {r["batch_id"] for r in rows if r["batch_id"]}, {r["external_id"] for r in rows}
 
     def record_created(self, attempt_id: int, batch_id: str) -> None:
         """After `POST /batches` answered (or Catalog showed the batch of an intent)."""

@@ -387,3 +387,24 @@ def test_aep_asset_after_the_ledger_is_deleted_sends_nothing_again_and_its_check
         ids = read_back_ids(client, dataset_id)
         assert len(ids) == len(set(ids)) and set(ids) == truth
         client.close()
+
+
+def test_a_ledger_locked_by_another_process_is_busy_not_damaged(tmp_path):
+    """'database is locked' must not send the operator to move a live ledger aside."""
+    from stripe_aep.aep.errors import DeliveryLockTimeout
+
+    path = tmp_path / "aep_batches.sqlite"
+    BatchLedger(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DeliveryLockTimeout) as err:
+            BatchLedger(path, busy_timeout_s=0.2)
+        assert not isinstance(err.value, LedgerUnreadable)
+        assert "locked by another process" in str(err.value) and "recover_ledger" not in str(
+            err.value
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    BatchLedger(path).close()  # and it opens once the other process is done
