@@ -70,6 +70,7 @@ UPLOAD_CHUNK_BYTES = 1 << 20
 TAG_FORMAT = "stripeAepFormat"  # ["1"]: how the two tags below are written
 TAG_GROUP = "stripeAepGroup"  # [<folder of the batch's files>]: the one tag deliver filters on
 TAG_FILES = "stripeAepFiles"  # ["<key>|<rows>|<bytes>", ...]: every file the batch carries
+TAG_FILE_COUNT = "stripeAepFileCount"  # ["<n>"]: proves the file list arrived whole
 TAG_FORMAT_VERSION = "1"
 #: folder names usable as a tag filter value as they are (`,` `*` `:` are filter syntax)
 _PLAIN_TAG_VALUE = re.compile(r"[A-Za-z0-9._/=-]{1,200}")
@@ -105,21 +106,31 @@ def batch_tags(files: Sequence[XdmFile | TaggedFile]) -> dict[str, list[str]]:
         TAG_FORMAT: [TAG_FORMAT_VERSION],
         TAG_GROUP: [group_tag_value(groups.pop())],
         TAG_FILES: [f"{f.key}|{f.rows}|{f.size}" for f in sorted(files, key=lambda f: f.key)],
+        TAG_FILE_COUNT: [str(len(files))],
     }
 
 
 def files_from_tags(tags: Any) -> list[TaggedFile] | None:
-    """The files a batch's tags say it carries; None when the tags are not ours or unreadable."""
-    if not isinstance(tags, dict) or tags.get(TAG_FORMAT) != [TAG_FORMAT_VERSION]:
+    """The files a batch's tags say it carries.
+
+    None when the batch is not one of ours (no `stripeAepFormat` tag); `ValueError` saying why when
+    it is ours but the file list cannot be trusted (missing, malformed, or not the announced count).
+    """
+    if not isinstance(tags, dict) or TAG_FORMAT not in tags:
         return None
+    if tags.get(TAG_FORMAT) != [TAG_FORMAT_VERSION]:
+        raise ValueError(f"unknown {TAG_FORMAT} {tags.get(TAG_FORMAT)!r} (a newer stripe-aep?)")
     entries = tags.get(TAG_FILES)
+    count = tags.get(TAG_FILE_COUNT)
     if not isinstance(entries, list) or not entries:
-        return None
+        raise ValueError(f"no {TAG_FILES} tag")
+    if count != [str(len(entries))]:
+        raise ValueError(f"{TAG_FILES} lists {len(entries)} file(s), {TAG_FILE_COUNT} says {count}")
     out = []
     for entry in entries:
         parts = entry.rsplit("|", 2) if isinstance(entry, str) else []
         if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
-            return None
+            raise ValueError(f"malformed {TAG_FILES} entry {entry!r}")
         out.append(TaggedFile(parts[0], int(parts[1]), int(parts[2])))
     return out
 
@@ -570,14 +581,29 @@ class _Delivery:
                 if status.batch_id in known or status.external_id in known_external:
                     continue
                 known.add(status.batch_id)
-                carried = files_from_tags(status.raw.get("tags"))
+                try:
+                    carried = files_from_tags(status.raw.get("tags"))
+                except ValueError as exc:
+                    if _adoption(status) == "released":
+                        continue  # holds no data: whatever it carried is sent again
+                    raise AepError(
+                        f"batch {status.batch_id} ({status.status}) of dataset {self.dataset_id} "
+                        f"is tagged as a stripe-aep batch of folder {group or '(root)'} but its "
+                        f"file list cannot be read ({exc}); refusing to send files it may already "
+                        "carry",
+                        hint="check the batch in AEP > Monitoring or GET /data/foundation/catalog/"
+                        f"batches/{status.batch_id}; if its data should not stay, revert it "
+                        f"(POST /data/foundation/import/batches/{status.batch_id}?action=REVERT) "
+                        "and run again: its files are then sent once more",
+                    ) from None
                 if carried is None:
                     self.log.warning(
-                        "AEP delivery: batch %s is tagged for folder %s but its %s tag is missing "
-                        "or unreadable; it is left alone",
+                        "AEP delivery: batch %s is tagged %s:%s but is not a stripe-aep batch (no "
+                        "%s tag); it is left alone",
                         status.batch_id,
-                        group or "(root)",
-                        TAG_FILES,
+                        TAG_GROUP,
+                        group_tag_value(group),
+                        TAG_FORMAT,
                     )
                     continue
                 found.append((status, carried))

@@ -408,3 +408,30 @@ def test_a_ledger_locked_by_another_process_is_busy_not_damaged(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     BatchLedger(path).close()  # and it opens once the other process is done
+
+
+def test_our_batch_with_an_unreadable_file_list_stops_the_folder_instead_of_guessing(
+    aep, aep_client, lake, tmp_path, dataset_id
+):
+    """A landed batch tagged as ours whose file list is cut short: sending could double its rows."""
+    from stripe_aep.aep.deliver import TAG_FILE_COUNT, TAG_FORMAT
+    from stripe_aep.aep.errors import AepError
+
+    files = make_files(lake, 2, 5, prefix=DAY1)
+    data_dir = tmp_path / "data"
+    ledger = BatchLedger.for_data_dir(data_dir)
+    [batch_id] = run(aep_client, ledger, dataset_id, files).batch_ids
+    ledger.close()
+    lose(ledger.path, "deleted")
+    tags = aep.state.batches[batch_id]["tags"]
+    assert tags[TAG_FORMAT] == ["1"] and tags[TAG_FILE_COUNT] == ["2"]
+    aep.store.batches[batch_id]["tags"][TAG_FILES] = tags[TAG_FILES][:1]  # as if cut short
+
+    ledger = BatchLedger.for_data_dir(data_dir)
+    with pytest.raises(AepError) as err:
+        run(aep_client, ledger, dataset_id, files)
+    message = str(err.value)
+    assert batch_id in message and "cannot be read" in message and "REVERT" in message
+    assert len(aep_batches(aep, dataset_id)) == 1
+    assert_rows_once(aep, dataset_id, files)
+    ledger.close()
