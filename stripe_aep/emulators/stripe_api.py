@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -43,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.emulators._server import BackgroundServer, bind_socket
 from stripe_aep.emulators.stripe_account import (
     OBJECT_NAMES,
@@ -64,6 +66,7 @@ from stripe_aep.emulators.stripe_limits import (
     limit_options,
     parse_latency,
 )
+from stripe_aep.specs import stripe as stripe_specs
 
 __all__ = [
     "ACCOUNT_RATE_LIMITS", "CONCURRENCY_SECONDS",
@@ -72,9 +75,8 @@ __all__ = [
     "add_limit_arguments", "app_options", "create_app", "endpoint_of", "redact_key",
 ]  # fmt: skip
 
-#: The version reported when a request sends no `Stripe-Version` (the account's default version).
-#: The emulator does not change shapes by version: the account mixes current and 2023 shapes.
-DEFAULT_API_VERSION = "2026-06-24.dahlia"
+#: The account's default version: what renders a request that sends no `Stripe-Version`.
+DEFAULT_API_VERSION = DEFAULT_STRIPE_API_VERSION
 
 #: Permission a restricted key needs for each resource (ids as seen in Dashboard links; the ones
 #: for prices and balance transactions are not officially documented).
@@ -476,8 +478,15 @@ class _EmulatorState:
         log: list[RequestRecord],
         livemode: bool = False,
         latency_seed: int = 0,
+        default_api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.latency_low, self.latency_high = (ms / 1000.0 for ms in parse_latency(latency_ms))
+        if self.version_error(default_api_version) is not None:
+            raise ValueError(
+                f"default_api_version {default_api_version!r} cannot be rendered: expected one of "
+                f"the Stripe API versions up to {stripe_specs.newest_vendored_version()}"
+            )
+        self.default_api_version = default_api_version
         self.livemode = livemode
         self.mode = "live" if livemode else "test"
         prefix = f"rk_{self.mode}_"
@@ -514,11 +523,34 @@ class _EmulatorState:
             return self.latency_low
         return self.latency_rng.uniform(self.latency_low, self.latency_high)
 
-    def render(self, body: bytes) -> bytes:
-        """Objects as the served mode shows them: a live-mode account's objects say so."""
+    @staticmethod
+    def version_error(version: str) -> Response | None:
+        """Stripe's 400 for a version it does not know; the emulator's 400 for a real version
+        newer than every vendored shape (it cannot know what that version returns)."""
+        if not stripe_specs.is_api_version(version):
+            # Stripe's body for an unknown Stripe-Version: type and message only (no code).
+            return stripe_error(400, f"Invalid Stripe API version: {version}")
+        newest = stripe_specs.newest_vendored_version()
+        if stripe_specs.version_key(version) > stripe_specs.version_key(newest):
+            return stripe_error(
+                400,
+                f"The Stripe emulator cannot render API version {version}: it is a real Stripe "
+                f"version, but newer than the newest vendored object shapes ({newest}). Send "
+                f"Stripe-Version: {newest} or older, or vendor Stripe's fixtures3.json of that "
+                "version into stripe_aep/specs/stripe/.",
+            )
+        return None
+
+    def render(self, blobs: list[bytes], resource: str | None, version: str) -> list[bytes]:
+        """Objects as the request's version and the served mode show them: fields newer than
+        the version are absent, and a live-mode account's objects say `livemode: true`."""
+        if resource is not None:
+            newer = stripe_specs.fields_newer_than(OBJECT_NAMES[resource], version)
+            if newer:
+                blobs = [_without(blob, newer) for blob in blobs]
         if self.livemode:
-            return body.replace(b'"livemode":false', b'"livemode":true')
-        return body
+            blobs = [blob.replace(b'"livemode":false', b'"livemode":true') for blob in blobs]
+        return blobs
 
     def visible_from(self, index: ResourceIndex) -> int:
         return index.first_visible(self.account.visible_now())
@@ -526,6 +558,18 @@ class _EmulatorState:
 
 def _state(request: Request) -> _EmulatorState:
     return request.app.state.emulator
+
+
+def _version(request: Request) -> str:
+    """The request's API version (validated by the gateway)."""
+    return request.scope["stripe_version"]
+
+
+def _without(blob: bytes, fields: frozenset[str]) -> bytes:
+    document = orjson.loads(blob)
+    for name in fields:
+        document.pop(name, None)
+    return orjson.dumps(document)
 
 
 def _unrecognized(request: Request) -> Response:
@@ -557,6 +601,7 @@ async def _list_objects(request: Request) -> Response:
         blobs, has_more = list_page(index, query, state.visible_from(index))
     except _BadRequest as error:
         return error.response()
+    blobs = state.render(blobs, resource, _version(request))
     body = b"".join(
         (
             b'{"object":"list","data":[',
@@ -568,7 +613,7 @@ async def _list_objects(request: Request) -> Response:
             b'"}',
         )
     )
-    return Response(state.render(body), media_type="application/json")
+    return Response(body, media_type="application/json")
 
 
 async def _retrieve_object(request: Request) -> Response:
@@ -588,14 +633,16 @@ async def _retrieve_object(request: Request) -> Response:
             code="resource_missing",
             param="id",
         )
-    return Response(state.render(index.blobs[position]), media_type="application/json")
+    (blob,) = state.render([index.blobs[position]], resource, _version(request))
+    return Response(blob, media_type="application/json")
 
 
 async def _account(request: Request) -> Response:
     if request.method != "GET":
         return _read_only(request)
     state = _state(request)
-    return Response(state.render(state.account.account_json), media_type="application/json")
+    (blob,) = state.render([state.account.account_json], None, _version(request))
+    return Response(blob, media_type="application/json")
 
 
 async def _not_found(request: Request) -> Response:
@@ -681,7 +728,11 @@ class _StripeGateway:
         arrival = time.monotonic()
         request_id = state.next_request_id().encode()
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
-        version = headers.get(b"stripe-version") or DEFAULT_API_VERSION.encode()
+        sent_version = headers.get(b"stripe-version")
+        version = (
+            sent_version.decode("latin-1").strip() if sent_version else state.default_api_version
+        )
+        scope["stripe_version"] = version
         key, key_hint, auth_error = _authenticate(headers.get(b"authorization"), state.mode)
         method = scope.get("method", "")
         endpoint = endpoint_of(method, path)
@@ -721,7 +772,7 @@ class _StripeGateway:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"request-id", request_id),
-                    (b"stripe-version", version),
+                    (b"stripe-version", version.encode("latin-1")),
                 ]
             await send(message)
 
@@ -743,7 +794,11 @@ class _StripeGateway:
                 await _drop_connection(receive)
                 return
             else:
-                response = auth_error or self._authorize(key, path, headers)
+                response = (
+                    auth_error
+                    or state.version_error(version)
+                    or self._authorize(key, path, headers)
+                )
             if fault == "truncated_bodies":
                 await self._send_truncated(scope, receive, send_with_headers, response)
             elif response is not None:
@@ -909,6 +964,7 @@ def create_app(
     latency_ms: float | tuple[float, float] | str = 0.0,
     latency_seed: int = 0,
     livemode: bool = False,
+    default_api_version: str = DEFAULT_API_VERSION,
     faults: StripeFaults | None = None,
     restricted_keys: dict[str, set[str]] | None = None,
     log: list | None = None,
@@ -929,6 +985,7 @@ def create_app(
         log if log is not None else [],
         livemode=livemode,
         latency_seed=latency_seed,
+        default_api_version=default_api_version,
     )
     any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
@@ -962,6 +1019,7 @@ class StripeEmulator:
         latency_ms: float | tuple[float, float] | str = 0.0,
         latency_seed: int = 0,
         livemode: bool = False,
+        default_api_version: str = DEFAULT_API_VERSION,
         faults: StripeFaults | None = None,
         restricted_keys: dict[str, set[str]] | None = None,
         host: str = "127.0.0.1",
@@ -977,6 +1035,7 @@ class StripeEmulator:
             latency_ms=latency_ms,
             latency_seed=latency_seed,
             livemode=livemode,
+            default_api_version=default_api_version,
             faults=self.faults,
             restricted_keys=restricted_keys,
             log=self.log,
