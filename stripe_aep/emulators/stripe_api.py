@@ -3,14 +3,17 @@
 Why: the extractor, the official `stripe` SDK, the tests and the benchmarks need a Stripe that
 behaves like the real one where extraction is concerned — newest-first lists, `starting_after` /
 `ending_before` id cursors, `created` ranges, hidden defaults (canceled subscriptions, inactive
-prices), Stripe's error bodies and status codes, restricted keys, `Request-Id`, the per-account
-rate limit with its `Stripe-Rate-Limited-Reason` header — plus faults on demand (429s, 500s, dropped
-connections, truncated bodies) and latency, all on 127.0.0.1 and fast enough for benchmarks.
+prices), Stripe's error bodies and status codes, restricted keys, `Request-Id`, objects rendered at
+the request's `Stripe-Version` (specs vendored in stripe_aep/specs/stripe), Stripe's published
+account, per-endpoint and concurrency limits with the `Stripe-Rate-Limited-Reason` header
+(stripe_limits.py) — plus faults on demand (429s, 500s, dropped connections, truncated bodies) and
+latency, all on 127.0.0.1 and fast enough for benchmarks. It is never kinder than Stripe: every
+behaviour relied upon is cited in docs/emulators.md.
 stripe-mock cannot do this: it is stateless and always returns one fixture with `has_more: false`.
 
 Layout: `create_app` builds a Starlette app whose `_StripeGateway` middleware does what every
-`/v1` request shares (request id, log record, rate limit, latency, faults, authentication,
-permissions, `Stripe-Account`), and whose routes list and retrieve the account's objects from the
+`/v1` request shares (request id, log record, limits, latency, faults, authentication, API
+version, permissions, `Stripe-Account`), and whose routes list and retrieve the account's objects from the
 pre-sorted, pre-serialized `ResourceIndex` of each resource. `StripeEmulator` runs that app in a
 background thread; `python -m stripe_aep.emulators.stripe_api` runs it as its own process.
 Control endpoints under `/_emulator/` (no auth) expose the log and the faults to other processes.
@@ -176,6 +179,7 @@ class RequestRecord:
     mode: str = "test"  # "live" or "test": the key's mode, whose limits it counts against
     limited_by: str | None = None  # the Stripe-Rate-Limited-Reason of a limiter's 429, else None
     fault: str | None = None  # the injected fault (StripeFaults field name), else None
+    api_version: str = ""  # the Stripe-Version the request was rendered at (or refused for)
 
 
 def redact_key(key: str) -> str:
@@ -761,6 +765,7 @@ class _StripeGateway:
                         mode=mode,
                         limited_by=limited_by,
                         fault=fault,
+                        api_version=version,
                     )
                 )
 
