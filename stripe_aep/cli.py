@@ -18,17 +18,17 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from stripe_aep.emulators.stripe_account import StripeAccount
     from stripe_aep.emulators.stripe_api import app_options, create_app
 
+    try:
+        options = app_options(args, seed=args.seed)
+    except ValueError as error:
+        print(f"emulate: {error}", file=sys.stderr)
+        return 2
     account = StripeAccount(
         seed=args.seed,
         days=args.days,
         charges_per_day=args.charges_per_day,
         live=args.live,
     )
-    try:
-        options = app_options(args, seed=args.seed)
-    except ValueError as error:
-        print(f"emulate: {error}", file=sys.stderr)
-        return 2
     app = create_app(account, **options)
     servers = [("Stripe", BackgroundServer(app, port=args.stripe_port).start())]
     if not args.no_aep:
@@ -38,7 +38,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     for name, server in servers:
         print(f"{name} emulator listening on {server.url}", flush=True)
     print(
-        "Point the pipeline at it: STRIPE_API_BASE=<Stripe url> STRIPE_API_KEY=sk_test_emulator"
+        "Point the pipeline at it: STRIPE_API_BASE=<Stripe url> STRIPE_API_KEY="
+        + ("sk_live_emulator" if options["livemode"] else "sk_test_emulator")
         + ("  AEP_IMS_URL=AEP_PLATFORM_URL=<AEP url>" if len(servers) > 1 else ""),
         flush=True,
     )
