@@ -23,9 +23,15 @@ from stripe_aep.emulators.stripe_api import (
     endpoint_of,
 )
 from stripe_aep.emulators.stripe_limits import ModeLimiter
-from stripe_aep_tests.emulators.stripe_fixtures import HEADERS, KEY, account  # noqa: F401
-
-LIVE_KEY = "sk_live_" + "51EmulatorLiveKeyAbCd5678"  # built at run time: no live-looking literal
+from stripe_aep_tests.emulators.stripe_fixtures import (  # noqa: F401 - fixtures
+    HEADERS,
+    KEY,
+    LIVE_HEADERS,
+    LIVE_KEY,
+    account,
+    live_profile,
+    start_emulator,
+)
 
 
 def worst_window(times: list[float]) -> int:
@@ -283,3 +289,13 @@ def test_latency_range_is_seeded_and_within_bounds(account):
     assert all(0.25 <= d <= 0.45 for d in first) and max(first) - min(first) > 0.1
     with pytest.raises(ValueError, match="low <= high"):
         create_app(account, latency_ms=(450, 250))
+
+
+def test_live_profile_fixture_serves_live_limits(account, start_emulator):
+    emu = start_emulator(account, **live_profile(seed=4, latency_ms=0))
+    response = requests.get(emu.url + "/v1/customers", headers=LIVE_HEADERS, timeout=10)
+    assert response.status_code in (200, 500)  # 1 % of requests fail, as in the profile
+    state = emu.app.state.emulator
+    assert state.livemode and state.faults.error_rate == 0.01
+    assert state.limiters["live"].account.rps == 100
+    assert state.limits.endpoint_rate("GET /v1/customers") == 25
