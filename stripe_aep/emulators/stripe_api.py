@@ -718,7 +718,7 @@ async def _control_reset(request: Request) -> Response:
 
 
 class _StripeGateway:
-    """Pure ASGI middleware for `/v1`: request id, log, rate limit, latency, faults, auth."""
+    """Pure ASGI middleware for `/v1`: request id, log, limits, latency, faults, auth, version."""
 
     def __init__(self, app, state: _EmulatorState) -> None:
         self.app = app
