@@ -34,8 +34,10 @@ OBJECT_NAMES: dict[str, str] = {
 }
 
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
-#: Pinned so object shapes never change under us when the account's default version moves.
-DEFAULT_STRIPE_API_VERSION = "2026-06-24.dahlia"
+#: Pinned so object shapes never change under us when the account's default version moves: the
+#: newest version whose object shapes are vendored (stripe_aep/specs/stripe) and checked against
+#: the XDM mapping (stripe_aep_tests/xdm/test_version_shapes.py). Refunds carry `customer` from it on.
+DEFAULT_STRIPE_API_VERSION = "2026-07-29.dahlia"
 #: Fixed (not "N days ago") so the partition set of a deployment never shifts from one day to the next.
 DEFAULT_STRIPE_START_DATE = "2025-01-01"
 #: Below Stripe's limits (25 requests/s for test keys, 100 for live keys) to leave room for other clients.

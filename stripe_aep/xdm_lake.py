@@ -63,8 +63,12 @@ class XdmPartition:
     def raw_objects(self) -> int:
         return sum(int(self.lake.read_json(f.meta_path)["objects"]) for f in self.raw.files())
 
-    def convert(self, raw: RawFile, tenant: str) -> tuple[dict[str, Any], ConversionResult]:
-        """Convert one raw file; returns its manifest (already committed) and the result."""
+    def convert(
+        self, raw: RawFile, tenant: str, lookups: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], ConversionResult]:
+        """Convert one raw file; returns its manifest (already committed) and the result.
+
+        `lookups`: extra conversion parameters (refunds: the charge → customer index)."""
         meta = self.lake.read_json(raw.meta_path)
         staged = []
 
@@ -85,6 +89,7 @@ class XdmPartition:
                     api_version=meta.get("api_version") or "unknown",
                     open_output=open_output,
                     quarantine=q_stream,
+                    lookups=lookups,
                 )
             q_stream.close()
         except BaseException:

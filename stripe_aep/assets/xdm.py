@@ -7,14 +7,19 @@ streaming conversion). One factory builds the six assets.
 import dagster as dg
 
 from stripe_aep.assets.raw import partition_days
+from stripe_aep.charge_customers import ChargeCustomerIndex, refunds_carry_customer
 from stripe_aep.config import RESOURCES
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, XdmResource
 from stripe_aep.xdm import column_schema
+from stripe_aep.xdm.resources import CHARGE_CUSTOMERS
 from stripe_aep.xdm_lake import XdmPartition
 
 RECONCILE_CHECK = "raw_objects_reconcile"
 QUARANTINE_CHECK = "quarantine_empty"
+
+#: Raw assets each XDM asset reads (default: its own resource).
+_RAW_INPUTS = {"refunds": ("refunds", "charges")}
 
 #: The tenant only changes field names, not the column list: publish the schema of a placeholder.
 _SCHEMA_TENANT = "tenant"
@@ -35,7 +40,8 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name="xdm",
-        deps=[dg.AssetKey(["stripe", resource])],
+        # Refunds take their customer from the raw charges when their API version has none.
+        deps=[dg.AssetKey(["stripe", name]) for name in _RAW_INPUTS.get(resource, (resource,))],
         partitions_def=daily_partitions,
         backfill_policy=backfill_policy,
         kinds={"parquet", "xdm"},
@@ -66,9 +72,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         partitions = [XdmPartition(lake.lake(), resource, day) for day in partition_days(context)]
         converted = rows = quarantined = 0
         preview = ""
+        lookups = _lookups(resource, lake, partitions)
         for partition in partitions:
             for raw in partition.pending():
-                manifest, result = partition.convert(raw, tenant)
+                manifest, result = partition.convert(raw, tenant, lookups)
                 converted += 1
                 rows += manifest["rows"]
                 quarantined += manifest["quarantined"]
@@ -132,6 +139,22 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         )
 
     return xdm_asset
+
+
+def _lookups(resource: str, lake: LakeResource, partitions: list[XdmPartition]) -> dict | None:
+    """Refunds read at an API version without `refund.customer`: the charge → customer index of
+    the raw charges on the lake (stripe_aep/charge_customers.py)."""
+    if resource != "refunds":
+        return None
+    versions = {
+        lake.lake().read_json(raw.meta_path).get("api_version")
+        for partition in partitions
+        for raw in partition.pending()
+    }
+    if all(refunds_carry_customer(version) for version in versions):
+        return None
+    latest = max(p.day for p in partitions)
+    return {CHARGE_CUSTOMERS: ChargeCustomerIndex(lake.lake()).pairs(until=latest)}
 
 
 xdm_assets = [build_xdm_asset(resource) for resource in RESOURCES]

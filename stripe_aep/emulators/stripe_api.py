@@ -3,14 +3,17 @@
 Why: the extractor, the official `stripe` SDK, the tests and the benchmarks need a Stripe that
 behaves like the real one where extraction is concerned — newest-first lists, `starting_after` /
 `ending_before` id cursors, `created` ranges, hidden defaults (canceled subscriptions, inactive
-prices), Stripe's error bodies and status codes, restricted keys, `Request-Id`, the per-account
-rate limit with its `Stripe-Rate-Limited-Reason` header — plus faults on demand (429s, 500s, dropped
-connections, truncated bodies) and latency, all on 127.0.0.1 and fast enough for benchmarks.
+prices), Stripe's error bodies and status codes, restricted keys, `Request-Id`, objects rendered at
+the request's `Stripe-Version` (specs vendored in stripe_aep/specs/stripe), Stripe's published
+account, per-endpoint and concurrency limits with the `Stripe-Rate-Limited-Reason` header
+(stripe_limits.py) — plus faults on demand (429s, 500s, dropped connections, truncated bodies) and
+latency, all on 127.0.0.1 and fast enough for benchmarks. It is never kinder than Stripe: every
+behaviour relied upon is cited in docs/emulators.md.
 stripe-mock cannot do this: it is stateless and always returns one fixture with `has_more: false`.
 
 Layout: `create_app` builds a Starlette app whose `_StripeGateway` middleware does what every
-`/v1` request shares (request id, log record, rate limit, latency, faults, authentication,
-permissions, `Stripe-Account`), and whose routes list and retrieve the account's objects from the
+`/v1` request shares (request id, log record, limits, latency, faults, authentication, API
+version, permissions, `Stripe-Account`), and whose routes list and retrieve the account's objects from the
 pre-sorted, pre-serialized `ResourceIndex` of each resource. `StripeEmulator` runs that app in a
 background thread; `python -m stripe_aep.emulators.stripe_api` runs it as its own process.
 Control endpoints under `/_emulator/` (no auth) expose the log and the faults to other processes.
@@ -31,12 +34,12 @@ import random
 import re
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -44,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.emulators._server import BackgroundServer, bind_socket
 from stripe_aep.emulators.stripe_account import (
     OBJECT_NAMES,
@@ -51,10 +55,32 @@ from stripe_aep.emulators.stripe_account import (
     ResourceIndex,
     StripeAccount,
 )
+from stripe_aep.emulators.stripe_limits import (
+    ACCOUNT_RATE_LIMITS,
+    CONCURRENCY_SECONDS,
+    ENDPOINT_RATE_LIMIT,
+    LIVE_PROFILE,
+    RATE_LIMIT_REASONS,
+    ModeLimiter,
+    SlidingWindowLimiter,
+    StripeLimits,
+    add_limit_arguments,
+    endpoint_of,
+    limit_options,
+    parse_latency,
+)
+from stripe_aep.specs import stripe as stripe_specs
 
-#: The version reported when a request sends no `Stripe-Version` (the account's default version).
-#: The emulator does not change shapes by version: the account mixes current and 2023 shapes.
-DEFAULT_API_VERSION = "2026-06-24.dahlia"
+__all__ = [
+    "ACCOUNT_RATE_LIMITS", "CONCURRENCY_SECONDS",
+    "ENDPOINT_RATE_LIMIT", "LIVE_PROFILE", "RATE_LIMIT_REASONS", "RequestRecord",
+    "SlidingWindowLimiter", "StripeEmulator", "StripeFaults", "StripeLimits",
+    "add_limit_arguments", "app_options", "create_app", "endpoint_of", "live_profile",
+    "redact_key",
+]  # fmt: skip
+
+#: The account's default version: what renders a request that sends no `Stripe-Version`.
+DEFAULT_API_VERSION = DEFAULT_STRIPE_API_VERSION
 
 #: Permission a restricted key needs for each resource (ids as seen in Dashboard links; the ones
 #: for prices and balance transactions are not officially documented).
@@ -107,6 +133,7 @@ UNSUPPORTED_FILTERS: dict[str, frozenset[str]] = {
 CREATED_OPERATORS = ("gt", "gte", "lt", "lte")
 _PARAM_RE = re.compile(r"([a-z_]+)(?:\[([a-z_]*|\d+)\])?")
 _TEST_KEY_RE = re.compile(r"(sk|rk)_test_[A-Za-z0-9_]+")
+_LIVE_KEY_RE = re.compile(r"(sk|rk)_live_[A-Za-z0-9_]+")
 _KEY_PREFIX_RE = re.compile(r"((?:sk|rk|pk)_(?:test|live)_)(.*)", re.DOTALL)
 
 
@@ -149,30 +176,11 @@ class RequestRecord:
     query: dict[str, Any]
     status: int
     key_hint: str  # the redacted key (e.g. "sk_test_****1234"), never the key itself
-
-
-class SlidingWindowLimiter:
-    """At most `rps` admitted requests in any one-second window of arrivals (0 = no limit).
-
-    Rejected requests do not count, so a client that backs off gets through again.
-    """
-
-    def __init__(self, rps: float) -> None:
-        if rps < 0:
-            raise ValueError(f"rate_limit_rps must be >= 0 (0 disables the limit), got {rps}")
-        self.rps = rps
-        self._arrivals: deque[float] = deque()
-
-    def admit(self, t: float) -> bool:
-        if self.rps <= 0:
-            return True
-        arrivals = self._arrivals
-        while arrivals and arrivals[0] <= t - 1.0:
-            arrivals.popleft()
-        if len(arrivals) + 1 > self.rps:
-            return False
-        arrivals.append(t)
-        return True
+    endpoint: str = ""  # the named operation the limits count, e.g. "GET /v1/charges/{id}"
+    mode: str = "test"  # "live" or "test": the key's mode, whose limits it counts against
+    limited_by: str | None = None  # the Stripe-Rate-Limited-Reason of a limiter's 429, else None
+    fault: str | None = None  # the injected fault (StripeFaults field name), else None
+    api_version: str = ""  # the Stripe-Version the request was rendered at (or refused for)
 
 
 def redact_key(key: str) -> str:
@@ -219,13 +227,15 @@ class _BadRequest(Exception):
         return stripe_error(400, str(self), code=self.code, param=self.param)
 
 
-def _rate_limited() -> Response:
+def _rate_limited(reason: str = "global-rate") -> Response:
+    """Stripe's 429 of a limiter. Stripe publishes one body for all of them (code `rate_limit`);
+    `Stripe-Rate-Limited-Reason` says which limiter fired (docs.stripe.com/rate-limits)."""
     return stripe_error(
         429,
         "Request rate limit exceeded. You can learn more about rate limits here "
         "https://stripe.com/docs/rate-limits.",
         code="rate_limit",
-        headers={"Stripe-Rate-Limited-Reason": "global-rate"},
+        headers={"Stripe-Rate-Limited-Reason": reason},
     )
 
 
@@ -466,19 +476,30 @@ class _EmulatorState:
     def __init__(
         self,
         account: StripeAccount,
-        rate_limit_rps: float,
-        latency_ms: float,
+        limits: StripeLimits,
+        latency_ms: float | tuple[float, float] | str,
         faults: StripeFaults,
         restricted_keys: dict[str, set[str]],
         log: list[RequestRecord],
+        livemode: bool = False,
+        latency_seed: int = 0,
+        default_api_version: str = DEFAULT_API_VERSION,
     ) -> None:
-        if latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0, got {latency_ms}")
+        self.latency_low, self.latency_high = (ms / 1000.0 for ms in parse_latency(latency_ms))
+        if self.version_error(default_api_version) is not None:
+            raise ValueError(
+                f"default_api_version {default_api_version!r} cannot be rendered: expected one of "
+                f"the Stripe API versions up to {stripe_specs.newest_vendored_version()}"
+            )
+        self.default_api_version = default_api_version
+        self.livemode = livemode
+        self.mode = "live" if livemode else "test"
+        prefix = f"rk_{self.mode}_"
         for key, allowed in restricted_keys.items():
-            if not key.startswith("rk_test_") or not _TEST_KEY_RE.fullmatch(key):
+            if not key.startswith(prefix) or not _key_re(self.mode).fullmatch(key):
                 raise ValueError(
-                    f"restricted_keys: {redact_key(key)!r} is not a test restricted key "
-                    "(expected 'rk_test_<alphanumerics>')"
+                    f"restricted_keys: {redact_key(key)!r} is not a {self.mode} restricted key "
+                    f"(expected '{prefix}<alphanumerics>')"
                 )
             unknown = set(allowed) - set(RESOURCES)
             if unknown:
@@ -487,8 +508,10 @@ class _EmulatorState:
                     f"expected a subset of {list(RESOURCES)}"
                 )
         self.account = account
-        self.limiter = SlidingWindowLimiter(rate_limit_rps)
-        self.latency = latency_ms / 1000.0
+        self.limits = limits
+        # Live and test limits are separate (docs.stripe.com/rate-limits).
+        self.limiters = {mode: ModeLimiter(limits, mode) for mode in ("live", "test")}
+        self.latency_rng = random.Random(latency_seed)
         self.faults = faults
         self.fault_rng = random.Random(faults.error_seed)
         self.restricted_keys = {key: frozenset(allowed) for key, allowed in restricted_keys.items()}
@@ -499,12 +522,59 @@ class _EmulatorState:
     def next_request_id(self) -> str:
         return f"req_{self._request_prefix}{next(self._request_counter):06d}"
 
+    def latency(self) -> float:
+        """Seconds to hold this request: fixed, or uniform in the configured range."""
+        if self.latency_high <= self.latency_low:
+            return self.latency_low
+        return self.latency_rng.uniform(self.latency_low, self.latency_high)
+
+    @staticmethod
+    def version_error(version: str) -> Response | None:
+        """Stripe's 400 for a version it does not know; the emulator's 400 for a real version
+        newer than every vendored shape (it cannot know what that version returns)."""
+        if not stripe_specs.is_api_version(version):
+            # Stripe's body for an unknown Stripe-Version: type and message only (no code).
+            return stripe_error(400, f"Invalid Stripe API version: {version}")
+        newest = stripe_specs.newest_vendored_version()
+        if stripe_specs.version_key(version) > stripe_specs.version_key(newest):
+            return stripe_error(
+                400,
+                f"The Stripe emulator cannot render API version {version}: it is a real Stripe "
+                f"version, but newer than the newest vendored object shapes ({newest}). Send "
+                f"Stripe-Version: {newest} or older, or vendor Stripe's fixtures3.json of that "
+                "version into stripe_aep/specs/stripe/.",
+            )
+        return None
+
+    def render(self, blobs: list[bytes], resource: str | None, version: str) -> list[bytes]:
+        """Objects as the request's version and the served mode show them: fields newer than
+        the version are absent, and a live-mode account's objects say `livemode: true`."""
+        if resource is not None:
+            newer = stripe_specs.fields_newer_than(OBJECT_NAMES[resource], version)
+            if newer:
+                blobs = [_without(blob, newer) for blob in blobs]
+        if self.livemode:
+            blobs = [blob.replace(b'"livemode":false', b'"livemode":true') for blob in blobs]
+        return blobs
+
     def visible_from(self, index: ResourceIndex) -> int:
         return index.first_visible(self.account.visible_now())
 
 
 def _state(request: Request) -> _EmulatorState:
     return request.app.state.emulator
+
+
+def _version(request: Request) -> str:
+    """The request's API version (validated by the gateway)."""
+    return request.scope["stripe_version"]
+
+
+def _without(blob: bytes, fields: frozenset[str]) -> bytes:
+    document = orjson.loads(blob)
+    for name in fields:
+        document.pop(name, None)
+    return orjson.dumps(document)
 
 
 def _unrecognized(request: Request) -> Response:
@@ -536,6 +606,7 @@ async def _list_objects(request: Request) -> Response:
         blobs, has_more = list_page(index, query, state.visible_from(index))
     except _BadRequest as error:
         return error.response()
+    blobs = state.render(blobs, resource, _version(request))
     body = b"".join(
         (
             b'{"object":"list","data":[',
@@ -567,13 +638,16 @@ async def _retrieve_object(request: Request) -> Response:
             code="resource_missing",
             param="id",
         )
-    return Response(index.blobs[position], media_type="application/json")
+    (blob,) = state.render([index.blobs[position]], resource, _version(request))
+    return Response(blob, media_type="application/json")
 
 
 async def _account(request: Request) -> Response:
     if request.method != "GET":
         return _read_only(request)
-    return Response(_state(request).account.account_json, media_type="application/json")
+    state = _state(request)
+    (blob,) = state.render([state.account.account_json], None, _version(request))
+    return Response(blob, media_type="application/json")
 
 
 async def _not_found(request: Request) -> Response:
@@ -644,7 +718,7 @@ async def _control_reset(request: Request) -> Response:
 
 
 class _StripeGateway:
-    """Pure ASGI middleware for `/v1`: request id, log, rate limit, latency, faults, auth."""
+    """Pure ASGI middleware for `/v1`: request id, log, limits, latency, faults, auth, version."""
 
     def __init__(self, app, state: _EmulatorState) -> None:
         self.app = app
@@ -659,8 +733,20 @@ class _StripeGateway:
         arrival = time.monotonic()
         request_id = state.next_request_id().encode()
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
-        version = headers.get(b"stripe-version") or DEFAULT_API_VERSION.encode()
-        key, key_hint, auth_error = _authenticate(headers.get(b"authorization"))
+        sent_version = headers.get(b"stripe-version")
+        version = (
+            sent_version.decode("latin-1").strip() if sent_version else state.default_api_version
+        )
+        scope["stripe_version"] = version
+        key, key_hint, auth_error = _authenticate(headers.get(b"authorization"), state.mode)
+        method = scope.get("method", "")
+        endpoint = endpoint_of(method, path)
+        # Limits are per account and mode; the key's prefix names the mode (an invalid key is
+        # counted against the mode it claims, so a storm of bad keys is refused too).
+        mode = "live" if key_hint.startswith(("sk_live_", "rk_live_")) else "test"
+        limiter = state.limiters[mode]
+        limited_by = limiter.admit(endpoint, arrival)
+        fault = state.faults.take(state.fault_rng) if limited_by is None else None
         status = [0]
         recorded = [False]
 
@@ -671,11 +757,16 @@ class _StripeGateway:
                 state.log.append(
                     RequestRecord(
                         t=arrival,
-                        method=scope.get("method", ""),
+                        method=method,
                         path=path,
                         query=_query_dict(scope.get("query_string", b"")),
                         status=status[0],
                         key_hint=key_hint,
+                        endpoint=endpoint,
+                        mode=mode,
+                        limited_by=limited_by,
+                        fault=fault,
+                        api_version=version,
                     )
                 )
 
@@ -687,18 +778,19 @@ class _StripeGateway:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"request-id", request_id),
-                    (b"stripe-version", version),
+                    (b"stripe-version", version.encode("latin-1")),
                 ]
             await send(message)
 
         try:
-            admitted = state.limiter.admit(arrival)
-            if state.latency:
-                await asyncio.sleep(state.latency)
+            latency = state.latency()
+            if latency:
+                await asyncio.sleep(latency)
             response: Response | None = None
-            fault = state.faults.take(state.fault_rng) if admitted else None
-            if not admitted or fault == "rate_limited_429":
-                response = _rate_limited()
+            if limited_by is not None:
+                response = _rate_limited(limited_by)
+            elif fault == "rate_limited_429":
+                response = _rate_limited("global-rate")
             elif fault == "should_not_retry_429":
                 response = _lock_timeout()
             elif fault == "server_errors_500":
@@ -708,7 +800,11 @@ class _StripeGateway:
                 await _drop_connection(receive)
                 return
             else:
-                response = auth_error or self._authorize(key, path, headers)
+                response = (
+                    auth_error
+                    or state.version_error(version)
+                    or self._authorize(key, path, headers)
+                )
             if fault == "truncated_bodies":
                 await self._send_truncated(scope, receive, send_with_headers, response)
             elif response is not None:
@@ -717,6 +813,8 @@ class _StripeGateway:
                 await self.app(scope, receive, send_with_headers)
         finally:
             record()  # requests that never got a response (dropped connections): status 0
+            if limited_by is None:
+                limiter.release(endpoint)
 
     def _authorize(
         self, key: str | None, path: str, headers: dict[bytes, bytes]
@@ -766,8 +864,17 @@ class _StripeGateway:
         await _drop_connection(receive)
 
 
-def _authenticate(authorization: bytes | None) -> tuple[str | None, str, Response | None]:
-    """(key, redacted key, 401 response or None) from an Authorization header."""
+def _key_re(mode: str) -> re.Pattern:
+    return _LIVE_KEY_RE if mode == "live" else _TEST_KEY_RE
+
+
+def _authenticate(
+    authorization: bytes | None, mode: str = "test"
+) -> tuple[str | None, str, Response | None]:
+    """(key, redacted key, 401 response or None) from an Authorization header.
+
+    The emulator serves one mode of its account: test keys, or live keys when it runs as a
+    live-mode account (`livemode=True`)."""
     if not authorization:
         return None, "", stripe_error(
             401,
@@ -787,12 +894,13 @@ def _authenticate(authorization: bytes | None) -> tuple[str | None, str, Respons
         except (binascii.Error, UnicodeDecodeError):
             key = ""
     hint = redact_key(key) if key else ""
-    if _TEST_KEY_RE.fullmatch(key):
+    if _key_re(mode).fullmatch(key):
         return key, hint, None
-    if _KEY_PREFIX_RE.fullmatch(key) and "_live_" in key[:8]:
+    other = "test" if mode == "live" else "live"
+    if _KEY_PREFIX_RE.fullmatch(key) and f"_{other}_" in key[:8]:
         message = (
-            f"Invalid API Key provided: {hint}. The Stripe emulator serves a test-mode account "
-            "and accepts only test keys (sk_test_... or rk_test_...)."
+            f"Invalid API Key provided: {hint}. The Stripe emulator serves a {mode}-mode account "
+            f"and accepts only {mode} keys (sk_{mode}_... or rk_{mode}_...)."
         )
     elif not key:
         message = (
@@ -838,23 +946,52 @@ def _query_dict(query_string: bytes) -> dict[str, Any]:
     return result
 
 
+def resolve_limits(rate_limit_rps: float | None, limits: StripeLimits | None) -> StripeLimits:
+    """The limits from the two ways to give them: `limits`, or the shorthand `rate_limit_rps`
+    (the account's rate; 0 turns every limiter off, None keeps Stripe's published defaults)."""
+    if limits is not None:
+        if rate_limit_rps is not None:
+            raise ValueError("pass either rate_limit_rps or limits, not both")
+        return limits
+    if rate_limit_rps is None:
+        return StripeLimits()
+    if rate_limit_rps < 0:
+        raise ValueError(
+            f"rate_limit_rps must be >= 0 (0 disables the limits), got {rate_limit_rps}"
+        )
+    return StripeLimits.off() if rate_limit_rps == 0 else StripeLimits(account_rps=rate_limit_rps)
+
+
 def create_app(
     account: StripeAccount,
     *,
-    rate_limit_rps: float = 25.0,
-    latency_ms: float = 0.0,
+    rate_limit_rps: float | None = None,
+    limits: StripeLimits | None = None,
+    latency_ms: float | tuple[float, float] | str = 0.0,
+    latency_seed: int = 0,
+    livemode: bool = False,
+    default_api_version: str = DEFAULT_API_VERSION,
     faults: StripeFaults | None = None,
     restricted_keys: dict[str, set[str]] | None = None,
     log: list | None = None,
 ) -> Starlette:
-    """The emulator as a Starlette app (serve it with uvicorn, or use `StripeEmulator`)."""
+    """The emulator as a Starlette app (serve it with uvicorn, or use `StripeEmulator`).
+
+    Limits: Stripe's published ones for the served mode unless `limits` (or the `rate_limit_rps`
+    shorthand) say otherwise. `latency_ms` holds every `/v1` request that long (a number, or a
+    (low, high) range drawn uniformly with `latency_seed`). `livemode=True` serves the account as
+    live mode: live keys, live limits, `livemode: true` objects.
+    """
     state = _EmulatorState(
         account,
-        rate_limit_rps,
+        resolve_limits(rate_limit_rps, limits),
         latency_ms,
         faults if faults is not None else StripeFaults(),
         restricted_keys or {},
         log if log is not None else [],
+        livemode=livemode,
+        latency_seed=latency_seed,
+        default_api_version=default_api_version,
     )
     any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
@@ -883,8 +1020,12 @@ class StripeEmulator:
         self,
         account: StripeAccount | None = None,
         *,
-        rate_limit_rps: float = 25.0,
-        latency_ms: float = 0.0,
+        rate_limit_rps: float | None = None,
+        limits: StripeLimits | None = None,
+        latency_ms: float | tuple[float, float] | str = 0.0,
+        latency_seed: int = 0,
+        livemode: bool = False,
+        default_api_version: str = DEFAULT_API_VERSION,
         faults: StripeFaults | None = None,
         restricted_keys: dict[str, set[str]] | None = None,
         host: str = "127.0.0.1",
@@ -896,7 +1037,11 @@ class StripeEmulator:
         self.app = create_app(
             self.account,
             rate_limit_rps=rate_limit_rps,
+            limits=limits,
             latency_ms=latency_ms,
+            latency_seed=latency_seed,
+            livemode=livemode,
+            default_api_version=default_api_version,
             faults=self.faults,
             restricted_keys=restricted_keys,
             log=self.log,
@@ -938,6 +1083,27 @@ def _parse_restricted(values: list[str]) -> dict[str, set[str]]:
     return restricted
 
 
+def live_profile(seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """`StripeEmulator` / `create_app` keyword arguments of the "live limits" profile (a live-mode
+    account: 100 requests/s, 25 per endpoint, 250–450 ms per request, 1 % of requests answered
+    500), e.g. `StripeEmulator(account, **live_profile(limits=StripeLimits(...)))`."""
+    options: dict[str, Any] = {
+        "livemode": LIVE_PROFILE["livemode"],
+        "latency_ms": parse_latency(LIVE_PROFILE["latency_ms"]),
+        "latency_seed": seed,
+        "faults": StripeFaults(error_rate=LIVE_PROFILE["error_rate"], error_seed=seed),
+    }
+    options.update(overrides)
+    return options
+
+
+def app_options(args: argparse.Namespace, seed: int = 0) -> dict[str, Any]:
+    """`create_app` keyword arguments from `add_limit_arguments` options (ValueError if bad)."""
+    options = limit_options(args, seed)
+    error_rate = options.pop("error_rate")
+    return {**options, "faults": StripeFaults(error_rate=error_rate, error_seed=seed)}
+
+
 def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stripe_aep.emulators.stripe_api",
@@ -950,25 +1116,23 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--charges-per-day", type=int, default=200)
     parser.add_argument("--live", action="store_true", help="objects appear as time passes")
-    parser.add_argument("--rate-limit-rps", type=float, default=25.0, help="0 disables it")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    add_limit_arguments(parser, rate_flag="--rate-limit-rps")
     parser.add_argument(
         "--restricted-key", action="append", default=[], metavar="KEY=RES[,RES]",
         help="a restricted test key limited to these resources (repeatable)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        options = app_options(args, seed=args.seed)
+    except ValueError as error:
+        parser.error(str(error))
     began = time.perf_counter()
     account = StripeAccount(
         seed=args.seed, start=args.start, days=args.days, charges_per_day=args.charges_per_day,
         live=args.live, clock=clock,
     )  # fmt: skip
     generated = time.perf_counter() - began
-    app = create_app(
-        account,
-        rate_limit_rps=args.rate_limit_rps,
-        latency_ms=args.latency_ms,
-        restricted_keys=_parse_restricted(args.restricted_key),
-    )
+    app = create_app(account, restricted_keys=_parse_restricted(args.restricted_key), **options)
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     total = sum(account.totals().values())

@@ -789,6 +789,7 @@ def convert_jsonl(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_rows: int = 128 * 1024,
     preview_rows: int = 5,
+    lookups: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """Convert decompressed Stripe JSON lines of one resource to XDM Parquet parts.
 
@@ -797,6 +798,7 @@ def convert_jsonl(
     closed here when complete, the caller names and commits it. No part is opened for 0 rows.
     `quarantine`: binary file-like receiving one JSON line per rejected record.
     Every non-blank input line ends as exactly one row or one quarantine line.
+    `lookups`: extra conversion parameters some sources read (refunds: `charge_customers`).
     """
     mapping = mapping_for(resource)
     validate_tenant(tenant)
@@ -806,7 +808,8 @@ def convert_jsonl(
         )
     if max_file_bytes < 64 * 1024:
         raise ValueError(f"max_file_bytes={max_file_bytes} is too small (minimum 64 KiB)")
-    conv = Converter(mapping, tenant, {"account": account, "api_version": api_version}, quarantine)
+    params = {**(lookups or {}), "account": account, "api_version": api_version}
+    conv = Converter(mapping, tenant, params, quarantine)
     writer = _PartWriter(conv.schema, open_output, max_file_bytes, row_group_rows)
     result = ConversionResult(resource=resource)
     preview: list[dict[str, Any]] = []

