@@ -1,8 +1,10 @@
 """Dagster resources: thin, configurable wrappers that build the plain-Python clients.
 
 Secrets come in through `dg.EnvVar`, so they are resolved at run start and never stored in run config or
-shown in the UI. Validation happens in `StripeSettings.build`, so a bad value fails the run at its start
-with a message naming the variable.
+shown in the UI. Every resource validates its settings in `setup_for_execution`, which Dagster runs when
+a step starts and before the asset's code (so before any API call): a bad value — a key with a stray
+newline, `STRIPE_MAX_RPS=nan`, a data folder that is a file — fails the step with a `ConfigError`
+naming the variable and the fix.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from stripe_aep.config import (
     DEFAULT_STRIPE_API_VERSION,
     ConfigError,
     StripeSettings,
+    check_data_dir,
+    check_text,
 )
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
@@ -52,12 +56,19 @@ class StripeResource(dg.ConfigurableResource):
     def client(self) -> StripeClient:
         return StripeClient(self.settings())
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.settings()  # raises ConfigError naming the variable, before the asset runs
+
 
 class LakeResource(dg.ConfigurableResource):
     """Root of the local lake (`STRIPE_AEP_DATA_DIR`): a folder, or an s3:// / gs:// URI."""
 
     root: str = "data"
     _lake: Lake | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A folder that is a file or cannot be written fails here, not after the API calls.
+        check_data_dir(self.root)
 
     def lake(self) -> Lake:
         if self._lake is None:
@@ -73,14 +84,15 @@ class XdmResource(dg.ConfigurableResource):
     def tenant_id(self) -> str:
         from stripe_aep.xdm import validate_tenant
 
-        tenant = (self.tenant or "").strip()
-        if not tenant:
+        tenant = self.tenant or ""
+        if not tenant.strip():
             raise ConfigError(
                 "AEP_TENANT_ID",
                 "not set",
                 "Set it to your AEP tenant id without the leading underscore (GET /stats on the "
                 "Schema Registry shows it); the local emulator uses `stripeaep`",
             )
+        check_text("AEP_TENANT_ID", tenant, secret=False)
         try:
             validate_tenant(tenant)
         except ValueError as exc:
@@ -88,6 +100,9 @@ class XdmResource(dg.ConfigurableResource):
                 "AEP_TENANT_ID", str(exc), "Use lowercase letters and digits"
             ) from None
         return tenant
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.tenant_id()
 
 
 class AepResource(dg.ConfigurableResource):
@@ -119,3 +134,6 @@ class AepResource(dg.ConfigurableResource):
 
     def client(self) -> AepClient:
         return AepClient(self.settings())
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.settings()
