@@ -402,7 +402,7 @@ def _check_object_store_uri(root: str, variable: str) -> None:
         )
     if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise ConfigError(variable, f"{bucket!r} is not a valid bucket name in {root!r}", fix)
-    if "//" in prefix or "?" in prefix or "#" in prefix:
+    if "//" in rest or "?" in rest or "#" in rest:
         raise ConfigError(
             variable, f"{root!r} has an empty path segment, a query or a fragment", fix
         )
