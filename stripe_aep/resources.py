@@ -1,10 +1,11 @@
 """Dagster resources: thin, configurable wrappers that build the plain-Python clients.
 
 Secrets come in through `dg.EnvVar`, so they are resolved at run start and never stored in run config or
-shown in the UI. Every resource validates its settings in `setup_for_execution`, which Dagster runs when
-a step starts and before the asset's code (so before any API call): a bad value — a key with a stray
-newline, `STRIPE_MAX_RPS=nan`, a data folder that is a file — fails the step with a `ConfigError`
-naming the variable and the fix.
+shown in the UI. Every resource validates its settings when first used, which each asset does before its
+first API call: a bad value — a key with a stray newline, `STRIPE_MAX_RPS=nan`, a data folder that is a
+file — fails the step with a `ConfigError` naming the variable and the fix. (Not in
+`setup_for_execution`: Dagster wraps an error raised there in "Error executing resource_fn on
+ResourceDefinition …", which pushes the message that names the variable down into the cause.)
 """
 
 from __future__ import annotations
@@ -56,9 +57,6 @@ class StripeResource(dg.ConfigurableResource):
     def client(self) -> StripeClient:
         return StripeClient(self.settings())
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.settings()  # raises ConfigError naming the variable, before the asset runs
-
 
 class LakeResource(dg.ConfigurableResource):
     """Root of the local lake (`STRIPE_AEP_DATA_DIR`): a folder, or an s3:// / gs:// URI."""
@@ -66,12 +64,11 @@ class LakeResource(dg.ConfigurableResource):
     root: str = "data"
     _lake: Lake | None = PrivateAttr(default=None)
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # A folder that is a file or cannot be written fails here, not after the API calls.
-        check_data_dir(self.root)
-
     def lake(self) -> Lake:
+        """The lake, its folder checked on first use (which every asset does before its first API
+        call): a folder that is a file or cannot be written fails here, naming the variable."""
         if self._lake is None:
+            check_data_dir(self.root)
             self._lake = Lake(self.root)
         return self._lake
 
@@ -100,9 +97,6 @@ class XdmResource(dg.ConfigurableResource):
                 "AEP_TENANT_ID", str(exc), "Use lowercase letters and digits"
             ) from None
         return tenant
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.tenant_id()
 
 
 class AepResource(dg.ConfigurableResource):
@@ -134,6 +128,3 @@ class AepResource(dg.ConfigurableResource):
 
     def client(self) -> AepClient:
         return AepClient(self.settings())
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self.settings()
