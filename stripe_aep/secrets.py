@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
@@ -53,6 +54,9 @@ def secret_forms(secret: str) -> set[str]:
     stripped = secret.strip()
     if stripped and stripped != secret:
         forms.add(stripped)  # `repr` of a header "Bearer sk_…\n" shows the key, then "\n"
+    typed = re.fullmatch(r"[a-z]{2,3}_(?:test|live)_(.{12,})", stripped, re.DOTALL)
+    if typed:
+        forms.add(typed.group(1))  # a Stripe key's body is the secret part, even without sk_test_
     for value in list(forms):
         forms.add(repr(value)[1:-1])
         forms.add(json.dumps(value)[1:-1])

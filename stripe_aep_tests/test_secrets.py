@@ -72,6 +72,7 @@ def test_a_key_with_a_newline_is_masked_in_its_repr():
     masked = masker.mask(f"Invalid header value: {header!r} / {json.dumps(key)}")
     assert TEST_KEY not in masked and TEST_KEY[8:] not in masked and "sk_test_…" in masked
     assert TEST_KEY in secret_forms(key)
+    assert SecretMasker([TEST_KEY]).mask(f"key body {TEST_KEY[8:]}") == "key body ***"
 
 
 def test_describe_exception_walks_the_chain_masked():
