@@ -55,7 +55,10 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from stripe_aep.config import check_data_dir
     from stripe_aep.demo import run_demo
+
+    check_data_dir(args.data_dir, "--data-dir")
 
     return run_demo(days=args.days, charges_per_day=args.charges_per_day, data_dir=args.data_dir)
 
@@ -123,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A bad setting exits 2, a failed Stripe or AEP call 1, each with one line that
+    names the cause and the fix (the clients have already masked every secret out of it)."""
+    from stripe_aep.aep.errors import AepError
     from stripe_aep.config import ConfigError
+    from stripe_aep.stripe.client import StripeError
 
     args = build_parser().parse_args(argv)
     try:
@@ -131,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except (StripeError, AepError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

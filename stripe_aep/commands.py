@@ -9,8 +9,23 @@ from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.doctor import Check, doctor_aep
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
-from stripe_aep.config import RESOURCES, ConfigError, StripeSettings
-from stripe_aep.stripe.client import FILTER_PASSES, StripeClient, StripeError
+from stripe_aep.config import (
+    RESOURCES,
+    ConfigError,
+    StripeSettings,
+    check_data_dir,
+    data_dir_from_env,
+    start_date_from_env,
+)
+from stripe_aep.stripe.client import (
+    FILTER_PASSES,
+    StripeClient,
+    StripeError,
+    StripePermissionError,
+)
+
+#: doctor is a quick check: a couple of retries tell a blip from an outage without minutes of backoff
+DOCTOR_RETRIES = 2
 
 
 def setup_command(profile: bool = False) -> int:
@@ -31,24 +46,49 @@ def setup_command(profile: bool = False) -> int:
 
 
 def stripe_checks(settings: StripeSettings) -> list[Check]:
-    """One cheap list call per resource: proves the key works and has every read permission."""
-    client = StripeClient(settings, max_retries=2)
+    """One cheap list call per resource: proves the key works and has every read permission.
+
+    A failure other than a missing permission (a rejected key, an unreachable base) would fail every
+    resource the same way, so the remaining ones are reported as skipped instead of asked again.
+    """
+    client = StripeClient(settings, max_retries=DOCTOR_RETRIES)
     checks = []
     try:
-        for resource in RESOURCES:
+        for index, resource in enumerate(RESOURCES):
             try:
                 client.list_page(resource, FILTER_PASSES[resource][0])
                 checks.append(Check(f"stripe {resource}", True, "readable"))
+            except StripePermissionError as exc:
+                checks.append(Check(f"stripe {resource}", False, str(exc)))
             except StripeError as exc:
                 checks.append(Check(f"stripe {resource}", False, str(exc)))
+                for skipped in RESOURCES[index + 1 :]:
+                    checks.append(
+                        Check(f"stripe {skipped}", False, "skipped", "fix the error above first")
+                    )
+                break
     finally:
         client.close()
     return checks
 
 
+def settings_checks() -> list[Check]:
+    """Settings that need no API: the start date and the data folder (created if missing)."""
+    checks = []
+    try:
+        checks.append(Check("STRIPE_START_DATE", True, start_date_from_env().isoformat()))
+    except ConfigError as exc:
+        checks.append(Check("STRIPE_START_DATE", False, str(exc)))
+    try:
+        checks.append(Check("data folder", True, f"{check_data_dir(data_dir_from_env())} writable"))
+    except ConfigError as exc:
+        checks.append(Check("data folder", False, str(exc)))
+    return checks
+
+
 def doctor_command() -> int:
     """Check both sides' credentials and permissions and say exactly what is missing."""
-    checks: list[Check] = []
+    checks: list[Check] = settings_checks()
     try:
         checks += stripe_checks(StripeSettings.from_env())
     except ConfigError as exc:
@@ -56,7 +96,10 @@ def doctor_command() -> int:
     try:
         settings = AepSettings.from_env()
         checks += doctor_aep(
-            AepClient(settings), tenant=settings.tenant_id, resources=RESOURCES, environ=os.environ
+            AepClient(settings, max_retries=DOCTOR_RETRIES),
+            tenant=settings.tenant_id,
+            resources=RESOURCES,
+            environ=os.environ,
         )
     except ConfigError as exc:
         checks.append(Check("aep settings", False, str(exc)))

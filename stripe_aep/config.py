@@ -8,10 +8,14 @@ how to fix it. Secrets are never part of an error message, a repr or a log line.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
+import tempfile
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 #: The six Stripe resources the pipeline moves (the ones AEP's own Stripe source supports).
 RESOURCES: tuple[str, ...] = (
@@ -49,8 +53,23 @@ DEFAULT_VISIBILITY_LAG_SECONDS = 120
 DEFAULT_CONCURRENCY = 24
 DEFAULT_DATA_DIR = "data"
 
-_KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]+$")
-_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]+$")
+# Bounds of the numeric settings (README "Configuration"). A value outside them cannot work: NaN or
+# infinity would disable the rate budget, a budget far above Stripe's limits (25 requests/s in test
+# mode, 100 in live mode; raised limits are rare and still well below 1,000) only buys 429s, thousands
+# of threads exhaust the process, and a visibility lag over a day would leave whole days uncovered.
+MAX_RPS_BOUNDS = (0.1, 1000.0)
+CONCURRENCY_BOUNDS = (1, 128)
+VISIBILITY_LAG_BOUNDS = (0, 86_400)
+#: Stripe opened in 2011; an earlier start date only adds empty partitions by the thousand.
+EARLIEST_START_DATE = dt.date(2010, 1, 1)
+#: Object stores `Lake` reaches through `pyarrow.fs` (S3 and Google Cloud Storage).
+OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
+
+_KEY_RE = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9_]+")
+_ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]+")
+_API_VERSION_RE = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z_]+)?")
+# S3 and GCS bucket names: lowercase letters, digits, dots, hyphens (GCS also underscores), 3-222 long.
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
 
 class ConfigError(ValueError):
@@ -66,19 +85,131 @@ def redact_key(key: str) -> str:
     if not key:
         return "<empty>"
     prefix = "_".join(key.split("_")[:2]) + "_" if key.count("_") >= 2 else ""
-    return f"{prefix}…{key[-4:]}" if len(key) > 12 else f"{prefix}…"
+    if not re.fullmatch(r"[a-z]{2}_[a-z]+_", prefix):
+        prefix = ""  # not a key's type prefix: it could be part of the secret itself
+    tail = key[-4:]
+    if len(key) <= 12 or not tail.isascii() or not tail.isalnum():
+        return f"{prefix}…"
+    return f"{prefix}…{tail}"
 
 
-def parse_start_date(value: str | None) -> dt.date:
-    raw = (value or DEFAULT_STRIPE_START_DATE).strip()
+def _char_name(char: str) -> str:
+    names = {"\n": "newline", "\r": "carriage return", "\t": "tab", " ": "space"}
+    if char in names:
+        return names[char]
+    if char.isspace():
+        return f"whitespace character U+{ord(char):04X}"
+    if not char.isascii() and unicodedata.category(char)[0] != "C":
+        return f"non-ASCII character U+{ord(char):04X}"
+    if unicodedata.category(char) == "Cf":
+        return f"invisible format character U+{ord(char):04X}"
+    return f"control character U+{ord(char):04X}"
+
+
+def _is_bad_char(char: str, *, ascii_only: bool, allow_inner_space: bool) -> bool:
+    if char == " " and allow_inner_space:
+        return False
+    if char.isspace() or unicodedata.category(char)[0] == "C":  # Cc, Cf (zero-width), Co, Cn, Cs
+        return True
+    return ascii_only and not char.isascii()
+
+
+def bad_character(
+    value: str, *, ascii_only: bool = True, allow_inner_space: bool = False
+) -> str | None:
+    """Where `value` holds whitespace, a control character (or, with `ascii_only`, non-ASCII), said
+    without showing the value: "a trailing newline (character 33 of 33)". None when clean."""
+    n = len(value)
+    for index, char in enumerate(value):
+        edge = index in (0, n - 1) and char.isspace()
+        if (
+            not _is_bad_char(char, ascii_only=ascii_only, allow_inner_space=allow_inner_space)
+            and not edge
+        ):
+            continue
+        where = "leading " if index == 0 else "trailing " if index == n - 1 else ""
+        return f"a {where}{_char_name(char)} (character {index + 1} of {n})"
+    return None
+
+
+def check_text(
+    variable: str,
+    value: str,
+    *,
+    secret: bool,
+    fix: str | None = None,
+    ascii_only: bool = True,
+    allow_inner_space: bool = False,
+) -> str:
+    """Refuse whitespace and control characters in a setting, naming the variable and the position.
+
+    A secret is never shown (at most its `redact_key` hint); a trailing newline is the usual culprit
+    (a key pasted from a file or `echo` into a Kubernetes secret). Returns `value` unchanged.
+    """
+    problem = bad_character(value, ascii_only=ascii_only, allow_inner_space=allow_inner_space)
+    if problem is None:
+        return value
+    shown = "the value" if secret else repr(value)
+    raise ConfigError(
+        variable,
+        f"{shown} contains {problem}",
+        fix
+        or f"Remove it: {variable} must be set without whitespace or control characters (check "
+        "the file or secret it comes from for a final newline, e.g. use `printf %s` instead of "
+        "`echo`)",
+    )
+
+
+def check_http_url(variable: str, value: str, example: str) -> str:
+    """An http(s) base URL with a host, a valid port, and no credentials, query or fragment."""
+    check_text(variable, value, secret=False)
     try:
-        return dt.date.fromisoformat(raw)
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"{value!r} is not an http(s) URL", f"Use e.g. {example}")
+    if parts.username is not None or parts.password is not None:
+        shown = f"{parts.scheme}://…@{parts.hostname}"  # the user info may be a secret: not shown
+        raise ConfigError(
+            variable,
+            f"{shown} carries credentials in the URL",
+            f"Remove the user:password part (credentials go in their own variables), e.g. {example}",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            variable, f"{value!r} has a query or fragment", f"Use the bare base URL, e.g. {example}"
+        )
+    return value.rstrip("/")
+
+
+def parse_start_date(value: str | None, today: dt.date | None = None) -> dt.date:
+    """The first UTC day to extract: a real date, not before 2010 and not after today (UTC)."""
+    raw = (value or DEFAULT_STRIPE_START_DATE).strip()
+    fix = "Set it to the first UTC day to extract, e.g. STRIPE_START_DATE=2024-01-01"
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise ConfigError("STRIPE_START_DATE", f"{raw!r} is not a date in YYYY-MM-DD form", fix)
+    try:
+        day = dt.date.fromisoformat(raw)
     except ValueError:
         raise ConfigError(
-            "STRIPE_START_DATE",
-            f"{raw!r} is not a date in YYYY-MM-DD form",
-            "Set it to the first UTC day to extract, e.g. STRIPE_START_DATE=2024-01-01",
+            "STRIPE_START_DATE", f"{raw!r} is not a date in YYYY-MM-DD form", fix
         ) from None
+    today = today or dt.datetime.now(dt.UTC).date()
+    if day > today:
+        raise ConfigError(
+            "STRIPE_START_DATE",
+            f"{raw} is in the future (today is {today.isoformat()} UTC)",
+            "Set it to today or an earlier day; Stripe has no objects created in the future",
+        )
+    if day < EARLIEST_START_DATE:
+        raise ConfigError(
+            "STRIPE_START_DATE",
+            f"{raw} is before {EARLIEST_START_DATE.isoformat()}, when no Stripe account existed",
+            f"Set it to {EARLIEST_START_DATE.isoformat()} or later, ideally the account's first day",
+        )
+    return day
 
 
 def start_date_from_env(environ: Mapping[str, str] | None = None) -> dt.date:
@@ -86,33 +217,40 @@ def start_date_from_env(environ: Mapping[str, str] | None = None) -> dt.date:
     return parse_start_date(env.get("STRIPE_START_DATE"))
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _bounded_float(
+    env: Mapping[str, str], name: str, default: float, bounds: tuple[float, float], unit: str
+) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
+    low, high = bounds
+    fix = f"Set {name} to a number of {unit} from {low:g} to {high:g}, or leave it unset ({default:g})"
+    shown = repr(raw[:40])
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(
-            name, f"{raw!r} is not a number", f"Set {name} to a positive number"
-        ) from None
-    if value <= 0:
-        raise ConfigError(name, f"{raw!r} is not positive", f"Set {name} to a positive number")
+        raise ConfigError(name, f"{shown} is not a number", fix) from None
+    if not math.isfinite(value):
+        raise ConfigError(name, f"{shown} is not a finite number", fix)
+    if not low <= value <= high:
+        raise ConfigError(name, f"{shown} is outside {low:g}..{high:g}", fix)
     return value
 
 
-def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _bounded_int(
+    env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int], unit: str
+) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(
-            name, f"{raw!r} is not an integer", f"Set {name} to a whole number"
-        ) from None
-    if value < 0:
-        raise ConfigError(name, f"{raw!r} is negative", f"Set {name} to 0 or more")
+    low, high = bounds
+    fix = f"Set {name} to a whole number of {unit} from {low} to {high}, or leave it unset ({default})"
+    shown = repr(raw[:40])
+    if not re.fullmatch(r"\s*[+-]?\d{1,12}\s*", raw):
+        raise ConfigError(name, f"{shown} is not a whole number (or is absurdly large)", fix)
+    value = int(raw)
+    if not low <= value <= high:
+        raise ConfigError(name, f"{shown} is outside {low}..{high}", fix)
     return value
 
 
@@ -156,25 +294,39 @@ class StripeSettings:
                 "Set it to a secret key (sk_…) or a restricted key (rk_…) with read access; for a "
                 "local run without credentials use `make demo`, which points the pipeline at the emulator",
             )
-        if not _KEY_RE.match(api_key):
+        check_text(
+            "STRIPE_API_KEY",
+            api_key,
+            secret=True,
+            fix=f"Remove it: the key ({redact_key(api_key)}) must be set exactly, without whitespace "
+            "or control characters (a final newline usually comes from `echo` or a file; use "
+            "`printf %s` or strip the file)",
+        )
+        if not _KEY_RE.fullmatch(api_key):
             raise ConfigError(
                 "STRIPE_API_KEY",
                 f"{redact_key(api_key)} does not look like a Stripe secret or restricted key",
                 "Use a key starting with sk_test_, sk_live_, rk_test_ or rk_live_ (publishable pk_ keys "
                 "cannot read these resources)",
             )
-        base = (api_base or DEFAULT_STRIPE_API_BASE).rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", base):
+        base = check_http_url(
+            "STRIPE_API_BASE", api_base or DEFAULT_STRIPE_API_BASE, DEFAULT_STRIPE_API_BASE
+        )
+        if account:
+            check_text("STRIPE_ACCOUNT", account, secret=True)
+            if not _ACCOUNT_RE.fullmatch(account):
+                raise ConfigError(
+                    "STRIPE_ACCOUNT",
+                    f"{redact_key(account)} is not a Stripe account id",
+                    "Use a connected account id like acct_1AbC…, or leave it unset",
+                )
+        version = api_version or DEFAULT_STRIPE_API_VERSION
+        check_text("STRIPE_API_VERSION", version, secret=False)
+        if not _API_VERSION_RE.fullmatch(version):
             raise ConfigError(
-                "STRIPE_API_BASE",
-                f"{base!r} is not an http(s) URL",
-                "Use e.g. https://api.stripe.com",
-            )
-        if account and not _ACCOUNT_RE.match(account):
-            raise ConfigError(
-                "STRIPE_ACCOUNT",
-                f"{account!r} is not a Stripe account id",
-                "Use a connected account id like acct_1AbC…, or leave it unset",
+                "STRIPE_API_VERSION",
+                f"{version!r} is not a Stripe API version",
+                f"Use a dated version like {DEFAULT_STRIPE_API_VERSION}, or leave it unset",
             )
         env = {
             "STRIPE_MAX_RPS": "" if max_rps is None else str(max_rps),
@@ -184,19 +336,27 @@ class StripeSettings:
             "STRIPE_CONCURRENCY": "" if concurrency is None else str(concurrency),
         }
         live = "_live_" in api_key
-        rps = _positive_float(
-            env, "STRIPE_MAX_RPS", DEFAULT_MAX_RPS_LIVE if live else DEFAULT_MAX_RPS_TEST
+        rps = _bounded_float(
+            env,
+            "STRIPE_MAX_RPS",
+            DEFAULT_MAX_RPS_LIVE if live else DEFAULT_MAX_RPS_TEST,
+            MAX_RPS_BOUNDS,
+            "requests per second",
         )
-        lag = _non_negative_int(
-            env, "STRIPE_VISIBILITY_LAG_SECONDS", DEFAULT_VISIBILITY_LAG_SECONDS
+        lag = _bounded_int(
+            env,
+            "STRIPE_VISIBILITY_LAG_SECONDS",
+            DEFAULT_VISIBILITY_LAG_SECONDS,
+            VISIBILITY_LAG_BOUNDS,
+            "seconds",
         )
-        conc = _non_negative_int(env, "STRIPE_CONCURRENCY", DEFAULT_CONCURRENCY)
-        if conc < 1:
-            raise ConfigError("STRIPE_CONCURRENCY", "must be at least 1", "Set it to 1 or more")
+        conc = _bounded_int(
+            env, "STRIPE_CONCURRENCY", DEFAULT_CONCURRENCY, CONCURRENCY_BOUNDS, "parallel requests"
+        )
         return cls(
             api_key=api_key,
             api_base=base,
-            api_version=(api_version or DEFAULT_STRIPE_API_VERSION).strip(),
+            api_version=version,
             account=account or None,
             max_rps=rps,
             visibility_lag_seconds=lag,
@@ -218,5 +378,76 @@ class StripeSettings:
 
 
 def data_dir_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """`STRIPE_AEP_DATA_DIR` (default `data`), its shape checked; the folder itself is checked by
+    `check_data_dir` at run start (not here: loading the code location must not create folders)."""
     env = os.environ if environ is None else environ
-    return env.get("STRIPE_AEP_DATA_DIR") or DEFAULT_DATA_DIR
+    raw = env.get("STRIPE_AEP_DATA_DIR")
+    root = raw if raw and raw.strip() else DEFAULT_DATA_DIR
+    check_text("STRIPE_AEP_DATA_DIR", root, secret=False, ascii_only=False, allow_inner_space=True)
+    if "://" in root:
+        _check_object_store_uri(root, "STRIPE_AEP_DATA_DIR")
+    return root
+
+
+def _check_object_store_uri(root: str, variable: str) -> None:
+    fix = f"Use s3://bucket/prefix or gs://bucket/prefix, or a local folder path for {variable}"
+    scheme, _, rest = root.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme not in OBJECT_STORE_SCHEMES:
+        raise ConfigError(variable, f"{root!r} is not a supported object-store URI", fix)
+    if "@" in bucket or ":" in bucket:
+        raise ConfigError(
+            variable,
+            f"{scheme}://… carries credentials or a port in the URI",
+            "Give object-store credentials through the provider's own variables (AWS_*, "
+            f"GOOGLE_APPLICATION_CREDENTIALS), not in the URI. {fix}",
+        )
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise ConfigError(variable, f"{bucket!r} is not a valid bucket name in {root!r}", fix)
+    if "//" in rest or "?" in rest or "#" in rest:
+        raise ConfigError(
+            variable, f"{root!r} has an empty path segment, a query or a fragment", fix
+        )
+
+
+def check_data_dir(root: str, variable: str = "STRIPE_AEP_DATA_DIR") -> str:
+    """The data folder can be used: an existing or creatable, writable local folder (created here),
+    or a well-formed object-store URI (`s3://bucket/prefix`, `gs://…`; only its shape: reaching the
+    bucket needs credentials that the first write proves). Run at run start, before any API call,
+    so a bad folder fails the run naming the variable instead of after an hour of extraction.
+    Returns the absolute local path (or the URI)."""
+    if not root or not root.strip():
+        raise ConfigError(variable, "is empty", f"Set {variable} to a folder path, or unset it")
+    check_text(variable, root, secret=False, ascii_only=False, allow_inner_space=True)
+    if "://" in root:
+        if root.startswith("file://"):
+            root = root[len("file://") :] or "/"
+        else:
+            _check_object_store_uri(root, variable)
+            return root
+    path = os.path.abspath(root)
+    fix_folder = (
+        f"Set {variable} to a folder this process can create and write, or fix its permissions"
+    )
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(
+            variable,
+            f"{path} exists and is not a folder",
+            f"Point {variable} at a folder (e.g. {os.path.join(os.path.dirname(path), 'data')}), "
+            "or move that file away",
+        )
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            variable, f"cannot create the folder {path}: {exc.strerror or exc}", fix_folder
+        ) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".stripe-aep-write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            variable, f"the folder {path} is not writable: {exc.strerror or exc}", fix_folder
+        ) from None
+    return path

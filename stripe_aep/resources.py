@@ -1,8 +1,11 @@
 """Dagster resources: thin, configurable wrappers that build the plain-Python clients.
 
 Secrets come in through `dg.EnvVar`, so they are resolved at run start and never stored in run config or
-shown in the UI. Validation happens in `StripeSettings.build`, so a bad value fails the run at its start
-with a message naming the variable.
+shown in the UI. Every resource validates its settings when first used, which each asset does before its
+first API call: a bad value — a key with a stray newline, `STRIPE_MAX_RPS=nan`, a data folder that is a
+file — fails the step with a `ConfigError` naming the variable and the fix. (Not in
+`setup_for_execution`: Dagster wraps an error raised there in "Error executing resource_fn on
+ResourceDefinition …", which pushes the message that names the variable down into the cause.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from stripe_aep.config import (
     DEFAULT_STRIPE_API_VERSION,
     ConfigError,
     StripeSettings,
+    check_data_dir,
+    check_text,
 )
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
@@ -60,7 +65,10 @@ class LakeResource(dg.ConfigurableResource):
     _lake: Lake | None = PrivateAttr(default=None)
 
     def lake(self) -> Lake:
+        """The lake, its folder checked on first use (which every asset does before its first API
+        call): a folder that is a file or cannot be written fails here, naming the variable."""
         if self._lake is None:
+            check_data_dir(self.root)
             self._lake = Lake(self.root)
         return self._lake
 
@@ -73,14 +81,15 @@ class XdmResource(dg.ConfigurableResource):
     def tenant_id(self) -> str:
         from stripe_aep.xdm import validate_tenant
 
-        tenant = (self.tenant or "").strip()
-        if not tenant:
+        tenant = self.tenant or ""
+        if not tenant.strip():
             raise ConfigError(
                 "AEP_TENANT_ID",
                 "not set",
                 "Set it to your AEP tenant id without the leading underscore (GET /stats on the "
                 "Schema Registry shows it); the local emulator uses `stripeaep`",
             )
+        check_text("AEP_TENANT_ID", tenant, secret=False)
         try:
             validate_tenant(tenant)
         except ValueError as exc:

@@ -12,7 +12,10 @@ whether delivery is exactly-once and whether secrets stay secret.
   A wrong secret fails on the first IMS answer with a message naming `AEP_CLIENT_SECRET`.
 * Messages. Every error is an `AepError` with Adobe's code, message and `x-request-id`, and a fix hint
   naming the variable to change. The client secret and tokens are scrubbed from all of them, and
-  neither appears in a repr or a log line (logs carry method, path, status and timing only).
+  neither appears in a repr or a log line (logs carry method, path, status and timing only). No
+  `requests`/`urllib3` exception (which may quote a header, the form body or the URL) leaves the
+  client: it becomes an `AepError` with every secret masked in every encoding (`stripe_aep.secrets`),
+  raised `from None` so the original is not chained to it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from requests.adapters import HTTPAdapter
 
 from stripe_aep.aep.errors import AepError, BatchError, FileTooLargeError
 from stripe_aep.aep.settings import AepSettings
+from stripe_aep.secrets import SecretMasker, describe_exception
 
 IMS_TOKEN_PATH = "/ims/token/v3"
 IMPORT = "/data/foundation/import"
@@ -238,7 +242,8 @@ class AepClient:
         self._token_refresh_at = 0.0
         self._token_expires_at = 0.0
         self._token_lock = threading.Lock()
-        self._seen_tokens: list[str] = []
+        #: the client secret and every access token this client has received
+        self._masker = SecretMasker([settings.client_secret])
         #: counters for metadata / tests: requests sent, retries, token fetches
         self.stats = {"requests": 0, "retries": 0, "token_fetches": 0, "token_refresh_on_401": 0}
 
@@ -261,13 +266,18 @@ class AepClient:
     # -- secrets ---------------------------------------------------------------------------
 
     def scrub(self, text: str | None) -> str | None:
-        """Replace the client secret and any token this client has seen by `***`."""
+        """Replace the client secret and any token this client has seen (in any encoding) by `***`."""
         if not text:
             return text
-        for secret in [self.settings.client_secret, *self._seen_tokens]:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self._masker.mask(text)
+
+    def _transport_error(self, exc: Exception, method: str, path: str, hint: str) -> AepError:
+        return self._error(
+            f"{method} {path} could not be sent: {describe_exception(exc, self._masker)}",
+            method=method,
+            path=path,
+            hint=hint,
+        )
 
     def _error(self, message: str, **kw: Any) -> AepError:
         return self._error_of(AepError, message, **kw)
@@ -322,6 +332,13 @@ class AepClient:
                     path=IMS_TOKEN_PATH,
                     hint="check network access to AEP_IMS_URL (proxy, firewall) and its value",
                 ) from None
+            except Exception as exc:  # may quote the form body (the secret) or the URL
+                raise self._transport_error(
+                    exc,
+                    "POST",
+                    IMS_TOKEN_PATH,
+                    "check AEP_IMS_URL, AEP_CLIENT_ID and AEP_CLIENT_SECRET for stray characters",
+                ) from None
             if resp.status_code == 200:
                 break
             if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
@@ -346,7 +363,7 @@ class AepClient:
         now = self._clock()
         early = min(300.0, 0.1 * expires_in)
         self._token = token
-        self._seen_tokens = [*self._seen_tokens[-4:], token]
+        self._masker.add(token)
         self._token_expires_at = now + expires_in
         self._token_refresh_at = now + expires_in - early
         self.log.debug("AEP: got an IMS access token valid for %.0f s", expires_in)
@@ -482,6 +499,14 @@ class AepClient:
                     method=method,
                     path=path,
                     hint="check network access to AEP_PLATFORM_URL; the call may be run again",
+                ) from None
+            except Exception as exc:  # InvalidHeader quotes the Authorization value (the token)
+                raise self._transport_error(
+                    exc,
+                    method,
+                    path,
+                    "check AEP_PLATFORM_URL, AEP_CLIENT_ID, AEP_ORG_ID and AEP_SANDBOX for stray "
+                    "characters",
                 ) from None
             finally:
                 if stream is not None and hasattr(stream, "close"):

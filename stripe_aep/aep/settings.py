@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from stripe_aep.aep.errors import ConfigError
+from stripe_aep.config import check_http_url, check_text, redact_key
 
 DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com"
 DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
@@ -27,11 +28,10 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "additional_info.projectedProductContext",
 )
 
-_ORG_RE = re.compile(r"^[A-Za-z0-9]+@AdobeOrg$")
-_SANDBOX_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_URL_RE = re.compile(r"^https?://[^/\s]+")
-_SCOPE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_ORG_RE = re.compile(r"[A-Za-z0-9]+@AdobeOrg")
+_SANDBOX_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+_TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,127}")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class AepSettings:
     scopes: tuple[str, ...] = DEFAULT_SCOPES
 
     def __post_init__(self) -> None:
-        if not self.client_id or not self.client_id.strip():
+        # Strict: whitespace or a control character in a credential is refused, never stripped
+        # silently (a newline in a header value makes `requests` raise an error that quotes it).
+        if not self.client_id:
             raise ConfigError(
                 "AEP_CLIENT_ID",
                 "not set",
@@ -56,6 +58,7 @@ class AepSettings:
                 "Console > project > Credentials); for a local run leave all AEP_* unset to use the "
                 "emulator",
             )
+        check_text("AEP_CLIENT_ID", self.client_id, secret=True)
         if not self.client_secret:
             raise ConfigError(
                 "AEP_CLIENT_SECRET",
@@ -63,30 +66,52 @@ class AepSettings:
                 "Set it to the client secret of the same OAuth Server-to-Server credential "
                 "(Developer Console > Credentials > Retrieve client secret)",
             )
-        if not self.org_id or not _ORG_RE.match(self.org_id):
-            shown = repr(self.org_id) if self.org_id else "not set"
+        check_text(
+            "AEP_CLIENT_SECRET",
+            self.client_secret,
+            secret=True,
+            fix=f"Remove it: the client secret ({redact_key(self.client_secret)}) must be set "
+            "exactly as Developer Console shows it, without whitespace or control characters (a "
+            "final newline usually comes from `echo` or a file; use `printf %s`)",
+        )
+        if not self.org_id:
             raise ConfigError(
                 "AEP_ORG_ID",
-                f"{shown} is not an IMS organization id" if self.org_id else "not set",
+                "not set",
                 "Use the Organization ID shown on the credential, e.g. "
                 "5C1328435BF324E90A49402A@AdobeOrg (it ends with @AdobeOrg)",
             )
-        if not _SANDBOX_RE.match(self.sandbox or ""):
+        check_text("AEP_ORG_ID", self.org_id, secret=True)
+        if not _ORG_RE.fullmatch(self.org_id):
+            raise ConfigError(
+                "AEP_ORG_ID",
+                f"{self.org_id!r} is not an IMS organization id",
+                "Use the Organization ID shown on the credential, e.g. "
+                "5C1328435BF324E90A49402A@AdobeOrg (it ends with @AdobeOrg)",
+            )
+        check_text("AEP_SANDBOX", self.sandbox or "", secret=False)
+        if not _SANDBOX_RE.fullmatch(self.sandbox or ""):
             raise ConfigError(
                 "AEP_SANDBOX",
                 f"{self.sandbox!r} is not a sandbox name",
                 "Use the sandbox's technical name, all lowercase (e.g. prod, dev-stripe); it is "
                 "shown in AEP > Sandboxes",
             )
-        if self.tenant_id is not None and not _TENANT_RE.match(self.tenant_id):
-            fix = "Use the tenant id without the leading underscore, lowercase, e.g. acmecorp"
-            if self.tenant_id.startswith("_"):
-                fix = f"Drop the leading underscore: AEP_TENANT_ID={self.tenant_id.lstrip('_')}"
-            raise ConfigError("AEP_TENANT_ID", f"{self.tenant_id!r} is not a tenant id", fix)
-        for name, url in (("AEP_IMS_URL", self.ims_url), ("AEP_PLATFORM_URL", self.platform_url)):
-            if not _URL_RE.match(url or ""):
-                raise ConfigError(name, f"{url!r} is not an http(s) URL", "Use e.g. https://…")
-        if not self.scopes or not all(_SCOPE_RE.match(s) for s in self.scopes):
+        if self.tenant_id is not None:
+            check_text("AEP_TENANT_ID", self.tenant_id, secret=False)
+            if not _TENANT_RE.fullmatch(self.tenant_id):
+                fix = "Use the tenant id without the leading underscore, lowercase, e.g. acmecorp"
+                if self.tenant_id.startswith("_"):
+                    fix = f"Drop the leading underscore: AEP_TENANT_ID={self.tenant_id.lstrip('_')}"
+                raise ConfigError("AEP_TENANT_ID", f"{self.tenant_id!r} is not a tenant id", fix)
+        for name, url, example in (
+            ("AEP_IMS_URL", self.ims_url, DEFAULT_IMS_URL),
+            ("AEP_PLATFORM_URL", self.platform_url, DEFAULT_PLATFORM_URL),
+        ):
+            check_http_url(name, url or "", example)
+        for scope in self.scopes:
+            check_text("AEP_SCOPES", scope, secret=False)
+        if not self.scopes or not all(_SCOPE_RE.fullmatch(s) for s in self.scopes):
             raise ConfigError(
                 "AEP_SCOPES",
                 f"{','.join(self.scopes)!r} is not a comma-separated scope list",
@@ -107,18 +132,20 @@ class AepSettings:
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
+            # blank means unset; anything else is taken as is, so validation sees a stray newline
             value = env.get(name)
-            return value.strip() if value and value.strip() else None
+            return value if value and value.strip() else None
 
         scopes_raw = get("AEP_SCOPES")
         scopes = (
-            tuple(s.strip() for s in scopes_raw.split(",") if s.strip())
+            # spaces around the commas are fine ("openid, AdobeID"); inside a scope they are not
+            tuple(s.strip(" ") for s in scopes_raw.split(",") if s.strip())
             if scopes_raw
             else DEFAULT_SCOPES
         )
         return cls(
             client_id=get("AEP_CLIENT_ID") or "",
-            client_secret=env.get("AEP_CLIENT_SECRET") or "",
+            client_secret=get("AEP_CLIENT_SECRET") or "",
             org_id=get("AEP_ORG_ID") or "",
             sandbox=get("AEP_SANDBOX") or DEFAULT_SANDBOX,
             tenant_id=get("AEP_TENANT_ID"),

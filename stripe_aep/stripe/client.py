@@ -12,7 +12,9 @@ plain `requests` with a pooled session and does exactly what an extractor needs:
 - no retry on 400/401/403/404, but an error that names the cause and the fix and carries the Request-Id;
 - a shared token bucket so the account's rate limit is never exceeded.
 
-The API key is only ever placed in the Authorization header; it is redacted from every message.
+The API key is only ever placed in the Authorization header; it is redacted from every message, and no
+`requests`/`urllib3` exception (which may quote the header, the URL or the body) leaves `get`: it becomes a
+`StripeError` with the key masked in every encoding (`stripe_aep.secrets`), raised `from None`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from stripe_aep.config import StripeSettings, redact_key
+from stripe_aep.secrets import SecretMasker, describe_exception
 from stripe_aep.stripe.ratelimit import RateLimiter, default_limiter_path
 
 PAGE_LIMIT = 100
@@ -95,6 +98,10 @@ class StripeRetriesExhausted(StripeError):
     """A retryable failure persisted past the retry budget."""
 
 
+class StripeTransportError(StripeError):
+    """The request could not be sent or its answer not read (and retrying would not help)."""
+
+
 @dataclass
 class RequestStats:
     """Counters for one extraction; thread-safe increments."""
@@ -154,6 +161,7 @@ class StripeClient:
         stats: RequestStats | None = None,
     ) -> None:
         self.settings = settings
+        self._masker = SecretMasker([settings.api_key], hint=redact_key)
         if limiter is None:
             path = (
                 default_limiter_path(settings.api_key, settings.api_base, settings.account)
@@ -213,8 +221,7 @@ class StripeClient:
         return delay
 
     def _redact(self, text: str) -> str:
-        key = self.settings.api_key
-        return text.replace(key, redact_key(key)) if key else text
+        return self._masker.mask(text)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict, str | None]:
         """GET a Stripe path; returns (parsed JSON body, Request-Id). Retries what is retryable."""
@@ -236,6 +243,14 @@ class StripeClient:
                 last_problem = f"truncated response: {type(exc).__name__}"
                 self._sleep(self._backoff(attempt, None))
                 continue
+            except Exception as exc:
+                # InvalidHeader quotes the Authorization value, InvalidURL/proxy errors the URL,
+                # decoding errors the body: re-raise masked, without the original chained to it.
+                raise StripeTransportError(
+                    f"GET {path} could not be sent to Stripe ({self.settings.api_base}): "
+                    f"{describe_exception(exc, self._masker)}. Check STRIPE_API_KEY, STRIPE_ACCOUNT "
+                    "and STRIPE_API_BASE for stray characters"
+                ) from None
             self.stats.add(request_seconds=time.monotonic() - sent)
             request_id = response.headers.get("Request-Id")
             last_request_id = request_id

@@ -1,0 +1,70 @@
+"""Settings that cannot work are refused by the CLI and the resources before any API call."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from stripe_aep.cli import main
+from stripe_aep.config import ConfigError
+from stripe_aep.resources import XdmResource
+from stripe_aep_tests.conftest import TEST_KEY
+
+
+def _clear(monkeypatch):
+    for name in (
+        "STRIPE_API_KEY",
+        "STRIPE_API_BASE",
+        "STRIPE_START_DATE",
+        "STRIPE_AEP_DATA_DIR",
+        "AEP_CLIENT_ID",
+        "AEP_CLIENT_SECRET",
+        "AEP_ORG_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_demo_refuses_a_data_dir_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "demo"
+    target.write_text("a file")
+    assert main(["demo", "--data-dir", str(target), "--days", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: --data-dir" in err and "not a folder" in err
+
+
+def test_doctor_reports_start_date_and_data_folder_before_any_call(
+    tmp_path, monkeypatch, capsys, stripe_emulator
+):
+    _clear(monkeypatch)
+    (tmp_path / "data").write_text("a file")
+    future = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=3)
+    monkeypatch.setenv("STRIPE_START_DATE", future.isoformat())
+    monkeypatch.setenv("STRIPE_AEP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STRIPE_API_KEY", TEST_KEY)
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_emulator.url)
+    monkeypatch.setenv("STRIPE_MAX_RPS", "inf")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] STRIPE_START_DATE: STRIPE_START_DATE:" in out and "in the future" in out
+    assert "[FAIL] data folder: STRIPE_AEP_DATA_DIR:" in out and "not a folder" in out
+    assert "[FAIL] stripe settings: STRIPE_MAX_RPS: 'inf' is not a finite number" in out
+    assert len(stripe_emulator.log) == 0
+
+
+def test_doctor_with_a_newline_in_the_key_says_so_without_showing_it(monkeypatch, capsys, tmp_path):
+    _clear(monkeypatch)
+    monkeypatch.setenv("STRIPE_AEP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STRIPE_API_KEY", TEST_KEY + "\n")
+    assert main(["doctor"]) == 1
+    captured = capsys.readouterr()
+    assert "STRIPE_API_KEY: the value contains a trailing newline" in captured.out
+    assert TEST_KEY[8:] not in captured.out + captured.err
+    assert f"[ok  ] data folder: {tmp_path / 'data'} writable" in captured.out
+
+
+def test_xdm_tenant_with_a_newline_is_refused():
+    with pytest.raises(ConfigError) as exc:
+        XdmResource(tenant="acme\n").tenant_id()
+    assert exc.value.variable == "AEP_TENANT_ID" and "trailing newline" in str(exc.value)
+    assert XdmResource(tenant="acme").tenant_id() == "acme"
