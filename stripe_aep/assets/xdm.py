@@ -8,6 +8,7 @@ import dagster as dg
 
 from stripe_aep.assets.raw import partition_days
 from stripe_aep.config import RESOURCES
+from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, XdmResource
 from stripe_aep.xdm import column_schema
@@ -63,6 +64,20 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lake: LakeResource, xdm: XdmResource
     ) -> dg.MaterializeResult:
         tenant = xdm.tenant_id()
+        # One writer per partition: a second conversion of these days waits here (see locks.py).
+        with hold_partitions(
+            lake.lake(),
+            "xdm",
+            resource,
+            partition_days(context),
+            run_id=context.run_id,
+            log=context.log,
+        ):
+            return convert_partitions(context, lake, tenant)
+
+    def convert_partitions(
+        context: dg.AssetExecutionContext, lake: LakeResource, tenant: str
+    ) -> dg.MaterializeResult:
         partitions = [XdmPartition(lake.lake(), resource, day) for day in partition_days(context)]
         converted = rows = quarantined = 0
         preview = ""
