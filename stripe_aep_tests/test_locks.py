@@ -55,15 +55,17 @@ def test_second_holder_times_out_naming_partition_and_holder(tmp_path):
     try:
         _wait_held(holder)
         waits = []
-        with pytest.raises(PartitionLockTimeout) as info:
-            with FileLocks(str(folder)).hold(
+        with (
+            pytest.raises(PartitionLockTimeout) as info,
+            FileLocks(str(folder)).hold(
                 ["stripe/charges/2026-11-10"],
                 run_id="run-b",
                 wait_seconds=0.3,
                 poll_seconds=0.05,
                 on_wait=lambda key, who: waits.append((key, who)),
-            ):
-                pytest.fail("the lock was taken while another process held it")
+            ),
+        ):
+            pytest.fail("the lock was taken while another process held it")
         message = str(info.value)
         assert "stripe/charges/2026-11-10" in message
         assert "run run-a" in message and f"pid {holder.pid}" in message
@@ -83,9 +85,11 @@ def test_sigkilled_holder_releases_its_partitions(tmp_path):
     keys = ["xdm/charges/2026-11-10", "xdm/charges/2026-11-11"]
     holder = _start(folder, "run-a", 60, tmp_path / "log", *keys)
     _wait_held(holder)
-    with pytest.raises(PartitionLockTimeout):
-        with FileLocks(str(folder)).hold(keys, run_id="run-b", wait_seconds=0):
-            pass
+    with (
+        pytest.raises(PartitionLockTimeout),
+        FileLocks(str(folder)).hold(keys, run_id="run-b", wait_seconds=0),
+    ):
+        pass
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     assert holder.returncode == -signal.SIGKILL
@@ -134,7 +138,9 @@ def test_hold_partitions_uses_the_data_dir_and_logs_the_wait(tmp_path):
 
     log = Log()
     started = time.monotonic()
-    with hold_partitions(lake, "xdm", "prices", ["2026-11-10"], run_id="b", log=log, wait_seconds=60):
+    with hold_partitions(
+        lake, "xdm", "prices", ["2026-11-10"], run_id="b", log=log, wait_seconds=60
+    ):
         assert holder.poll() is not None  # we got it only after the holder finished
     assert time.monotonic() - started < 60
     assert len(log.lines) == 1
@@ -147,7 +153,9 @@ def test_object_store_lake_locks_on_this_machine():
     remote = SimpleNamespace(is_local=False, root="s3://bucket/lake")
     locks = locks_for(remote)
     assert "stripe-aep-locks" in locks.folder
-    assert locks.folder == locks_for(SimpleNamespace(is_local=False, root="s3://bucket/lake")).folder
+    assert (
+        locks.folder == locks_for(SimpleNamespace(is_local=False, root="s3://bucket/lake")).folder
+    )
     assert locks.folder != locks_for(SimpleNamespace(is_local=False, root="s3://other")).folder
 
 

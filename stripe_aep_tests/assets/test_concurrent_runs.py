@@ -1,0 +1,84 @@
+"""Two Dagster runs of the same raw partition, in two real processes, at the same moment."""
+
+import json
+import subprocess
+import sys
+
+from stripe_aep.lake import Lake
+from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
+from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
+
+DAY = ACCOUNT_START.isoformat()
+
+#: Imports everything, says "ready", waits for the go file, then materializes stripe/charges.
+RUN_SCRIPT = """
+import json, os, sys, time
+import dagster as dg
+from stripe_aep.assets.raw import raw_assets
+from stripe_aep.resources import LakeResource, StripeResource
+url, root, day, go, key = sys.argv[1:6]
+asset = [a for a in raw_assets if a.key == dg.AssetKey(["stripe", "charges"])]
+resources = {
+    "stripe": StripeResource(api_key=key, api_base=url, max_rps="4",
+                             visibility_lag_seconds="0", concurrency="2"),
+    "lake": LakeResource(root=root),
+}
+with dg.instance_for_test() as instance:
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    result = dg.materialize(asset, resources=resources, partition_key=day, instance=instance,
+                            raise_on_error=False)
+    meta = result.get_asset_materialization_events()[0].materialization.metadata if \
+        result.success else {}
+    print(json.dumps({"success": result.success, "run_id": result.run_id,
+                      "requests": meta["requests"].value if meta else None}), flush=True)
+"""
+
+
+def test_two_runs_of_one_raw_partition_do_not_interleave(stripe_emulator, stripe_account, tmp_path):
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                RUN_SCRIPT,
+                stripe_emulator.url,
+                str(tmp_path / "lake"),
+                DAY,
+                go,
+                TEST_KEY,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()  # both start paging the same day at the same moment
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(r["success"] for r in results), [err[-3000:] for _, err in outputs]
+
+    # One run paged the day; the other waited for it, then found the day covered: no request.
+    holder, waiter = sorted(range(2), key=lambda i: -results[i]["requests"])
+    assert results[holder]["requests"] > 0 and results[waiter]["requests"] == 0
+    waiter_log = outputs[waiter][1]
+    assert (
+        f"partition stripe/charges/{DAY} is being written by run {results[holder]['run_id']}"
+        in (waiter_log)
+    )
+    # Every request Stripe saw (the list pages and one account lookup) came from the holder.
+    assert len(stripe_emulator.log) == results[holder]["requests"]
+
+    lake = Lake(str(tmp_path / "lake"))
+    part = RawPartition(lake, "charges", ACCOUNT_START)
+    ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
+    truth = {o["id"] for o in stripe_account.objects("charges", *day_bounds(ACCOUNT_START))}
+    assert len(ids) == len(set(ids)) and set(ids) == truth
+    assert part.gaps(day_bounds(ACCOUNT_START)[1]) == []
+    # The lock file stays; once released it holds no description.
+    assert (tmp_path / "lake" / "locks" / "stripe" / "charges" / f"{DAY}.lock").read_text() == ""
