@@ -141,7 +141,8 @@ def test_hold_partitions_uses_the_data_dir_and_logs_the_wait(tmp_path):
     with hold_partitions(
         lake, "xdm", "prices", ["2026-11-10"], run_id="b", log=log, wait_seconds=60
     ):
-        assert holder.poll() is not None  # we got it only after the holder finished
+        # Taken only after the holder finished its block.
+        assert (tmp_path / "log").read_text().splitlines()[-1] == "end run-a"
     assert time.monotonic() - started < 60
     assert len(log.lines) == 1
     assert "xdm/prices/2026-11-10" in log.lines[0] and "run run-a" in log.lines[0]
