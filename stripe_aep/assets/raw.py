@@ -73,6 +73,8 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
                 result = extractor.run(days, refresh=config.refresh)
         finally:
             client.close()
+        for message in result.damaged:
+            context.log.warning(message)
         partitions = [RawPartition(lake.lake(), resource, d) for d in days]
         on_disk = sum(
             int(lake.lake().read_json(f.meta_path).get("objects", 0))
