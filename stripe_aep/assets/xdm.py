@@ -11,6 +11,7 @@ from stripe_aep.config import RESOURCES
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, XdmResource
+from stripe_aep.stripe.rawstore import DamagedRawFile
 from stripe_aep.xdm import column_schema
 from stripe_aep.xdm_lake import XdmPartition
 
@@ -51,7 +52,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 RECONCILE_CHECK,
                 asset=key,
                 blocking=True,
-                description="raw objects = XDM rows + quarantined records, for the partitions",
+                description=(
+                    "raw objects = XDM rows + quarantined records + dropped duplicates, for the "
+                    "partitions, and every XDM part and quarantine file listed is on the lake whole"
+                ),
             ),
             dg.AssetCheckSpec(
                 QUARANTINE_CHECK,
@@ -81,29 +85,59 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         partitions = [XdmPartition(lake.lake(), resource, day) for day in partition_days(context)]
         converted = rows = quarantined = 0
         preview = ""
+        damaged: list[str] = []
         for partition in partitions:
-            for raw in partition.pending():
-                manifest, result = partition.convert(raw, tenant)
+            # Raw files that are truncated or whose sidecar is unusable are set aside first.
+            damaged.extend(d.message() for d in partition.raw.heal())
+            pending = partition.pending(tenant)
+            if not pending:
+                continue
+            # Ids already rows of the day: a duplicate of one of them is dropped, not converted.
+            known = partition.kept_ids(tenant, exclude={p.raw.stem for p in pending})
+            for item in pending:
+                if item.why != "not converted yet":
+                    context.log.warning(f"{item.raw.path}: converting again, {item.why}")
+                try:
+                    manifest, result = partition.convert(item.raw, tenant, known)
+                except DamagedRawFile as exc:
+                    damaged.append(str(exc))
+                    continue
                 converted += 1
                 rows += manifest["rows"]
                 quarantined += manifest["quarantined"]
                 if result.rows:
                     preview = result.preview_markdown()
-        raw_objects = total_rows = total_quarantined = total_bytes = files = 0
+        for message in damaged:
+            context.log.warning(message)
+        raw_objects = total_rows = total_quarantined = total_duplicates = total_bytes = files = 0
         reasons: dict[str, int] = {}
+        problems: list[str] = []
         for partition in partitions:
             raw_objects += partition.raw_objects()
-            for manifest in partition.manifests().values():
+            manifests = partition.manifests()
+            unconverted = [f.path for f in partition.raw.files() if f.stem not in manifests]
+            problems.extend(f"{path} has no XDM manifest" for path in unconverted)
+            for manifest in manifests.values():
+                problems.extend(partition.file_problems(manifest))
+                if manifest.get("tenant") != tenant:
+                    problems.append(f"{manifest['raw']} was converted for another tenant")
                 total_rows += manifest["rows"]
                 total_quarantined += manifest["quarantined"]
+                total_duplicates += manifest.get("duplicates", 0)
                 files += len(manifest["parts"])
                 total_bytes += sum(p["bytes"] for p in manifest["parts"])
-                for reason, count in manifest["reasons"].items():
-                    reasons[reason] = reasons.get(reason, 0) + count
         context.log.info(
             f"{resource}: converted {converted} raw files into {rows} rows, {quarantined} quarantined"
         )
-        reconciled = raw_objects == total_rows + total_quarantined
+        if damaged:
+            # The healthy files are converted; the damaged ones need the raw asset again.
+            raise dg.Failure(
+                description=f"{len(damaged)} damaged raw file(s) set aside:\n" + "\n".join(damaged),
+                metadata={"damaged_raw_files": len(damaged), "converted": converted},
+            )
+        reconciled = (
+            raw_objects == total_rows + total_quarantined + total_duplicates and not problems
+        )
         top_reasons = "\n".join(
             f"- {count} × {reason}"
             for reason, count in sorted(reasons.items(), key=lambda x: -x[1])
@@ -114,6 +148,7 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 "rows_converted": rows,
                 "raw_files_converted": converted,
                 "quarantined": total_quarantined,
+                "duplicates_dropped": total_duplicates,
                 "bytes": total_bytes,
                 "files": files,
                 "tenant": tenant,
@@ -129,6 +164,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                         "raw_objects": raw_objects,
                         "xdm_rows": total_rows,
                         "quarantined": total_quarantined,
+                        "duplicates_dropped": total_duplicates,
+                        "problems": dg.MetadataValue.md(
+                            "\n".join(f"- {p}" for p in problems[:50]) or "none"
+                        ),
                     },
                 ),
                 dg.AssetCheckResult(
