@@ -88,7 +88,8 @@ _CHANGED = re.compile(r"Column\((?P<col>[^)]*)\) changed from (?P<a>\w+) to (?P<
 #: Bump when the conversion of the same input changes without a schema change (rules, quarantine,
 #: value formats): XDM files written by another mapping version are converted again.
 MAPPING_VERSION = 2
-_ID_IN_LINE = re.compile(rb'"id"\s*:\s*"((?:[^"\\]|\\.){1,255})"')
+#: A JSON string (with whether a `:` follows it: it is a key) or a bracket.
+_TOKEN = re.compile(rb'(?P<string>"(?:[^"\\]|\\.)*")(?P<colon>\s*:)?|[{}\[\]]')
 
 
 def mapping_fingerprint(resource: str) -> str:
@@ -755,14 +756,24 @@ class Converter:
 
 
 def _id_in_line(text: bytes) -> str | None:
-    """The object's id from a line that cannot be parsed (Stripe writes `id` first)."""
-    match = _ID_IN_LINE.search(text[:4096])
-    if match is None:
-        return None
-    try:
-        return json.loads(b'"' + match.group(1) + b'"')
-    except ValueError:
-        return None
+    """The top-level `id` of a line that cannot be parsed (too deep, cut short): a token scan that
+    tracks the nesting depth, so an `id` inside a nested object is never taken for the object's."""
+    depth, expect_value = 0, False
+    for m in _TOKEN.finditer(text, 0, 1 << 22):
+        token = m.group("string") or m.group()
+        if token in (b"{", b"["):
+            depth, expect_value = depth + 1, False
+        elif token in (b"}", b"]"):
+            depth, expect_value = depth - 1, False
+        elif expect_value:
+            try:
+                value = json.loads(token)
+            except ValueError:
+                return None
+            return value if isinstance(value, str) else None
+        elif depth == 1 and token == b'"id"' and m.group("colon"):
+            expect_value = True
+    return None
 
 
 def _iso_ms(ms: int) -> str:
