@@ -126,6 +126,8 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 total_duplicates += manifest.get("duplicates", 0)
                 files += len(manifest["parts"])
                 total_bytes += sum(p["bytes"] for p in manifest["parts"])
+                for reason, count in manifest["reasons"].items():
+                    reasons[reason] = reasons.get(reason, 0) + count
         context.log.info(
             f"{resource}: converted {converted} raw files into {rows} rows, {quarantined} quarantined"
         )
