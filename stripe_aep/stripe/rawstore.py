@@ -228,6 +228,9 @@ class RawPartition:
                 return f"cannot be read: {exc}"
             if lines != meta["objects"]:
                 return f"holds {lines} lines, {meta['objects']} were written"
+            if not isinstance(recorded, int):
+                # Written before sizes were recorded: record it now, so later checks are a stat.
+                self.lake.write_json(f.meta_path, {**meta, "bytes": size})
         return None
 
     def count_lines(self, f: RawFile) -> int:

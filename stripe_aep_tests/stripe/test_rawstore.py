@@ -144,3 +144,16 @@ def test_damaged_merged_file_gives_way_to_the_parts_it_superseded(tmp_path):
     assert part.gaps(END) == [(START + 7200, END)]
     ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
     assert len(ids) == len(set(ids)) == 2001
+
+
+def test_sidecar_without_size_is_checked_once_by_reading_then_records_it(tmp_path):
+    lake, part, a, _ = _damaged_partition(tmp_path)
+    meta = part.read_meta(a)
+    del meta["bytes"]
+    lake.write_json(a.meta_path, meta)  # as written before sizes were recorded
+    assert part.inspect() == []
+    assert part.read_meta(a)["bytes"] == (tmp_path / a.path).stat().st_size
+    # A legacy file cut at a frame boundary is caught by its line count.
+    lake.write_json(a.meta_path, {**meta, "objects": 2001})
+    [damage] = part.inspect()
+    assert damage.reason == "holds 2000 lines, 2001 were written"
