@@ -23,7 +23,7 @@ from stripe_aep.locks import (
 )
 
 HOLDER_SCRIPT = """
-import sys, time
+import os, sys, time
 from stripe_aep.locks import FileLocks
 folder, run_id, hold_s, log = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 keys = sys.argv[5:]
@@ -31,7 +31,11 @@ with FileLocks(folder).hold(keys, run_id=run_id, wait_seconds=120, poll_seconds=
     with open(log, "a") as f:
         f.write(f"start {run_id}\\n")
     print("held", flush=True)
-    time.sleep(hold_s)
+    if hold_s >= 0:
+        time.sleep(hold_s)
+    else:  # until told: the log's .release file appears
+        while not os.path.exists(log + ".release"):
+            time.sleep(0.01)
     with open(log, "a") as f:
         f.write(f"end {run_id}\\n")
 """

@@ -68,14 +68,17 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lake: LakeResource, xdm: XdmResource
     ) -> dg.MaterializeResult:
         tenant = xdm.tenant_id()
-        # One writer per partition: a second conversion of these days waits here (see locks.py).
-        with hold_partitions(
-            lake.lake(),
-            "xdm",
-            resource,
-            partition_days(context),
-            run_id=context.run_id,
-            log=context.log,
+        # One writer per partition: a second conversion of these days waits here. The raw locks
+        # too (always after the XDM ones), so no extraction merges or adds raw files of these
+        # days while they are read, and setting a damaged raw file aside races no extraction.
+        days = partition_days(context)
+        with (
+            hold_partitions(
+                lake.lake(), "xdm", resource, days, run_id=context.run_id, log=context.log
+            ),
+            hold_partitions(
+                lake.lake(), "stripe", resource, days, run_id=context.run_id, log=context.log
+            ),
         ):
             return convert_partitions(context, lake, tenant)
 

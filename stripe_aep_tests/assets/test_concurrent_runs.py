@@ -3,6 +3,9 @@
 import json
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
@@ -82,3 +85,52 @@ def test_two_runs_of_one_raw_partition_do_not_interleave(stripe_emulator, stripe
     assert part.gaps(day_bounds(ACCOUNT_START)[1]) == []
     # The lock file stays; once released it holds no description.
     assert (tmp_path / "lake" / "locks" / "stripe" / "charges" / f"{DAY}.lock").read_text() == ""
+
+
+def test_xdm_step_waits_for_a_running_extraction_of_its_days(stripe_emulator, tmp_path):
+    import dagster as dg
+
+    from stripe_aep.assets.raw import raw_assets
+    from stripe_aep.assets.xdm import xdm_assets
+    from stripe_aep.resources import LakeResource, StripeResource, XdmResource
+    from stripe_aep_tests.test_locks import _start, _wait_held
+
+    root = tmp_path / "lake"
+    resources = {
+        "stripe": StripeResource(
+            api_key=TEST_KEY, api_base=stripe_emulator.url, visibility_lag_seconds="0"
+        ),
+        "lake": LakeResource(root=str(root)),
+        "xdm": XdmResource(tenant="stripeaep"),
+    }
+    charges = [a for a in raw_assets + xdm_assets if a.key.path[-1] == "charges"]
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            charges[:1], resources=resources, partition_key=DAY, instance=instance
+        ).success
+        # Another process is extracting the day (it holds the raw lock for a moment).
+        log = tmp_path / "holder.log"
+        holder = _start(root / "locks", "run-raw", -1, log, f"stripe/charges/{DAY}")
+        _wait_held(holder)
+
+        def release_once_the_xdm_step_holds_its_lock():
+            xdm_lock = root / "locks" / "xdm" / "charges" / f"{DAY}.lock"
+            while not (xdm_lock.exists() and xdm_lock.read_text()):
+                time.sleep(0.01)
+            time.sleep(0.5)  # the step is now waiting for the raw lock
+            Path(f"{log}.release").touch()
+
+        releaser = threading.Thread(target=release_once_the_xdm_step_holds_its_lock)
+        releaser.start()
+        result = dg.materialize(
+            charges[1:], resources=resources, partition_key=DAY, instance=instance
+        )
+        releaser.join()
+        assert result.success
+        assert holder.wait(timeout=60) == 0
+        warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
+        assert any(
+            f"partition stripe/charges/{DAY} is being written by run run-raw" in w for w in warnings
+        )
+    # The conversion ran after the extraction released the day.
+    assert log.read_text().splitlines()[-1] == "end run-raw"
