@@ -134,3 +134,35 @@ def test_xdm_step_waits_for_a_running_extraction_of_its_days(stripe_emulator, tm
         )
     # The conversion ran after the extraction released the day.
     assert log.read_text().splitlines()[-1] == "end run-raw"
+
+
+def test_delivery_of_a_held_partition_fails_naming_the_holder(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from stripe_aep.assets.aep import aep_assets
+    from stripe_aep.resources import AepResource, LakeResource
+    from stripe_aep_tests.test_locks import _start, _wait_held
+
+    monkeypatch.setenv("STRIPE_AEP_LOCK_WAIT_SECONDS", "0")
+    root = tmp_path / "lake"
+    holder = _start(root / "locks", "run-aep", 60, tmp_path / "log", f"aep/charges/{DAY}")
+    try:
+        _wait_held(holder)
+        asset = [a for a in aep_assets if a.key.path[-1] == "charges"]
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                asset,
+                resources={"aep": AepResource(), "lake": LakeResource(root=str(root))},
+                partition_key=DAY,
+                instance=instance,
+                raise_on_error=False,
+            )
+        assert not result.success
+        error = str(
+            next(e for e in result.all_events if e.is_step_failure).event_specific_data.error
+        )
+        assert f"partition aep/charges/{DAY} is being written by run run-aep" in error
+        assert f"pid {holder.pid}" in error and "STRIPE_AEP_LOCK_WAIT_SECONDS" in error
+    finally:
+        holder.kill()
+        holder.wait()
