@@ -126,8 +126,9 @@ class XdmPartition:
                 problems.append(f"part {p['path']} is missing")
             elif info.size != p["bytes"]:
                 problems.append(f"part {p['path']} has {info.size} bytes, {p['bytes']} written")
-        if manifest.get("quarantined") and not self.lake.exists(manifest.get("quarantine") or ""):
-            problems.append(f"quarantine file {manifest.get('quarantine')} is missing")
+        quarantine = manifest.get("quarantine")
+        if manifest.get("quarantined") and not (quarantine and self.lake.exists(quarantine)):
+            problems.append(f"quarantine file {quarantine} is missing")
         return problems
 
     def pending(self, tenant: str) -> list[Pending]:

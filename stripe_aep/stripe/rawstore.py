@@ -334,11 +334,12 @@ class RawPartition:
                     "day": self.day.isoformat(),
                     "gte": gte,
                     "lt": lt,
-                    "objects": count,
-                    "bytes": size,
                     "refresh": refresh is not None,
                     "written_at": int(time.time()),
                     **meta,
+                    # What was actually written always wins over what the caller passed.
+                    "objects": count,
+                    "bytes": size,
                 },
             )
             staged.commit()

@@ -168,3 +168,20 @@ def test_unreadable_raw_file_is_set_aside_and_named(lake, tmp_path):
     assert raw.coverage() == [(START, START + 100)]  # its window is a gap again
     assert not list((tmp_path / xdm.folder).glob(f"{bad.stem}*"))  # nothing half-written
     assert _ids(lake, xdm) == ["ch_1"]
+
+
+def test_missing_quarantine_file_is_converted_again(lake, tmp_path):
+    raw = RawPartition(lake, "charges", DAY)
+    raw.write(
+        START,
+        START + 100,
+        [_line("ch_1", START + 1), _line("ch_bad", START + 2, currency="xyz")],
+        META,
+    )
+    xdm = XdmPartition(lake, "charges", DAY)
+    _convert_all(xdm)
+    [manifest] = xdm.manifests().values()
+    (tmp_path / manifest["quarantine"]).unlink()
+    assert _convert_all(xdm) == [f"quarantine file {manifest['quarantine']} is missing"]
+    [line] = (tmp_path / manifest["quarantine"]).read_text().splitlines()
+    assert json.loads(line)["id"] == "ch_bad" and json.loads(line)["reason"] == "unknown_currency"
