@@ -6,22 +6,33 @@ Layout, per resource and UTC day, mirroring the raw layer one file to one file:
     xdm/<resource>/<day>/<stem>.xdm.json          manifest: counts, parts, reasons — written last
     quarantine/<resource>/<day>/<stem>.jsonl      records that failed validation, with the reason
 
-Why a manifest per raw file: conversion is incremental (only raw files without a manifest are
+Why a manifest per raw file: conversion is incremental (only raw files without a valid manifest are
 converted) and crash-safe (parts and quarantine are committed before the manifest, and a rerun simply
 rewrites them under the same names), and reconciliation is a sum over manifests: every raw object is
-either an XDM row or a quarantined record.
+an XDM row, a quarantined record or a dropped duplicate of a row.
+
+A manifest only counts as done while it still describes what is on disk and what would be written
+now. A raw file is converted again when its manifest is missing or unreadable, was written for
+another tenant (`AEP_TENANT_ID` changed: AEP would reject every row with INGEST-1211) or another
+mapping (`mapping_fingerprint`), describes another version of the raw file (re-fetched after
+damage), or lists a part or quarantine file that is missing or has another size. So damaged or
+stale XDM heals on the next run of the XDM asset instead of failing every later delivery.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from stripe_aep.lake import Lake
-from stripe_aep.stripe.rawstore import RawFile, RawPartition
+from stripe_aep.stripe.rawstore import Damage, DamagedRawFile, RawFile, RawPartition, day_bounds
 from stripe_aep.xdm import ConversionResult, convert_jsonl
+from stripe_aep.xdm.convert import mapping_fingerprint
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,48 @@ class XdmPart:
     path: str
     rows: int
     bytes: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A raw file to convert (again), and why."""
+
+    raw: RawFile
+    why: str
+
+
+class MissingXdmPart(RuntimeError):
+    """A part a manifest lists is not on the lake (or not whole). The message names the fix."""
+
+
+class _RawReadError(Exception):
+    """Reading (decompressing) the raw file failed: the raw file is damaged, not the output."""
+
+
+class _GuardedSource:
+    """The raw stream, with read errors told apart from write errors of the conversion."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def _call(self, method: str, arg: Any) -> Any:
+        try:
+            return getattr(self.stream, method)(arg)
+        except io.UnsupportedOperation:
+            raise
+        except OSError as exc:
+            raise _RawReadError(str(exc)) from exc
+
+    def readinto(self, buffer: Any) -> int:
+        return self._call("readinto", buffer)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._call("read", size)
+
+
+def _raw_identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """What tells one version of a raw file from another (the same window re-fetched later)."""
+    return {k: meta.get(k) for k in ("objects", "bytes", "written_at")}
 
 
 class XdmPartition:
@@ -45,31 +98,95 @@ class XdmPartition:
     def manifest_path(self, raw: RawFile) -> str:
         return f"{self.folder}/{raw.stem}.xdm.json"
 
+    def _read_manifest(self, rel: str) -> dict[str, Any] | None:
+        try:
+            manifest = self.lake.read_json(rel)
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return None
+        return manifest if isinstance(manifest, dict) and "parts" in manifest else None
+
     def manifests(self) -> dict[str, dict[str, Any]]:
-        """Manifests of the live raw files (keyed by raw stem)."""
+        """Readable manifests of the live raw files (keyed by raw stem)."""
         live = {f.stem for f in self.raw.files()}
         out = {}
         for f in self.lake.list_files(self.folder, suffix=".xdm.json"):
             stem = f.path.rsplit("/", 1)[1][: -len(".xdm.json")]
             if stem in live:
-                out[stem] = self.lake.read_json(f.path)
+                manifest = self._read_manifest(f.path)
+                if manifest is not None:
+                    out[stem] = manifest
         return out
 
-    def pending(self) -> list[RawFile]:
-        """Raw files not converted yet."""
-        done = set(self.manifests())
-        return [f for f in self.raw.files() if f.stem not in done]
+    def file_problems(self, manifest: dict[str, Any]) -> list[str]:
+        """Parts or quarantine file listed by a manifest that are missing or not whole."""
+        problems = []
+        for p in manifest["parts"]:
+            info = self.lake.fs.get_file_info(self.lake.full_path(p["path"]))
+            if info.size is None:
+                problems.append(f"part {p['path']} is missing")
+            elif info.size != p["bytes"]:
+                problems.append(f"part {p['path']} has {info.size} bytes, {p['bytes']} written")
+        quarantine = manifest.get("quarantine")
+        if manifest.get("quarantined") and not (quarantine and self.lake.exists(quarantine)):
+            problems.append(f"quarantine file {quarantine} is missing")
+        return problems
+
+    def pending(self, tenant: str) -> list[Pending]:
+        """Raw files to convert: never converted, or their XDM is stale or damaged (see above)."""
+        fingerprint = mapping_fingerprint(self.resource)
+        out = []
+        for raw in self.raw.files():
+            manifest = self._read_manifest(self.manifest_path(raw))
+            why = None
+            if manifest is None:
+                exists = self.lake.exists(self.manifest_path(raw))
+                why = "its manifest is unreadable" if exists else "not converted yet"
+            elif manifest.get("tenant") != tenant:
+                why = f"converted for tenant {manifest.get('tenant')!r}, now {tenant!r}"
+            elif manifest.get("mapping") != fingerprint:
+                why = f"converted with mapping {manifest.get('mapping')}, now {fingerprint}"
+            elif manifest.get("raw_identity") != _raw_identity(self.raw.read_meta(raw)):
+                why = "the raw file was re-fetched after it was converted"
+            else:
+                problems = self.file_problems(manifest)
+                why = "; ".join(problems) if problems else None
+            if why is not None:
+                out.append(Pending(raw, why))
+        return out
+
+    def kept_ids(self, tenant: str, exclude: set[str] = frozenset()) -> set[str]:
+        """Ids that are rows of the partition, from the parts of every converted file but
+        `exclude` (stems about to be converted again). Only the id column is read."""
+        column = f"_{tenant}.stripe.id"
+        ids: set[str] = set()
+        for stem, manifest in self.manifests().items():
+            if stem in exclude or manifest.get("tenant") != tenant:
+                continue
+            for p in manifest["parts"]:
+                table = pq.read_table(
+                    self.lake.full_path(p["path"]), columns=[column], filesystem=self.lake.fs
+                )
+                ids.update(table.column(0).to_pylist())
+        return ids
 
     def raw_objects(self) -> int:
-        return sum(int(self.lake.read_json(f.meta_path)["objects"]) for f in self.raw.files())
+        return sum(self.raw.read_meta(f)["objects"] for f in self.raw.files())
 
     def convert(
-        self, raw: RawFile, tenant: str, lookups: dict[str, Any] | None = None
+        self,
+        raw: RawFile,
+        tenant: str,
+        known_ids: set[str] | None = None,
+        lookups: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], ConversionResult]:
         """Convert one raw file; returns its manifest (already committed) and the result.
 
-        `lookups`: extra conversion parameters (refunds: the charge → customer index)."""
-        meta = self.lake.read_json(raw.meta_path)
+        `known_ids`: ids already rows of the partition (duplicates of them are dropped); the ids
+        kept here are added to it. `lookups`: extra conversion parameters (refunds: the charge → customer
+        index). A raw file that cannot be read whole is set aside (its window
+        is re-fetched by the next raw run) and `DamagedRawFile` names it.
+        """
+        meta = self.raw.read_meta(raw)
         staged = []
 
         def open_output(index: int):
@@ -79,26 +196,34 @@ class XdmPartition:
 
         quarantine_rel = f"{self.quarantine_folder}/{raw.stem}.jsonl"
         q_stream, q_handle = self.lake.open_staged(quarantine_rel)
+        ids = set(known_ids or ())
+        damage = None
         try:
             with self.lake.open_input(raw.path, compression="zstd") as source:
                 result = convert_jsonl(
-                    source,
+                    _GuardedSource(source),
                     resource=self.resource,
                     tenant=tenant,
                     account=meta.get("account"),
                     api_version=meta.get("api_version") or "unknown",
                     open_output=open_output,
                     quarantine=q_stream,
+                    day_window=day_bounds(self.day),
+                    known_ids=ids,
                     lookups=lookups,
                 )
             q_stream.close()
+            if result.input_records != meta["objects"]:
+                damage = f"holds {result.input_records} lines, {meta['objects']} were written"
+        except _RawReadError as exc:
+            damage = f"cannot be read: {exc}"
         except BaseException:
-            if not q_stream.closed:
-                q_stream.close()
-            q_handle.discard()
-            for handle in staged:
-                handle.discard()
+            self._discard(q_stream, q_handle, staged)
             raise
+        if damage is not None:
+            self._discard(q_stream, q_handle, staged)
+            moved = self.raw.set_aside(Damage(raw, self.resource, self.day, damage))
+            raise DamagedRawFile(moved.message())
         for handle in staged:
             handle.commit()
         if result.quarantined:
@@ -106,32 +231,57 @@ class XdmPartition:
         else:
             q_handle.discard()
             self.lake.delete(quarantine_rel)
+        parts = [f"{self.folder}/{raw.stem}.part{p.index}.parquet" for p in result.parts]
         manifest = {
             "raw": raw.path,
+            "raw_identity": _raw_identity(meta),
             "tenant": tenant,
+            "mapping": mapping_fingerprint(self.resource),
             "input_records": result.input_records,
             "rows": result.rows,
             "quarantined": result.quarantined,
+            "duplicates": result.duplicates,
+            "duplicate_ids": result.duplicate_ids,
             "reasons": dict(result.reasons),
             "quarantine": quarantine_rel if result.quarantined else None,
             "parts": [
-                {
-                    "path": f"{self.folder}/{raw.stem}.part{p.index}.parquet",
-                    "rows": p.rows,
-                    "bytes": p.bytes,
-                }
-                for p in result.parts
+                {"path": path, "rows": p.rows, "bytes": p.bytes}
+                for path, p in zip(parts, result.parts, strict=True)
             ],
             "converted_at": int(time.time()),
         }
         self.lake.write_json(self.manifest_path(raw), manifest)
+        # Parts of an earlier conversion that this one did not rewrite (it has fewer parts).
+        for f in self.lake.list_files(self.folder, suffix=".parquet"):
+            if f.path.rsplit("/", 1)[1].startswith(f"{raw.stem}.part") and f.path not in parts:
+                self.lake.delete(f.path)
+        if known_ids is not None:
+            known_ids.update(ids)
         return manifest, result
 
+    @staticmethod
+    def _discard(q_stream: Any, q_handle: Any, staged: list) -> None:
+        if not q_stream.closed:
+            q_stream.close()
+        q_handle.discard()
+        for handle in staged:
+            handle.discard()
+
     def parts(self) -> list[XdmPart]:
-        """Every XDM Parquet part of the live raw files, in window order."""
-        out = []
+        """Every XDM Parquet part of the live raw files, in window order.
+
+        Raises `MissingXdmPart` (naming the part and the fix) rather than list a part that is not
+        on the lake whole: a delivery must not start a batch it cannot finish.
+        """
+        out, problems = [], []
         for _, manifest in sorted(self.manifests().items()):
+            problems.extend(p for p in self.file_problems(manifest) if p.startswith("part "))
             out.extend(
                 XdmPart(p["path"], int(p["rows"]), int(p["bytes"])) for p in manifest["parts"]
+            )
+        if problems:
+            raise MissingXdmPart(
+                f"{'; '.join(problems)}. Materialize xdm/{self.resource} for {self.day} first: "
+                "it converts the raw file again"
             )
         return out

@@ -11,6 +11,7 @@ from stripe_aep.aep.ledger import BatchLedger
 from stripe_aep.aep.setup import resolve_dataset_id
 from stripe_aep.assets.raw import partition_days
 from stripe_aep.config import RESOURCES
+from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import AepResource, LakeResource
 from stripe_aep.xdm_lake import XdmPartition
@@ -53,6 +54,23 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
         ],
     )
     def aep_asset(
+        context: dg.AssetExecutionContext,
+        config: DeliveryConfig,
+        aep: AepResource,
+        lake: LakeResource,
+    ) -> dg.MaterializeResult:
+        # One writer per partition: a second delivery of these days waits here (see locks.py).
+        with hold_partitions(
+            lake.lake(),
+            "aep",
+            resource,
+            partition_days(context),
+            run_id=context.run_id,
+            log=context.log,
+        ):
+            return deliver_partitions(context, config, aep, lake)
+
+    def deliver_partitions(
         context: dg.AssetExecutionContext,
         config: DeliveryConfig,
         aep: AepResource,

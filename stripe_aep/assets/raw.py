@@ -8,6 +8,7 @@ import datetime as dt
 import dagster as dg
 
 from stripe_aep.config import RESOURCES
+from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
 from stripe_aep.stripe.extract import PartitionExtractor
@@ -65,9 +66,15 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
             visibility_lag_seconds=settings.visibility_lag_seconds,
         )
         try:
-            result = extractor.run(days, refresh=config.refresh)
+            # One writer per partition: a second run of these days waits here (see locks.py).
+            with hold_partitions(
+                lake.lake(), "stripe", resource, days, run_id=context.run_id, log=context.log
+            ):
+                result = extractor.run(days, refresh=config.refresh)
         finally:
             client.close()
+        for message in result.damaged:
+            context.log.warning(message)
         partitions = [RawPartition(lake.lake(), resource, d) for d in days]
         on_disk = sum(
             int(lake.lake().read_json(f.meta_path).get("objects", 0))

@@ -9,8 +9,10 @@ import dagster as dg
 from stripe_aep.assets.raw import partition_days
 from stripe_aep.charge_customers import ChargeCustomerIndex, refunds_carry_customer
 from stripe_aep.config import RESOURCES
+from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, XdmResource
+from stripe_aep.stripe.rawstore import DamagedRawFile
 from stripe_aep.xdm import column_schema
 from stripe_aep.xdm.resources import CHARGE_CUSTOMERS
 from stripe_aep.xdm_lake import XdmPartition
@@ -56,7 +58,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 RECONCILE_CHECK,
                 asset=key,
                 blocking=True,
-                description="raw objects = XDM rows + quarantined records, for the partitions",
+                description=(
+                    "raw objects = XDM rows + quarantined records + dropped duplicates, for the "
+                    "partitions, and every XDM part and quarantine file listed is on the lake whole"
+                ),
             ),
             dg.AssetCheckSpec(
                 QUARANTINE_CHECK,
@@ -69,25 +74,66 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lake: LakeResource, xdm: XdmResource
     ) -> dg.MaterializeResult:
         tenant = xdm.tenant_id()
+        # One writer per partition: a second conversion of these days waits here. The raw locks
+        # too (always after the XDM ones), so no extraction merges or adds raw files of these
+        # days while they are read, and setting a damaged raw file aside races no extraction.
+        days = partition_days(context)
+        with (
+            hold_partitions(
+                lake.lake(), "xdm", resource, days, run_id=context.run_id, log=context.log
+            ),
+            hold_partitions(
+                lake.lake(), "stripe", resource, days, run_id=context.run_id, log=context.log
+            ),
+        ):
+            return convert_partitions(context, lake, tenant)
+
+    def convert_partitions(
+        context: dg.AssetExecutionContext, lake: LakeResource, tenant: str
+    ) -> dg.MaterializeResult:
         partitions = [XdmPartition(lake.lake(), resource, day) for day in partition_days(context)]
         converted = rows = quarantined = 0
         preview = ""
-        lookups = _lookups(resource, lake, partitions)
+        damaged: list[str] = []
+        lookups = _lookups(resource, lake, partitions, tenant)
         for partition in partitions:
-            for raw in partition.pending():
-                manifest, result = partition.convert(raw, tenant, lookups)
+            # Raw files that are truncated or whose sidecar is unusable are set aside first.
+            damaged.extend(d.message() for d in partition.raw.heal())
+            pending = partition.pending(tenant)
+            if not pending:
+                continue
+            # Ids already rows of the day: a duplicate of one of them is dropped, not converted.
+            known = partition.kept_ids(tenant, exclude={p.raw.stem for p in pending})
+            for item in pending:
+                if item.why != "not converted yet":
+                    context.log.warning(f"{item.raw.path}: converting again, {item.why}")
+                try:
+                    manifest, result = partition.convert(item.raw, tenant, known, lookups)
+                except DamagedRawFile as exc:
+                    damaged.append(str(exc))
+                    continue
                 converted += 1
                 rows += manifest["rows"]
                 quarantined += manifest["quarantined"]
                 if result.rows:
                     preview = result.preview_markdown()
-        raw_objects = total_rows = total_quarantined = total_bytes = files = 0
+        for message in damaged:
+            context.log.warning(message)
+        raw_objects = total_rows = total_quarantined = total_duplicates = total_bytes = files = 0
         reasons: dict[str, int] = {}
+        problems: list[str] = []
         for partition in partitions:
             raw_objects += partition.raw_objects()
-            for manifest in partition.manifests().values():
+            manifests = partition.manifests()
+            unconverted = [f.path for f in partition.raw.files() if f.stem not in manifests]
+            problems.extend(f"{path} has no XDM manifest" for path in unconverted)
+            for manifest in manifests.values():
+                problems.extend(partition.file_problems(manifest))
+                if manifest.get("tenant") != tenant:
+                    problems.append(f"{manifest['raw']} was converted for another tenant")
                 total_rows += manifest["rows"]
                 total_quarantined += manifest["quarantined"]
+                total_duplicates += manifest.get("duplicates", 0)
                 files += len(manifest["parts"])
                 total_bytes += sum(p["bytes"] for p in manifest["parts"])
                 for reason, count in manifest["reasons"].items():
@@ -95,7 +141,15 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         context.log.info(
             f"{resource}: converted {converted} raw files into {rows} rows, {quarantined} quarantined"
         )
-        reconciled = raw_objects == total_rows + total_quarantined
+        if damaged:
+            # The healthy files are converted; the damaged ones need the raw asset again.
+            raise dg.Failure(
+                description=f"{len(damaged)} damaged raw file(s) set aside:\n" + "\n".join(damaged),
+                metadata={"damaged_raw_files": len(damaged), "converted": converted},
+            )
+        reconciled = (
+            raw_objects == total_rows + total_quarantined + total_duplicates and not problems
+        )
         top_reasons = "\n".join(
             f"- {count} × {reason}"
             for reason, count in sorted(reasons.items(), key=lambda x: -x[1])
@@ -106,6 +160,7 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 "rows_converted": rows,
                 "raw_files_converted": converted,
                 "quarantined": total_quarantined,
+                "duplicates_dropped": total_duplicates,
                 "bytes": total_bytes,
                 "files": files,
                 "tenant": tenant,
@@ -121,6 +176,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                         "raw_objects": raw_objects,
                         "xdm_rows": total_rows,
                         "quarantined": total_quarantined,
+                        "duplicates_dropped": total_duplicates,
+                        "problems": dg.MetadataValue.md(
+                            "\n".join(f"- {p}" for p in problems[:50]) or "none"
+                        ),
                     },
                 ),
                 dg.AssetCheckResult(
@@ -141,15 +200,17 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
     return xdm_asset
 
 
-def _lookups(resource: str, lake: LakeResource, partitions: list[XdmPartition]) -> dict | None:
+def _lookups(
+    resource: str, lake: LakeResource, partitions: list[XdmPartition], tenant: str
+) -> dict | None:
     """Refunds read at an API version without `refund.customer`: the charge → customer index of
     the raw charges on the lake (stripe_aep/charge_customers.py)."""
     if resource != "refunds":
         return None
     versions = {
-        lake.lake().read_json(raw.meta_path).get("api_version")
+        partition.raw.read_meta(item.raw).get("api_version")
         for partition in partitions
-        for raw in partition.pending()
+        for item in partition.pending(tenant)
     }
     if all(refunds_carry_customer(version) for version in versions):
         return None

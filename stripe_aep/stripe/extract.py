@@ -87,6 +87,8 @@ class ExtractionResult:
     cursors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     request_stats: dict[str, float] = field(default_factory=dict)
+    #: Damaged raw files set aside before planning (their windows were fetched again): messages.
+    damaged: list[str] = field(default_factory=list)
 
     @property
     def objects_per_second(self) -> float:
@@ -123,6 +125,7 @@ class PartitionExtractor:
         self.min_piece = min_piece_seconds
         self._account_id = account_id or client.settings.account
         self._stop = threading.Event()
+        self._damaged: list[str] = []
 
     def _account(self) -> str | None:
         """The Stripe account the data belongs to (recorded with every file)."""
@@ -142,6 +145,9 @@ class PartitionExtractor:
         refreshes: list[tuple[RawPartition, int, int]] = []
         for day in days:
             part = RawPartition(self.lake, self.resource, day)
+            # A truncated or unreadable file is set aside first, so its window is a gap again
+            # (or, for a merged file, the parts it superseded count again if still there).
+            self._damaged.extend(d.message() for d in part.heal())
             part.cleanup_superseded()
             gaps.extend((part, a, b) for a, b in part.gaps(until))
             if refresh:
@@ -166,6 +172,7 @@ class PartitionExtractor:
         stats_before = self.client.stats.as_dict()
         result = ExtractionResult(self.resource, [d.isoformat() for d in days])
         tasks = self.plan(days, refresh)
+        result.damaged = list(self._damaged)
         known_ids: dict[RawPartition, set[str]] = {}
         if refresh:
             for part in {t.part for t in tasks if t.refresh is not None}:

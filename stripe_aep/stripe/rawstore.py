@@ -15,12 +15,18 @@ Two more kinds of file keep that true:
   ignored by every reader, so a crash between "merge written" and "parts deleted" doubles nothing;
 - a refresh file `<gte>-<lt>~<run>.jsonl.zst` holds objects found by re-reading an already covered window
   (late-visible objects) that were not on disk yet; it only ever adds new ids.
+
+Damage heals by the same rule: a data file whose size differs from the size its sidecar recorded
+(truncated), that cannot be decompressed or holds fewer lines than recorded, or whose sidecar is missing
+or not valid JSON, is *set aside* (moved to `damaged/…`, kept for inspection) with a warning that names
+it. Its window is then no longer covered, so the next run re-fetches exactly that window.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -30,6 +36,8 @@ from typing import Any
 import pyarrow as pa
 
 from stripe_aep.lake import Lake
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d+)-(\d+)(?:~(\d+))?\.jsonl\.zst$")
 DAY = 86400
@@ -58,6 +66,40 @@ class RawFile:
     @property
     def meta_path(self) -> str:
         return self.path[: -len(".jsonl.zst")] + ".meta.json"
+
+
+class DamagedRawFile(Exception):
+    """A raw file or its sidecar cannot be trusted. The message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One damaged raw file: what is wrong, and where it was moved (None until set aside)."""
+
+    file: RawFile
+    resource: str
+    day: dt.date
+    reason: str
+    moved_to: str | None = None
+
+    def message(self) -> str:
+        window = f"[{_iso(self.file.gte)}, {_iso(self.file.lt)})"
+        where = f"moved to {self.moved_to}" if self.moved_to else "left in place"
+        if self.file.refresh is None:
+            fix = (
+                f"its window {window} is a gap again: the next run of stripe/{self.resource} for "
+                f"{self.day} re-fetches it"
+            )
+        else:
+            fix = (
+                f"it held late arrivals of {window}: run stripe/{self.resource} for {self.day} "
+                "with refresh: true to fetch them again"
+            )
+        return f"raw file {self.file.path} is damaged ({self.reason}); {where}; {fix}"
+
+
+def _iso(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -138,6 +180,91 @@ class RawPartition:
         hi = min(until, self.end)
         return subtract(self.start, hi, self.coverage()) if hi > self.start else []
 
+    def _load_meta(self, raw: RawFile) -> tuple[dict[str, Any] | None, str]:
+        """(sidecar, "") or (None, what is wrong with it)."""
+        try:
+            meta = self.lake.read_json(raw.meta_path)
+        except FileNotFoundError:
+            return None, "is missing"
+        except (ValueError, UnicodeDecodeError) as exc:
+            return None, f"is not valid JSON ({exc})"
+        if isinstance(meta, dict) and isinstance(meta.get("objects"), int):
+            return meta, ""
+        return None, "has no object count"
+
+    def read_meta(self, raw: RawFile) -> dict[str, Any]:
+        """The sidecar of a raw file; `DamagedRawFile` (naming it and the fix) if it is unusable."""
+        meta, problem = self._load_meta(raw)
+        if meta is None:
+            raise DamagedRawFile(
+                f"{self.lake.full_path(raw.meta_path)} {problem}. Run stripe/{self.resource} for "
+                f"{self.day}: it sets the file aside and re-fetches its window"
+            )
+        return meta
+
+    def inspect(self, deep: bool = False) -> list[Damage]:
+        """Damaged live files. Cheap checks always (sidecar readable, size as recorded); `deep`
+        also decompresses each file and counts its lines (always done for files whose sidecar
+        predates the recorded size)."""
+        found = []
+        for f in self.files():
+            reason = self._check(f, deep)
+            if reason is not None:
+                found.append(Damage(f, self.resource, self.day, reason))
+        return found
+
+    def _check(self, f: RawFile, deep: bool) -> str | None:
+        meta, problem = self._load_meta(f)
+        if meta is None:
+            return f"its sidecar {f.meta_path} {problem}"
+        size = self.lake.fs.get_file_info(self.lake.full_path(f.path)).size
+        recorded = meta.get("bytes")
+        if isinstance(recorded, int) and size != recorded:
+            return f"truncated or altered: {size} bytes on disk, {recorded} written"
+        if deep or not isinstance(recorded, int):
+            try:
+                lines = self.count_lines(f)
+            except OSError as exc:
+                return f"cannot be read: {exc}"
+            if lines != meta["objects"]:
+                return f"holds {lines} lines, {meta['objects']} were written"
+            if not isinstance(recorded, int):
+                # Written before sizes were recorded: record it now, so later checks are a stat.
+                self.lake.write_json(f.meta_path, {**meta, "bytes": size})
+        return None
+
+    def count_lines(self, f: RawFile) -> int:
+        """Non-empty lines of a raw file, streamed (OSError if it cannot be decompressed)."""
+        count, last = 0, b"\n"
+        with self.lake.open_input(f.path, compression="zstd") as stream:
+            while chunk := stream.read(1 << 22):
+                count += chunk.count(b"\n")
+                last = chunk[-1:]
+        return count + (last != b"\n")
+
+    def set_aside(self, damage: Damage) -> Damage:
+        """Move a damaged file and its sidecar to `damaged/<folder>/<ms>/`: kept for inspection,
+        and its window is no longer covered."""
+        folder = f"damaged/{self.folder}/{int(time.time() * 1000)}"
+        fs, full = self.lake.fs, self.lake.full_path
+        fs.create_dir(full(folder), recursive=True)
+        for rel in (damage.file.meta_path, damage.file.path):  # data last: it marks coverage
+            try:
+                fs.move(full(rel), full(f"{folder}/{rel.rsplit('/', 1)[1]}"))
+            except FileNotFoundError:
+                pass
+        target = f"{folder}/{damage.file.path.rsplit('/', 1)[1]}"
+        return Damage(damage.file, damage.resource, damage.day, damage.reason, target)
+
+    def heal(self, deep: bool = False) -> list[Damage]:
+        """Set every damaged live file aside, with a warning naming it; returns what was done."""
+        done = []
+        for damage in self.inspect(deep):
+            moved = self.set_aside(damage)
+            log.warning(moved.message())
+            done.append(moved)
+        return done
+
     def ids(self) -> set[str]:
         """Ids already on disk (used by refresh to keep only new objects)."""
         out: set[str] = set()
@@ -188,10 +315,17 @@ class RawPartition:
         name = f"{gte}-{lt}" + (f"~{refresh}" if refresh is not None else "")
         raw = RawFile(gte, lt, refresh, f"{self.folder}/{name}.jsonl.zst")
         count = 0
-        with self.lake.write_atomic(raw.path, compression=None if compressed else "zstd") as out:
+        sink, staged = self.lake.open_staged(raw.path)
+        out = sink if compressed else pa.CompressedOutputStream(sink, "zstd")
+        try:
             for chunk, lines in chunks:
                 out.write(chunk)
                 count += lines
+            out.close()
+            if not sink.closed:
+                sink.close()
+            # The compressed size is recorded so that a truncated file is seen by a stat alone.
+            size = self.lake.fs.get_file_info(staged.tmp).size
             # The sidecar is committed before the data file is renamed into place.
             self.lake.write_json(
                 raw.meta_path,
@@ -200,12 +334,21 @@ class RawPartition:
                     "day": self.day.isoformat(),
                     "gte": gte,
                     "lt": lt,
-                    "objects": count,
                     "refresh": refresh is not None,
                     "written_at": int(time.time()),
                     **meta,
+                    # What was actually written always wins over what the caller passed.
+                    "objects": count,
+                    "bytes": size,
                 },
             )
+            staged.commit()
+        except BaseException:
+            for stream in (out, sink):
+                if not stream.closed:
+                    stream.close()
+            staged.discard()
+            raise
         return raw
 
     def merge(self, parts: list[RawFile], meta: dict[str, Any]) -> RawFile | None:
@@ -224,7 +367,7 @@ class RawPartition:
 
         def chunks():
             for p in parts:
-                objects = int(self.lake.read_json(p.meta_path)["objects"])
+                objects = self.read_meta(p)["objects"]
                 yield self.lake.read_bytes(p.path), objects
 
         meta = {**meta, "merged_from": len(parts)}

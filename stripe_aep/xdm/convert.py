@@ -25,6 +25,14 @@ Why it is built this way:
 - pyarrow's JSON reader crashes on an input that is only `null` and turns a `null` line into an
   all-null row; lines whose first and last non-blank bytes are not `{`/`}` are therefore never
   handed to it, and the row count of every parse is checked against the line count.
+- One row per object and day: with `day_window` (the partition's `[start, end)` in Unix seconds) a
+  record whose `created` lies outside it is quarantined (`created_outside_partition`), and a record
+  whose id was already kept (earlier in the file, or in `known_ids`: the rows of the partition's
+  other files) is dropped and counted as a duplicate: the first copy in conversion order is kept,
+  so every id of a partition is one row. input = rows + quarantined + duplicates.
+- Quarantine lines name the object (`id`, when one can be read) and the real cause: an integer
+  beyond ±(2^53 − 1) is `out_of_range` on its field; a line nested too deeply for any JSON parser
+  here (e.g. `metadata` 3,000 levels deep) is `too_deeply_nested`, and only that line is affected.
 - AEP's Parquet: nested groups following the XDM paths, only DOUBLE/INT64/BOOLEAN/UTF8/MAP/LIST
   and INT64 TIMESTAMP(MILLIS, UTC); parts are rolled over before they reach `max_file_bytes`
   (256 MB per file PUT). Rows keep the input order, so the same input gives the same files.
@@ -32,6 +40,8 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import io
 import json
 import queue
@@ -60,13 +70,34 @@ from stripe_aep.xdm.schemas import (
     validate_tenant,
     xdm_schema_for,
 )
-from stripe_aep.xdm.spec import Frame, build_field, first_failure, line_fingerprints
+from stripe_aep.xdm.spec import (
+    LONG_MAX,
+    LONG_MIN,
+    Frame,
+    build_field,
+    first_failure,
+    line_fingerprints,
+)
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
 DEFAULT_BLOCK_BYTES = 16 * 1024**2
 _PARSE_BLOCK = 1024**2
 _LBRACE, _RBRACE, _NL = ord("{"), ord("}"), ord("\n")
 _CHANGED = re.compile(r"Column\((?P<col>[^)]*)\) changed from (?P<a>\w+) to (?P<b>\w+)")
+
+#: Bump when the conversion of the same input changes without a schema change (rules, quarantine,
+#: value formats): XDM files written by another mapping version are converted again.
+MAPPING_VERSION = 2
+#: A JSON string (with whether a `:` follows it: it is a key) or a bracket.
+_TOKEN = re.compile(rb'(?P<string>"(?:[^"\\]|\\.)*")(?P<colon>\s*:)?|[{}\[\]]')
+
+
+def mapping_fingerprint(resource: str) -> str:
+    """Identifies the mapping a file was converted with: version + the resource's XDM schema."""
+    schema = xdm_schema_for(resource, "tenant")
+    digest = hashlib.sha256(f"{MAPPING_VERSION}\n{schema}".encode()).hexdigest()[:16]
+    return f"v{MAPPING_VERSION}-{digest}"
+
 
 #: Parquet writer settings AEP accepts (see docs/xdm-mapping.md).
 PARQUET_OPTIONS: dict[str, Any] = {
@@ -102,6 +133,8 @@ class ConversionResult:
     reasons: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
     slow_path_records: int = 0
+    duplicates: int = 0
+    duplicate_ids: list[str] = field(default_factory=list)  # the first 100
 
     @property
     def bytes(self) -> int:
@@ -113,7 +146,7 @@ class ConversionResult:
 
     @property
     def reconciled(self) -> bool:
-        return self.input_records == self.rows + self.quarantined
+        return self.input_records == self.rows + self.quarantined + self.duplicates
 
     def preview_markdown(self, max_rows: int = 5) -> str:
         """A short markdown table of the first rows (flattened key columns)."""
@@ -422,11 +455,18 @@ class Converter:
         tenant: str,
         params: dict[str, Any],
         quarantine: BinaryIO,
+        day_window: tuple[int, int] | None = None,
+        known_ids: set[str] | None = None,
     ) -> None:
         self.mapping = mapping
         self.tenant = tenant
         self.params = params
         self.quarantine = quarantine
+        self.day_window = day_window
+        # The caller's set, updated in place: ids kept here are rows of the partition too.
+        self.kept_ids: set[str] = known_ids if known_ids is not None else set()
+        self.duplicates = 0
+        self.duplicate_ids: list[str] = []
         self.schema = xdm_schema_for(mapping.resource, tenant)
         self.fields = mapping.fields(tenant)
         self.expandables = {input_error_path(p): p for p in expandable_paths(mapping)}
@@ -579,8 +619,40 @@ class Converter:
             for i, line in zip(bad, raw, strict=True):
                 _, reason, fld = checks[failing[i]]
                 self._quarantine_raw(reason, fld, _check_detail(reason, fld), line)
-            return out.filter(pa.array(failing < 0))
-        return out
+        keep = self._one_per_id_and_day(out, failing < 0, lines)
+        return out if keep.all() else out.filter(pa.array(keep))
+
+    def _one_per_id_and_day(self, out: pa.Table, valid: np.ndarray, lines: pa.Array) -> np.ndarray:
+        """Of the valid rows, those to keep: created within the day, id not kept before."""
+        keep = valid.copy()
+        common = out.column(f"_{self.tenant}").combine_chunks().field("stripe")
+        if self.day_window is not None:
+            created = pc.cast(common.field("created"), pa.int64()).to_numpy(zero_copy_only=False)
+            start, end = (b * 1000 for b in self.day_window)
+            outside = np.flatnonzero(valid & ((created < start) | (created >= end)))
+            if len(outside):
+                raw = lines.take(pa.array(outside)).to_pylist()
+                for i, line in zip(outside, raw, strict=True):
+                    self._quarantine_raw(
+                        "created_outside_partition",
+                        "created",
+                        f"created {_iso_ms(int(created[i]))} is outside the partition's day "
+                        f"[{_iso_ms(start)}, {_iso_ms(end)})",
+                        line,
+                    )
+                keep[outside] = False
+        ids = common.field("id").to_pylist()
+        kept = self.kept_ids
+        for i in np.flatnonzero(keep):
+            oid = ids[i]
+            if oid in kept:
+                keep[i] = False
+                self.duplicates += 1
+                if len(self.duplicate_ids) < 100:
+                    self.duplicate_ids.append(oid)
+            else:
+                kept.add(oid)
+        return keep
 
     # -- slow path ---------------------------------------------------------------------------
 
@@ -594,6 +666,15 @@ class Converter:
             self.slow_path_records += 1
             try:
                 obj = json.loads(text)
+            except RecursionError:
+                self._quarantine_text(
+                    "too_deeply_nested",
+                    None,
+                    "the object is nested too deeply to be parsed (more than ~1,000 levels, e.g. "
+                    "a metadata value); only this object is affected",
+                    raw,
+                )
+                continue
             except ValueError as exc:
                 self._quarantine_text("invalid_json", None, str(exc), raw)
                 continue
@@ -604,8 +685,8 @@ class Converter:
                 continue
             problem = _diagnose(obj, self.tree)
             if problem is not None:
-                fld, detail = problem
-                self._quarantine_obj("type_mismatch", fld, detail, obj)
+                reason, fld, detail = problem
+                self._quarantine_text(reason, fld, detail, raw)
                 continue
             good_raw.append(raw if raw.endswith(b"\n") else raw + b"\n")
             good_projected.append(
@@ -636,27 +717,67 @@ class Converter:
 
     # -- quarantine --------------------------------------------------------------------------
 
-    def _write_quarantine(self, reason: str, fld: str | None, detail: str, record_json: bytes):
-        head = json.dumps({"reason": reason, "field": fld, "detail": detail})[:-1]
+    def _write_quarantine(
+        self, reason: str, fld: str | None, detail: str, record_json: bytes, oid: str | None
+    ) -> None:
+        head = json.dumps({"reason": reason, "field": fld, "id": oid, "detail": detail})[:-1]
         self.quarantine.write(head.encode() + b', "record": ' + record_json + b"}\n")
         self.reasons[reason] += 1
         self.quarantined += 1
 
     def _quarantine_raw(self, reason: str, fld: str | None, detail: str, raw: bytes) -> None:
+        """A line that is valid JSON: kept as the record itself."""
         text = raw.strip()
         try:
-            json.loads(text)
-            record = text
-        except ValueError:
-            record = json.dumps(text.decode("utf-8", "replace")).encode()
-        self._write_quarantine(reason, fld, detail, record)
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            self._quarantine_text(reason, fld, detail, raw)
+            return
+        oid = obj.get("id") if isinstance(obj, dict) else None
+        self._write_quarantine(reason, fld, detail, text, oid if isinstance(oid, str) else None)
 
     def _quarantine_text(self, reason: str, fld: str | None, detail: str, raw: bytes) -> None:
-        record = json.dumps(raw.strip().decode("utf-8", "replace")).encode()
-        self._write_quarantine(reason, fld, detail, record)
+        """A line kept verbatim; a JSON object is kept as is, anything else as a JSON string."""
+        text = raw.strip()
+        record = text if text.startswith(b"{") and text.endswith(b"}") else None
+        if record is not None:
+            try:
+                json.loads(text)
+            except (ValueError, RecursionError):
+                record = None
+        if record is None:
+            record = json.dumps(text.decode("utf-8", "replace")).encode()
+        self._write_quarantine(reason, fld, detail, record, _id_in_line(text))
 
     def _quarantine_obj(self, reason: str, fld: str | None, detail: str, obj: Any) -> None:
-        self._write_quarantine(reason, fld, detail, json.dumps(obj, separators=(",", ":")).encode())
+        oid = obj.get("id") if isinstance(obj, dict) else None
+        record = json.dumps(obj, separators=(",", ":")).encode()
+        self._write_quarantine(reason, fld, detail, record, oid if isinstance(oid, str) else None)
+
+
+def _id_in_line(text: bytes) -> str | None:
+    """The top-level `id` of a line that cannot be parsed (too deep, cut short): a token scan that
+    tracks the nesting depth, so an `id` inside a nested object is never taken for the object's."""
+    depth, expect_value = 0, False
+    for m in _TOKEN.finditer(text, 0, 1 << 22):
+        token = m.group("string") or m.group()
+        if token in (b"{", b"["):
+            depth, expect_value = depth + 1, False
+        elif token in (b"}", b"]"):
+            depth, expect_value = depth - 1, False
+        elif expect_value:
+            try:
+                value = json.loads(token)
+            except ValueError:
+                return None
+            return value if isinstance(value, str) else None
+        elif depth == 1 and token == b'"id"' and m.group("colon"):
+            expect_value = True
+    return None
+
+
+def _iso_ms(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _block_size_for(longest_line: int) -> int:
@@ -717,8 +838,8 @@ _EXPECT = {
 }
 
 
-def _diagnose(obj: dict, node: _Node, path: str = "") -> tuple[str, str] | None:
-    """First declared Stripe path whose value has the wrong JSON kind: (path, detail)."""
+def _diagnose(obj: dict, node: _Node, path: str = "") -> tuple[str, str, str] | None:
+    """First declared Stripe path whose value cannot be converted: (reason, path, detail)."""
     for name, child in node.children.items():
         p = f"{path}.{name}" if path else name
         v = obj.get(name)
@@ -727,21 +848,32 @@ def _diagnose(obj: dict, node: _Node, path: str = "") -> tuple[str, str] | None:
         values = [v]
         if child.is_list:
             if not isinstance(v, list):
-                return p, f"expected an array, got {_kind(v)}"
+                return "type_mismatch", p, f"expected an array, got {_kind(v)}"
             values = v
             p = f"{p}[]"
         for item in values:
             if child.kind is not None:
                 if not _leaf_ok(child.kind, item):
                     expected = _EXPECT.get(child.kind, child.kind)
-                    return p, f"expected {expected}, got {_kind(item)}"
+                    return "type_mismatch", p, f"expected {expected}, got {_kind(item)}"
+                if child.kind in ("integer", "number") and _beyond_long(item):
+                    return (
+                        "out_of_range",
+                        p,
+                        f"{p} is {item}, beyond ±{LONG_MAX} (2^53 − 1): XDM stores integers as "
+                        "JSON-safe longs and amounts as doubles, neither can hold it exactly",
+                    )
             elif item is not None:
                 if not isinstance(item, dict):
-                    return p, f"expected an object, got {_kind(item)}"
+                    return "type_mismatch", p, f"expected an object, got {_kind(item)}"
                 found = _diagnose(item, child, p)
                 if found is not None:
                     return found
     return None
+
+
+def _beyond_long(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and not LONG_MIN <= v <= LONG_MAX
 
 
 def _project(obj: dict, node: _Node) -> dict:
@@ -789,6 +921,8 @@ def convert_jsonl(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_rows: int = 128 * 1024,
     preview_rows: int = 5,
+    day_window: tuple[int, int] | None = None,
+    known_ids: set[str] | None = None,
     lookups: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """Convert decompressed Stripe JSON lines of one resource to XDM Parquet parts.
@@ -797,7 +931,10 @@ def convert_jsonl(
     `open_output(i)`: opens the i-th Parquet part (a writable pyarrow NativeFile); each part is
     closed here when complete, the caller names and commits it. No part is opened for 0 rows.
     `quarantine`: binary file-like receiving one JSON line per rejected record.
-    Every non-blank input line ends as exactly one row or one quarantine line.
+    `day_window`: the partition's [start, end) in Unix seconds; records created outside it are
+    quarantined. `known_ids`: ids already rows of the partition; records with such an id (or one
+    seen earlier in this input) are dropped as duplicates and counted. The ids kept are added.
+    Every non-blank input line ends as exactly one row, one quarantine line or one duplicate.
     `lookups`: extra conversion parameters some sources read (refunds: `charge_customers`).
     """
     mapping = mapping_for(resource)
@@ -808,8 +945,14 @@ def convert_jsonl(
         )
     if max_file_bytes < 64 * 1024:
         raise ValueError(f"max_file_bytes={max_file_bytes} is too small (minimum 64 KiB)")
-    params = {**(lookups or {}), "account": account, "api_version": api_version}
-    conv = Converter(mapping, tenant, params, quarantine)
+    conv = Converter(
+        mapping,
+        tenant,
+        {**(lookups or {}), "account": account, "api_version": api_version},
+        quarantine,
+        day_window=day_window,
+        known_ids=known_ids,
+    )
     writer = _PartWriter(conv.schema, open_output, max_file_bytes, row_group_rows)
     result = ConversionResult(resource=resource)
     preview: list[dict[str, Any]] = []
@@ -831,9 +974,11 @@ def convert_jsonl(
     result.reasons = dict(conv.reasons)
     result.preview = preview
     result.slow_path_records = conv.slow_path_records
+    result.duplicates = conv.duplicates
+    result.duplicate_ids = list(conv.duplicate_ids)
     if not result.reconciled:  # pragma: no cover - an invariant, not an expected state
         raise RuntimeError(
             f"{resource}: {result.input_records} input records but {result.rows} rows + "
-            f"{result.quarantined} quarantined"
+            f"{result.quarantined} quarantined + {result.duplicates} duplicates"
         )
     return result

@@ -85,8 +85,10 @@ validation and this page. `_{{TENANT}}` stands for your tenant namespace (`_` + 
   whose charge is not on the lake keeps a null identity.
 - **Validation and quarantine.** Every record is checked against the constraints below (required
   fields, JSON kinds of the Stripe values, enums, patterns, ranges, known currency). A failing
-  record goes to the quarantine file as `{{"reason", "field", "detail", "record"}}` with the
-  original object; input records = rows + quarantined, always.
+  record goes to the quarantine file as `{{"reason", "field", "id", "detail", "record"}}` with
+  the original object; an object created outside its partition's day is quarantined too, and a
+  second copy of an id already a row of the partition is dropped and counted; input records =
+  rows + quarantined + duplicates, always.
 - **Parquet.** Nested groups following the XDM paths; only BYTE_ARRAY (UTF8), INT64, DOUBLE,
   BOOLEAN, MAP (string keys), LIST and INT64 TIMESTAMP(MILLIS, UTC); no INT96, no DECIMAL, no FLOAT,
   no unannotated binary; Snappy compression; parts of at most 256 MB; rows in input order
