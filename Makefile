@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench dev emulate clean
+.PHONY: install demo test chaos lint format bench dev emulate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The chaos test with 20 seeds instead of the 2 that `make test` runs (see stripe_aep_tests/chaos).
+chaos: $(STAMP)
+	STRIPE_AEP_CHAOS_SEEDS=20 $(BIN)/pytest -q stripe_aep_tests/chaos
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py

@@ -1,0 +1,58 @@
+"""Child process of the chaos test: one run of all assets over a range of days, then exit.
+
+Run as `python -m stripe_aep_tests.chaos.chaos_child <lake> <first-day> <last-day>` with the
+`STRIPE_*` and `AEP_*` variables pointing at the emulators. It exits 0 when the run succeeded and 1
+when it failed (a failed run is an expected outcome under faults; the test judges only the data).
+The chaos test SIGKILLs it at random moments, so it must never rely on finishing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import dagster as dg
+
+from stripe_aep.assets.aep import aep_assets
+from stripe_aep.assets.raw import raw_assets
+from stripe_aep.assets.xdm import xdm_assets
+from stripe_aep.config import RESOURCES
+from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+
+
+def main(argv: list[str]) -> int:
+    lake, first, last = argv
+    resources = {
+        "stripe": StripeResource(
+            api_key=os.environ["STRIPE_API_KEY"],
+            api_base=os.environ["STRIPE_API_BASE"],
+            max_rps="200",
+            visibility_lag_seconds="0",
+        ),
+        "lake": LakeResource(root=lake),
+        "xdm": XdmResource(tenant=os.environ["AEP_TENANT_ID"]),
+        "aep": AepResource(),
+    }
+    run_config = {
+        "ops": {
+            f"aep__{r}": {"config": {"poll_interval_seconds": 0.05, "wait_timeout_seconds": 20}}
+            for r in RESOURCES
+        }
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*raw_assets, *xdm_assets, *aep_assets],
+            resources=resources,
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+            run_config=run_config,
+            raise_on_error=False,
+        )
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
