@@ -84,6 +84,15 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return doctor_command()
 
 
+def _cmd_ledger_recover(args: argparse.Namespace) -> int:
+    from stripe_aep.aep.ledger import LEDGER_RELATIVE_PATH
+    from stripe_aep.aep.recover_ledger import main as recover
+    from stripe_aep.config import data_dir_from_env
+
+    path = args.path or os.path.join(data_dir_from_env(), LEDGER_RELATIVE_PATH)
+    return recover([path])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stripe-aep", description="Stripe → Adobe Experience Platform, as XDM, exactly once."
@@ -122,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check Stripe and AEP credentials and permissions")
     doctor.set_defaults(func=_cmd_doctor)
+
+    ledger = sub.add_parser("ledger", help="the delivery ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    recover = ledger_sub.add_parser(
+        "recover",
+        help="move an unreadable ledger aside; the next delivery rebuilds it from AEP's Catalog",
+    )
+    recover.add_argument(
+        "path",
+        nargs="?",
+        help="the ledger file (default: $STRIPE_AEP_DATA_DIR/ledger/aep_batches.sqlite)",
+    )
+    recover.set_defaults(func=_cmd_ledger_recover)
     return parser
 
 

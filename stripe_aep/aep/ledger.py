@@ -34,7 +34,7 @@ The ledger is not the only memory: every batch also carries its identity in AEP 
 deliver.py), and `record_adopted` rebuilds attempts from what Catalog reports. So a ledger that is
 deleted, emptied or replaced is rebuilt from AEP by the next delivery; one that cannot be read
 (garbage bytes, a truncated file, a foreign schema) is refused at open with `LedgerUnreadable`, which
-names the file and the recovery command (`python -m stripe_aep.aep.recover_ledger <path>`: move it
+names the file and the recovery command (`stripe-aep ledger recover <path>`: move it
 aside, the next run rebuilds it) rather than guessing and risking a second delivery.
 """
 
@@ -74,7 +74,7 @@ class LedgerUnreadable(AepError):
 
 def recovery_command(path: str | os.PathLike[str]) -> str:
     """The shell command that moves a damaged ledger aside (see `set_aside`)."""
-    return f"python -m stripe_aep.aep.recover_ledger {shlex.quote(str(path))}"
+    return f"stripe-aep ledger recover {shlex.quote(str(path))}"
 
 
 def set_aside(path: str | os.PathLike[str], *, reason: str = "damaged") -> list[Path]:

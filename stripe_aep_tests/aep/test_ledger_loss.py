@@ -187,7 +187,7 @@ def test_unreadable_ledger_fails_naming_it_and_its_recovery_command_which_works(
 
     # the recovery command, run for real: the file is kept aside, the next run rebuilds from AEP
     recovered = subprocess.run(
-        [sys.executable, *recovery_command(path).split()[1:]],
+        [sys.executable, "-m", "stripe_aep.cli", *recovery_command(path).split()[1:]],
         capture_output=True,
         text=True,
         cwd=ROOT,
