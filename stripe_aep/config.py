@@ -125,6 +125,7 @@ class StripeSettings:
     max_rps: float = DEFAULT_MAX_RPS_TEST
     visibility_lag_seconds: int = DEFAULT_VISIBILITY_LAG_SECONDS
     concurrency: int = DEFAULT_CONCURRENCY
+    rates: StripeRateSettings = field(default_factory=lambda: StripeRateSettings())
 
     @property
     def key_hint(self) -> str:
@@ -145,6 +146,7 @@ class StripeSettings:
         max_rps: str | float | None = None,
         visibility_lag_seconds: str | int | None = None,
         concurrency: str | int | None = None,
+        rates: StripeRateSettings | None = None,
     ) -> StripeSettings:
         """Validate raw values (strings from the environment or resource config)."""
         if not api_key:
@@ -182,9 +184,8 @@ class StripeSettings:
             "STRIPE_CONCURRENCY": "" if concurrency is None else str(concurrency),
         }
         live = "_live_" in api_key
-        rps = _positive_float(
-            env, "STRIPE_MAX_RPS", DEFAULT_MAX_RPS_LIVE if live else DEFAULT_MAX_RPS_TEST
-        )
+        rates = rates or StripeRateSettings()
+        rps = _positive_float(env, "STRIPE_MAX_RPS", rates.default_account_rps(live))
         lag = _non_negative_int(
             env, "STRIPE_VISIBILITY_LAG_SECONDS", DEFAULT_VISIBILITY_LAG_SECONDS
         )
@@ -199,6 +200,7 @@ class StripeSettings:
             max_rps=rps,
             visibility_lag_seconds=lag,
             concurrency=conc,
+            rates=rates,
         )
 
     @classmethod
@@ -212,9 +214,107 @@ class StripeSettings:
             max_rps=env.get("STRIPE_MAX_RPS"),
             visibility_lag_seconds=env.get("STRIPE_VISIBILITY_LAG_SECONDS"),
             concurrency=env.get("STRIPE_CONCURRENCY"),
+            rates=StripeRateSettings.from_env(env),
         )
 
 
 def data_dir_from_env(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     return env.get("STRIPE_AEP_DATA_DIR") or DEFAULT_DATA_DIR
+
+
+# ---- Rate model (issue 8): Stripe's published limits, enforced by the client -----------------------
+# Kept in its own block: docs.stripe.com/rate-limits publishes 100 requests/s per account in live mode
+# and 25 in a sandbox, 25 requests/s per endpoint unless raised for the account, a concurrency limiter,
+# and a monthly read allocation (500 reads per transaction over 30 days, at least 10,000).
+
+#: Stripe's published account limits (requests/s) by mode.
+STRIPE_ACCOUNT_LIMITS = {"live": 100.0, "test": 25.0}
+#: Share of the account limit the pipeline uses by default (the rest is left to other integrations;
+#: the client also backs off when Stripe says the account is busy).
+DEFAULT_RATE_SAFETY_FACTOR = 0.95
+#: Stripe's default per-endpoint limit.
+DEFAULT_ENDPOINT_RPS = 25.0
+#: Requests in flight machine-wide. Little's law: 95 requests/s × 0.45 s (a slow list page) ≈ 43; the
+#: cap leaves room for slower pages without letting a stall pile up requests Stripe would shed.
+DEFAULT_MAX_IN_FLIGHT = {"live": 60, "test": 20}
+
+_ENDPOINT_OVERRIDE_RE = re.compile(r"^(?:GET )?(/v1/[a-z_]+(?:/[a-z_]+)*)$")
+
+
+def _endpoint_overrides(raw: str | None) -> dict[str, float]:
+    """`STRIPE_ENDPOINT_RPS_OVERRIDES="/v1/charges=50,GET /v1/refunds=40"` → {"GET /v1/charges": 50, ...}."""
+    name = "STRIPE_ENDPOINT_RPS_OVERRIDES"
+    fix = (
+        f"Set {name} to comma-separated ENDPOINT=RATE pairs, e.g. "
+        f'{name}="/v1/charges=50,/v1/refunds=40" (the raised limits Stripe granted the account)'
+    )
+    out: dict[str, float] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        endpoint, sep, value = item.partition("=")
+        match = _ENDPOINT_OVERRIDE_RE.match(endpoint.strip())
+        if not sep or not match:
+            raise ConfigError(name, f"{item.strip()!r} is not ENDPOINT=RATE", fix)
+        rate = _positive_float({name: value}, name, 0.0)
+        if rate <= 0:
+            raise ConfigError(name, f"{item.strip()!r} has no rate", fix)
+        out[f"GET {match.group(1)}"] = rate
+    return out
+
+
+@dataclass(frozen=True)
+class StripeRateSettings:
+    """How much of Stripe's limits the pipeline may use (see stripe_aep/stripe/ratelimit.py)."""
+
+    safety_factor: float = DEFAULT_RATE_SAFETY_FACTOR
+    endpoint_rps: float = DEFAULT_ENDPOINT_RPS
+    endpoint_rps_overrides: Mapping[str, float] = field(default_factory=dict)
+    max_in_flight: int | None = None  # None: the mode's default
+    read_allocation: int | None = None  # reads per month Stripe allocates the account, if known
+
+    def default_account_rps(self, live: bool) -> float:
+        return STRIPE_ACCOUNT_LIMITS["live" if live else "test"] * self.safety_factor
+
+    def in_flight_cap(self, live: bool) -> int:
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return DEFAULT_MAX_IN_FLIGHT["live" if live else "test"]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StripeRateSettings:
+        env = os.environ if environ is None else environ
+        safety = _positive_float(env, "STRIPE_RATE_SAFETY_FACTOR", DEFAULT_RATE_SAFETY_FACTOR)
+        if safety > 1:
+            raise ConfigError(
+                "STRIPE_RATE_SAFETY_FACTOR",
+                f"{safety} is above 1 (more than Stripe allows)",
+                "Set it to a share of Stripe's limit between 0 and 1, e.g. 0.95",
+            )
+        endpoint_rps = _positive_float(env, "STRIPE_ENDPOINT_RPS", DEFAULT_ENDPOINT_RPS)
+        overrides = _endpoint_overrides(env.get("STRIPE_ENDPOINT_RPS_OVERRIDES"))
+        in_flight = None
+        if (env.get("STRIPE_MAX_IN_FLIGHT") or "").strip():
+            in_flight = _non_negative_int(env, "STRIPE_MAX_IN_FLIGHT", 0)
+            if in_flight < 1:
+                raise ConfigError(
+                    "STRIPE_MAX_IN_FLIGHT", "must be at least 1", "Set it to 1 or more"
+                )
+        allocation = None
+        if (env.get("STRIPE_READ_ALLOCATION") or "").strip():
+            allocation = _non_negative_int(env, "STRIPE_READ_ALLOCATION", 0)
+            if allocation < 1:
+                raise ConfigError(
+                    "STRIPE_READ_ALLOCATION",
+                    "must be at least 1",
+                    "Set it to the monthly read allocation Stripe gives the account (at least "
+                    "10000), or leave it unset",
+                )
+        return cls(
+            safety_factor=safety,
+            endpoint_rps=endpoint_rps,
+            endpoint_rps_overrides=overrides,
+            max_in_flight=in_flight,
+            read_allocation=allocation,
+        )

@@ -18,6 +18,7 @@ from stripe_aep.config import (
     DEFAULT_STRIPE_API_BASE,
     DEFAULT_STRIPE_API_VERSION,
     ConfigError,
+    StripeRateSettings,
     StripeSettings,
 )
 from stripe_aep.lake import Lake
@@ -47,6 +48,7 @@ class StripeResource(dg.ConfigurableResource):
             visibility_lag_seconds=self.visibility_lag_seconds
             or env.get("STRIPE_VISIBILITY_LAG_SECONDS"),
             concurrency=self.concurrency or env.get("STRIPE_CONCURRENCY"),
+            rates=StripeRateSettings.from_env(env),
         )
 
     def client(self) -> StripeClient:
