@@ -7,19 +7,26 @@ import sys
 from stripe_aep.config import StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
-from stripe_aep.stripe.extract import PartitionExtractor, split_windows
+from stripe_aep.stripe.extract import PartitionExtractor, cut_windows, fewest_requests
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
 
 
-def test_split_windows_cover_gaps_exactly():
+def test_cut_windows_cover_gaps_exactly():
     gaps = [(0, 1000), (5000, 5100)]
-    pieces = split_windows(gaps, 4, min_piece=100)
+    assert cut_windows(gaps, None) == gaps  # by default a window is one piece
+    pieces = cut_windows(gaps, 300)
     assert pieces[0][0] == 0 and pieces[-1][1] == 5100
     covered = sorted(pieces)
-    assert all(a < b for a, b in covered)
+    assert all(a < b and b - a <= 300 for a, b in covered)
     assert sum(b - a for a, b in covered) == 1100
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(covered, covered[1:], strict=False))
+
+
+def test_fewest_requests_counts_one_per_empty_pass():
+    assert fewest_requests([0]) == 1
+    assert fewest_requests([100]) == 1
+    assert fewest_requests([101, 0]) == 3
 
 
 def test_work_stealing_keeps_every_object_exactly_once(stripe_emulator, stripe_account, tmp_path):
@@ -32,10 +39,11 @@ def test_work_stealing_keeps_every_object_exactly_once(stripe_emulator, stripe_a
         "balance_transactions",
         concurrency=8,
         visibility_lag_seconds=0,
-        min_piece_seconds=86400,
+        min_split_pages=1,
+        split_budget=1.0,  # small day: allow splits a real run would find too costly
     )
     result = extractor.run([ACCOUNT_START])
-    assert len(result.windows) > 1, "no piece was stolen"
+    assert len(result.windows) > 1 and result.splits >= 1, "no piece was stolen"
     lake = Lake(str(tmp_path))
     part = RawPartition(lake, "balance_transactions", ACCOUNT_START)
     ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
