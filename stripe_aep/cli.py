@@ -16,7 +16,7 @@ from pathlib import Path
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from stripe_aep.emulators._server import BackgroundServer
     from stripe_aep.emulators.stripe_account import StripeAccount
-    from stripe_aep.emulators.stripe_api import StripeFaults, create_app
+    from stripe_aep.emulators.stripe_api import app_options, create_app
 
     account = StripeAccount(
         seed=args.seed,
@@ -24,12 +24,12 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         charges_per_day=args.charges_per_day,
         live=args.live,
     )
-    app = create_app(
-        account,
-        rate_limit_rps=args.rate_limit,
-        latency_ms=args.latency_ms,
-        faults=StripeFaults(),
-    )
+    try:
+        options = app_options(args, seed=args.seed)
+    except ValueError as error:
+        print(f"emulate: {error}", file=sys.stderr)
+        return 2
+    app = create_app(account, **options)
     servers = [("Stripe", BackgroundServer(app, port=args.stripe_port).start())]
     if not args.no_aep:
         from stripe_aep.emulators.aep_api import create_app as create_aep_app
@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--days", type=int, default=7, help="days of history, today included")
     emulate.add_argument("--charges-per-day", type=int, default=200)
     emulate.add_argument("--live", action="store_true", help="new objects keep appearing")
-    emulate.add_argument("--rate-limit", type=float, default=25.0, help="requests/s; 0 = off")
-    emulate.add_argument("--latency-ms", type=float, default=0.0)
+    from stripe_aep.emulators.stripe_limits import add_limit_arguments
+
+    add_limit_arguments(emulate)
     emulate.add_argument("--no-aep", action="store_true", help="only the Stripe emulator")
     emulate.set_defaults(func=_cmd_emulate)
 

@@ -31,7 +31,6 @@ import random
 import re
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +50,27 @@ from stripe_aep.emulators.stripe_account import (
     ResourceIndex,
     StripeAccount,
 )
+from stripe_aep.emulators.stripe_limits import (
+    ACCOUNT_RATE_LIMITS,
+    CONCURRENCY_SECONDS,
+    ENDPOINT_RATE_LIMIT,
+    LIVE_PROFILE,
+    RATE_LIMIT_REASONS,
+    ModeLimiter,
+    SlidingWindowLimiter,
+    StripeLimits,
+    add_limit_arguments,
+    endpoint_of,
+    limit_options,
+    parse_latency,
+)
+
+__all__ = [
+    "ACCOUNT_RATE_LIMITS", "CONCURRENCY_SECONDS",
+    "ENDPOINT_RATE_LIMIT", "LIVE_PROFILE", "RATE_LIMIT_REASONS", "RequestRecord",
+    "SlidingWindowLimiter", "StripeEmulator", "StripeFaults", "StripeLimits",
+    "add_limit_arguments", "app_options", "create_app", "endpoint_of", "redact_key",
+]  # fmt: skip
 
 #: The version reported when a request sends no `Stripe-Version` (the account's default version).
 #: The emulator does not change shapes by version: the account mixes current and 2023 shapes.
@@ -107,6 +127,7 @@ UNSUPPORTED_FILTERS: dict[str, frozenset[str]] = {
 CREATED_OPERATORS = ("gt", "gte", "lt", "lte")
 _PARAM_RE = re.compile(r"([a-z_]+)(?:\[([a-z_]*|\d+)\])?")
 _TEST_KEY_RE = re.compile(r"(sk|rk)_test_[A-Za-z0-9_]+")
+_LIVE_KEY_RE = re.compile(r"(sk|rk)_live_[A-Za-z0-9_]+")
 _KEY_PREFIX_RE = re.compile(r"((?:sk|rk|pk)_(?:test|live)_)(.*)", re.DOTALL)
 
 
@@ -149,30 +170,10 @@ class RequestRecord:
     query: dict[str, Any]
     status: int
     key_hint: str  # the redacted key (e.g. "sk_test_****1234"), never the key itself
-
-
-class SlidingWindowLimiter:
-    """At most `rps` admitted requests in any one-second window of arrivals (0 = no limit).
-
-    Rejected requests do not count, so a client that backs off gets through again.
-    """
-
-    def __init__(self, rps: float) -> None:
-        if rps < 0:
-            raise ValueError(f"rate_limit_rps must be >= 0 (0 disables the limit), got {rps}")
-        self.rps = rps
-        self._arrivals: deque[float] = deque()
-
-    def admit(self, t: float) -> bool:
-        if self.rps <= 0:
-            return True
-        arrivals = self._arrivals
-        while arrivals and arrivals[0] <= t - 1.0:
-            arrivals.popleft()
-        if len(arrivals) + 1 > self.rps:
-            return False
-        arrivals.append(t)
-        return True
+    endpoint: str = ""  # the named operation the limits count, e.g. "GET /v1/charges/{id}"
+    mode: str = "test"  # "live" or "test": the key's mode, whose limits it counts against
+    limited_by: str | None = None  # the Stripe-Rate-Limited-Reason of a limiter's 429, else None
+    fault: str | None = None  # the injected fault (StripeFaults field name), else None
 
 
 def redact_key(key: str) -> str:
@@ -219,13 +220,15 @@ class _BadRequest(Exception):
         return stripe_error(400, str(self), code=self.code, param=self.param)
 
 
-def _rate_limited() -> Response:
+def _rate_limited(reason: str = "global-rate") -> Response:
+    """Stripe's 429 of a limiter. Stripe publishes one body for all of them (code `rate_limit`);
+    `Stripe-Rate-Limited-Reason` says which limiter fired (docs.stripe.com/rate-limits)."""
     return stripe_error(
         429,
         "Request rate limit exceeded. You can learn more about rate limits here "
         "https://stripe.com/docs/rate-limits.",
         code="rate_limit",
-        headers={"Stripe-Rate-Limited-Reason": "global-rate"},
+        headers={"Stripe-Rate-Limited-Reason": reason},
     )
 
 
@@ -466,19 +469,23 @@ class _EmulatorState:
     def __init__(
         self,
         account: StripeAccount,
-        rate_limit_rps: float,
-        latency_ms: float,
+        limits: StripeLimits,
+        latency_ms: float | tuple[float, float] | str,
         faults: StripeFaults,
         restricted_keys: dict[str, set[str]],
         log: list[RequestRecord],
+        livemode: bool = False,
+        latency_seed: int = 0,
     ) -> None:
-        if latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0, got {latency_ms}")
+        self.latency_low, self.latency_high = (ms / 1000.0 for ms in parse_latency(latency_ms))
+        self.livemode = livemode
+        self.mode = "live" if livemode else "test"
+        prefix = f"rk_{self.mode}_"
         for key, allowed in restricted_keys.items():
-            if not key.startswith("rk_test_") or not _TEST_KEY_RE.fullmatch(key):
+            if not key.startswith(prefix) or not _key_re(self.mode).fullmatch(key):
                 raise ValueError(
-                    f"restricted_keys: {redact_key(key)!r} is not a test restricted key "
-                    "(expected 'rk_test_<alphanumerics>')"
+                    f"restricted_keys: {redact_key(key)!r} is not a {self.mode} restricted key "
+                    f"(expected '{prefix}<alphanumerics>')"
                 )
             unknown = set(allowed) - set(RESOURCES)
             if unknown:
@@ -487,8 +494,10 @@ class _EmulatorState:
                     f"expected a subset of {list(RESOURCES)}"
                 )
         self.account = account
-        self.limiter = SlidingWindowLimiter(rate_limit_rps)
-        self.latency = latency_ms / 1000.0
+        self.limits = limits
+        # Live and test limits are separate (docs.stripe.com/rate-limits).
+        self.limiters = {mode: ModeLimiter(limits, mode) for mode in ("live", "test")}
+        self.latency_rng = random.Random(latency_seed)
         self.faults = faults
         self.fault_rng = random.Random(faults.error_seed)
         self.restricted_keys = {key: frozenset(allowed) for key, allowed in restricted_keys.items()}
@@ -498,6 +507,18 @@ class _EmulatorState:
 
     def next_request_id(self) -> str:
         return f"req_{self._request_prefix}{next(self._request_counter):06d}"
+
+    def latency(self) -> float:
+        """Seconds to hold this request: fixed, or uniform in the configured range."""
+        if self.latency_high <= self.latency_low:
+            return self.latency_low
+        return self.latency_rng.uniform(self.latency_low, self.latency_high)
+
+    def render(self, body: bytes) -> bytes:
+        """Objects as the served mode shows them: a live-mode account's objects say so."""
+        if self.livemode:
+            return body.replace(b'"livemode":false', b'"livemode":true')
+        return body
 
     def visible_from(self, index: ResourceIndex) -> int:
         return index.first_visible(self.account.visible_now())
@@ -547,7 +568,7 @@ async def _list_objects(request: Request) -> Response:
             b'"}',
         )
     )
-    return Response(body, media_type="application/json")
+    return Response(state.render(body), media_type="application/json")
 
 
 async def _retrieve_object(request: Request) -> Response:
@@ -567,13 +588,14 @@ async def _retrieve_object(request: Request) -> Response:
             code="resource_missing",
             param="id",
         )
-    return Response(index.blobs[position], media_type="application/json")
+    return Response(state.render(index.blobs[position]), media_type="application/json")
 
 
 async def _account(request: Request) -> Response:
     if request.method != "GET":
         return _read_only(request)
-    return Response(_state(request).account.account_json, media_type="application/json")
+    state = _state(request)
+    return Response(state.render(state.account.account_json), media_type="application/json")
 
 
 async def _not_found(request: Request) -> Response:
@@ -660,7 +682,15 @@ class _StripeGateway:
         request_id = state.next_request_id().encode()
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
         version = headers.get(b"stripe-version") or DEFAULT_API_VERSION.encode()
-        key, key_hint, auth_error = _authenticate(headers.get(b"authorization"))
+        key, key_hint, auth_error = _authenticate(headers.get(b"authorization"), state.mode)
+        method = scope.get("method", "")
+        endpoint = endpoint_of(method, path)
+        # Limits are per account and mode; the key's prefix names the mode (an invalid key is
+        # counted against the mode it claims, so a storm of bad keys is refused too).
+        mode = "live" if key_hint.startswith(("sk_live_", "rk_live_")) else "test"
+        limiter = state.limiters[mode]
+        limited_by = limiter.admit(endpoint, arrival)
+        fault = state.faults.take(state.fault_rng) if limited_by is None else None
         status = [0]
         recorded = [False]
 
@@ -671,11 +701,15 @@ class _StripeGateway:
                 state.log.append(
                     RequestRecord(
                         t=arrival,
-                        method=scope.get("method", ""),
+                        method=method,
                         path=path,
                         query=_query_dict(scope.get("query_string", b"")),
                         status=status[0],
                         key_hint=key_hint,
+                        endpoint=endpoint,
+                        mode=mode,
+                        limited_by=limited_by,
+                        fault=fault,
                     )
                 )
 
@@ -692,13 +726,14 @@ class _StripeGateway:
             await send(message)
 
         try:
-            admitted = state.limiter.admit(arrival)
-            if state.latency:
-                await asyncio.sleep(state.latency)
+            latency = state.latency()
+            if latency:
+                await asyncio.sleep(latency)
             response: Response | None = None
-            fault = state.faults.take(state.fault_rng) if admitted else None
-            if not admitted or fault == "rate_limited_429":
-                response = _rate_limited()
+            if limited_by is not None:
+                response = _rate_limited(limited_by)
+            elif fault == "rate_limited_429":
+                response = _rate_limited("global-rate")
             elif fault == "should_not_retry_429":
                 response = _lock_timeout()
             elif fault == "server_errors_500":
@@ -717,6 +752,8 @@ class _StripeGateway:
                 await self.app(scope, receive, send_with_headers)
         finally:
             record()  # requests that never got a response (dropped connections): status 0
+            if limited_by is None:
+                limiter.release(endpoint)
 
     def _authorize(
         self, key: str | None, path: str, headers: dict[bytes, bytes]
@@ -766,8 +803,17 @@ class _StripeGateway:
         await _drop_connection(receive)
 
 
-def _authenticate(authorization: bytes | None) -> tuple[str | None, str, Response | None]:
-    """(key, redacted key, 401 response or None) from an Authorization header."""
+def _key_re(mode: str) -> re.Pattern:
+    return _LIVE_KEY_RE if mode == "live" else _TEST_KEY_RE
+
+
+def _authenticate(
+    authorization: bytes | None, mode: str = "test"
+) -> tuple[str | None, str, Response | None]:
+    """(key, redacted key, 401 response or None) from an Authorization header.
+
+    The emulator serves one mode of its account: test keys, or live keys when it runs as a
+    live-mode account (`livemode=True`)."""
     if not authorization:
         return None, "", stripe_error(
             401,
@@ -787,12 +833,13 @@ def _authenticate(authorization: bytes | None) -> tuple[str | None, str, Respons
         except (binascii.Error, UnicodeDecodeError):
             key = ""
     hint = redact_key(key) if key else ""
-    if _TEST_KEY_RE.fullmatch(key):
+    if _key_re(mode).fullmatch(key):
         return key, hint, None
-    if _KEY_PREFIX_RE.fullmatch(key) and "_live_" in key[:8]:
+    other = "test" if mode == "live" else "live"
+    if _KEY_PREFIX_RE.fullmatch(key) and f"_{other}_" in key[:8]:
         message = (
-            f"Invalid API Key provided: {hint}. The Stripe emulator serves a test-mode account "
-            "and accepts only test keys (sk_test_... or rk_test_...)."
+            f"Invalid API Key provided: {hint}. The Stripe emulator serves a {mode}-mode account "
+            f"and accepts only {mode} keys (sk_{mode}_... or rk_{mode}_...)."
         )
     elif not key:
         message = (
@@ -838,23 +885,50 @@ def _query_dict(query_string: bytes) -> dict[str, Any]:
     return result
 
 
+def resolve_limits(rate_limit_rps: float | None, limits: StripeLimits | None) -> StripeLimits:
+    """The limits from the two ways to give them: `limits`, or the shorthand `rate_limit_rps`
+    (the account's rate; 0 turns every limiter off, None keeps Stripe's published defaults)."""
+    if limits is not None:
+        if rate_limit_rps is not None:
+            raise ValueError("pass either rate_limit_rps or limits, not both")
+        return limits
+    if rate_limit_rps is None:
+        return StripeLimits()
+    if rate_limit_rps < 0:
+        raise ValueError(
+            f"rate_limit_rps must be >= 0 (0 disables the limits), got {rate_limit_rps}"
+        )
+    return StripeLimits.off() if rate_limit_rps == 0 else StripeLimits(account_rps=rate_limit_rps)
+
+
 def create_app(
     account: StripeAccount,
     *,
-    rate_limit_rps: float = 25.0,
-    latency_ms: float = 0.0,
+    rate_limit_rps: float | None = None,
+    limits: StripeLimits | None = None,
+    latency_ms: float | tuple[float, float] | str = 0.0,
+    latency_seed: int = 0,
+    livemode: bool = False,
     faults: StripeFaults | None = None,
     restricted_keys: dict[str, set[str]] | None = None,
     log: list | None = None,
 ) -> Starlette:
-    """The emulator as a Starlette app (serve it with uvicorn, or use `StripeEmulator`)."""
+    """The emulator as a Starlette app (serve it with uvicorn, or use `StripeEmulator`).
+
+    Limits: Stripe's published ones for the served mode unless `limits` (or the `rate_limit_rps`
+    shorthand) say otherwise. `latency_ms` holds every `/v1` request that long (a number, or a
+    (low, high) range drawn uniformly with `latency_seed`). `livemode=True` serves the account as
+    live mode: live keys, live limits, `livemode: true` objects.
+    """
     state = _EmulatorState(
         account,
-        rate_limit_rps,
+        resolve_limits(rate_limit_rps, limits),
         latency_ms,
         faults if faults is not None else StripeFaults(),
         restricted_keys or {},
         log if log is not None else [],
+        livemode=livemode,
+        latency_seed=latency_seed,
     )
     any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
@@ -883,8 +957,11 @@ class StripeEmulator:
         self,
         account: StripeAccount | None = None,
         *,
-        rate_limit_rps: float = 25.0,
-        latency_ms: float = 0.0,
+        rate_limit_rps: float | None = None,
+        limits: StripeLimits | None = None,
+        latency_ms: float | tuple[float, float] | str = 0.0,
+        latency_seed: int = 0,
+        livemode: bool = False,
         faults: StripeFaults | None = None,
         restricted_keys: dict[str, set[str]] | None = None,
         host: str = "127.0.0.1",
@@ -896,7 +973,10 @@ class StripeEmulator:
         self.app = create_app(
             self.account,
             rate_limit_rps=rate_limit_rps,
+            limits=limits,
             latency_ms=latency_ms,
+            latency_seed=latency_seed,
+            livemode=livemode,
             faults=self.faults,
             restricted_keys=restricted_keys,
             log=self.log,
@@ -938,6 +1018,13 @@ def _parse_restricted(values: list[str]) -> dict[str, set[str]]:
     return restricted
 
 
+def app_options(args: argparse.Namespace, seed: int = 0) -> dict[str, Any]:
+    """`create_app` keyword arguments from `add_limit_arguments` options (ValueError if bad)."""
+    options = limit_options(args, seed)
+    error_rate = options.pop("error_rate")
+    return {**options, "faults": StripeFaults(error_rate=error_rate, error_seed=seed)}
+
+
 def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stripe_aep.emulators.stripe_api",
@@ -950,25 +1037,23 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--charges-per-day", type=int, default=200)
     parser.add_argument("--live", action="store_true", help="objects appear as time passes")
-    parser.add_argument("--rate-limit-rps", type=float, default=25.0, help="0 disables it")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    add_limit_arguments(parser, rate_flag="--rate-limit-rps")
     parser.add_argument(
         "--restricted-key", action="append", default=[], metavar="KEY=RES[,RES]",
         help="a restricted test key limited to these resources (repeatable)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        options = app_options(args, seed=args.seed)
+    except ValueError as error:
+        parser.error(str(error))
     began = time.perf_counter()
     account = StripeAccount(
         seed=args.seed, start=args.start, days=args.days, charges_per_day=args.charges_per_day,
         live=args.live, clock=clock,
     )  # fmt: skip
     generated = time.perf_counter() - began
-    app = create_app(
-        account,
-        rate_limit_rps=args.rate_limit_rps,
-        latency_ms=args.latency_ms,
-        restricted_keys=_parse_restricted(args.restricted_key),
-    )
+    app = create_app(account, restricted_keys=_parse_restricted(args.restricted_key), **options)
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     total = sum(account.totals().values())

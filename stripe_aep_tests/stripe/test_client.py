@@ -169,9 +169,11 @@ def test_observed_request_rate_never_exceeds_the_budget(external_stripe_emulator
     import requests
 
     budget = 40
+    # One endpoint at 40/s: an account whose limits Stripe raised (the default is 25/s/endpoint).
     url = external_stripe_emulator(
-        "--rate-limit", str(budget), "--days", "2", "--charges-per-day", "300"
-    )
+        "--rate-limit", str(budget), "--endpoint-limit", f"charges={budget}",
+        "--days", "2", "--charges-per-day", "300",
+    )  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", HAMMER, TEST_KEY, url, str(budget)],
         capture_output=True,
