@@ -235,9 +235,10 @@ STRIPE_ACCOUNT_LIMITS = {"live": 100.0, "test": 25.0}
 DEFAULT_RATE_SAFETY_FACTOR = 0.95
 #: Stripe's default per-endpoint limit.
 DEFAULT_ENDPOINT_RPS = 25.0
-#: Requests in flight machine-wide. Little's law: 95 requests/s × 0.45 s (a slow list page) ≈ 43; the
-#: cap leaves room for slower pages without letting a stall pile up requests Stripe would shed.
-DEFAULT_MAX_IN_FLIGHT = {"live": 60, "test": 20}
+#: Requests in flight (or about to leave) machine-wide. Little's law: 95 requests/s × 0.45 s (a slow
+#: list page) ≈ 43 in flight, plus the ones waiting for their send slot; below Stripe's concurrency
+#: limiter (the emulator allows one second of the rate: 100 live, 25 in a sandbox).
+DEFAULT_MAX_IN_FLIGHT = {"live": 80, "test": 20}
 
 _ENDPOINT_OVERRIDE_RE = re.compile(r"^(?:GET )?(/v1/[a-z_]+(?:/[a-z_]+)*)$")
 

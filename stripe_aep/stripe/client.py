@@ -256,11 +256,15 @@ class StripeClient:
         last_problem = ""
         last_request_id = None
         for attempt in range(self.max_retries + 1):
-            self.stats.add(throttled_seconds=self.limiter.acquire(endpoint, self.demand()))
-            self.stats.add(requests=1, retries=1 if attempt else 0)
-            sent = time.monotonic()
             try:
+                # The in-flight slot first: a send must leave at the instant the rate budget gave
+                # it, or sends bunch up and one second of arrivals holds more than the budget.
                 with self.limiter.in_flight():
+                    waited = self.limiter.acquire(endpoint, self.demand())
+                    self.stats.add(
+                        throttled_seconds=waited, requests=1, retries=1 if attempt else 0
+                    )
+                    sent = time.monotonic()
                     response = self._session.get(url, params=params, timeout=self.timeout)
                     body = response.content  # bytes: response.text would guess a charset, slowly
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -7,14 +7,16 @@ extracting at once, each with many threads and each in its own process, must tog
 of them, and an account that other integrations also use must settle, not storm.
 
 How:
-- **Two GCRA budgets per request.** Each budget keeps the time of its next free send slot; slots are
-  `1/rate` apart, so no one-second window holds more than `rate` requests (spaced 2 % wider for
-  network jitter). A request commits a slot on the account *and* on its endpoint at the same instant,
-  and only once its endpoint slot has come: committing a future endpoint-bound slot would block the
-  account's earlier slots for every other endpoint (a "hole" in the account schedule).
-- **Heaviest first.** When several endpoints wait for the account, the one with the most pages left
-  (the caller's `demand`) goes first, so the heavy endpoints run at their own limit while the light
-  ones share what the account has left: the fastest finish of the whole load.
+- **Two budgets per request.** An endpoint's budget is a GCRA bucket: its next free send slot, slots
+  `1/rate` apart (2 % wider for network jitter), so no one-second window holds more than `rate`. The
+  account's budget is a sliding window over the last commits (at most `rate × 0.98` of them in any
+  second): a strict slot grid would fit two endpoints' streams together badly (one at 25/s and a
+  grid at 20 ms leaves gaps no one can use). A request commits on both at the same instant, and only
+  once its endpoint slot has come, so it never holds the account for a send it cannot make yet.
+- **Heaviest first.** An endpoint that is waiting and has more pages left (the caller's `demand`)
+  has one account send reserved for it: a lighter endpoint takes the account only if room for the
+  heavier ones remains. So the heavy endpoints run at their own limit while the light ones share what
+  the account has left: the fastest finish of the whole load.
 - **AIMD.** A 429 with reason `global-rate` cuts the account budget, `endpoint-rate` that endpoint's,
   `*-concurrency` the in-flight cap, each by `DECREASE` at most once a second; every budget then grows
   back by `INCREASE` of its configured rate per second. A 429 without the header is not a rate limit
@@ -59,13 +61,17 @@ MAX_POLL = 0.05
 
 RATE_REASONS = ("global-rate", "endpoint-rate", "global-concurrency", "endpoint-concurrency")
 
-_HEADER = struct.Struct(
-    "<7d"
-)  # acct_next, acct_factor, acct_seen, acct_cut, conc_f, conc_seen, conc_cut
-_RECORD = struct.Struct("<Q6d")  # key, next, factor, seen, cut, demand, ready_since
+# acct_next (GCRA mode), acct_factor, acct_seen, acct_cut, conc_factor, conc_seen, conc_cut, commits
+_HEADER = struct.Struct("<8d")
+_RECORD = struct.Struct("<Q7d")  # key, next, factor, seen, cut, demand, waiting_since, rate
 _RECORDS = 32
-_SIZE = _HEADER.size + _RECORDS * _RECORD.size
-_VERSION_SUFFIX = "-v2"  # the layout changed from the single-slot file of earlier versions
+#: The account's recent commit times (a ring). Account limits up to this many per second are
+#: enforced as an exact sliding window; above it (only test set-ups) as a GCRA slot grid.
+_RING = 256
+_RING_AT = _HEADER.size + _RECORDS * _RECORD.size
+_RING_EP_AT = _RING_AT + _RING * 8  # which endpoint record each commit was for
+_SIZE = _RING_EP_AT + _RING
+_VERSION_SUFFIX = "-v4"  # the layout changed from the single-slot file of earlier versions
 
 
 def default_limiter_path(api_key: str, api_base: str, account: str | None) -> str:
@@ -96,6 +102,8 @@ class _State:
             list(_RECORD.unpack_from(data, _HEADER.size + i * _RECORD.size))
             for i in range(_RECORDS)
         ]
+        self.ring = list(struct.unpack_from(f"<{_RING}d", data, _RING_AT))
+        self.ring_ep = bytearray(data[_RING_EP_AT : _RING_EP_AT + _RING])
         self.dirty = False
 
     def encode(self) -> bytes:
@@ -103,7 +111,33 @@ class _State:
         _HEADER.pack_into(out, 0, *self.header)
         for i, rec in enumerate(self.records):
             _RECORD.pack_into(out, _HEADER.size + i * _RECORD.size, *rec)
+        struct.pack_into(f"<{_RING}d", out, _RING_AT, *self.ring)
+        out[_RING_EP_AT : _RING_EP_AT + _RING] = self.ring_ep
         return bytes(out)
+
+    def recent(self, k: int) -> float:
+        """The time of the k-th most recent account commit (k >= 1; 0.0 if there were fewer)."""
+        commits = int(self.header[7])
+        if k > commits or k > _RING:
+            return 0.0
+        return self.ring[(commits - k) % _RING]
+
+    def push(self, t: float, record_index: int) -> None:
+        commits = int(self.header[7])
+        self.ring[commits % _RING] = t
+        self.ring_ep[commits % _RING] = record_index
+        self.header[7] = float(commits + 1)
+
+    def window_counts(self, now: float) -> list[int]:
+        """Commits in the last second, per endpoint record."""
+        counts = [0] * _RECORDS
+        commits = int(self.header[7])
+        for k in range(1, min(commits, _RING) + 1):
+            i = (commits - k) % _RING
+            if self.ring[i] <= now - 1.0:
+                break
+            counts[self.ring_ep[i]] += 1
+        return counts
 
     def record(self, key: int, now: float) -> list:
         free = None
@@ -114,7 +148,7 @@ class _State:
                 free = rec
         if free is None:  # table full: reuse the record seen longest ago
             free = min(self.records, key=lambda r: r[3])
-        free[:] = [key, 0.0, 1.0, now, 0.0, 0.0, 0.0]
+        free[:] = [key, 0.0, 1.0, now, 0.0, 0.0, 0.0, 0.0]
         self.dirty = True
         return free
 
@@ -195,8 +229,10 @@ class RateBudget:
 
     def _account_factor(self, state: _State, now: float) -> float:
         h = state.header
-        if h[0] > now + 3600:  # the wall clock jumped back: start afresh
+        if h[0] > now + 3600 or state.recent(1) > now + 3600:  # the clock jumped back: start afresh
             h[:] = [0.0] * len(h)
+            state.ring = [0.0] * _RING
+            state.ring_ep = bytearray(_RING)
             state.dirty = True
         return _grown(h[1], h[2], now)
 
@@ -238,39 +274,68 @@ class RateBudget:
                     h = state.header
                     rec = state.record(key, now)
                     rec[2] = _grown(rec[2], rec[3], now)
-                    rec[3] = now
+                    rec[3], rec[5] = now, demand
+                    rec[6] = rec[6] or now  # a head of this endpoint is waiting
                     state.dirty = True
+                    rec[7] = ep_rate * rec[2]
                     if rec[1] > now:  # the endpoint's own slot has not come yet
-                        rec[6] = 0.0
                         wake = rec[1]
                     else:
-                        rec[5] = demand
-                        if not rec[6]:
-                            rec[6] = now
-                        outranked = any(
-                            other[0] not in (0, key)
-                            and other[6]
-                            and now - other[3] < ALIVE
-                            and other[1] <= now
-                            and other[5] > demand
-                            for other in state.records
-                        )
-                        if h[0] <= now + LEAD and not outranked:
-                            slot = max(now, h[0])
-                            h[0] = slot + 1.0 / (self.account_rps * acct_factor * HEADROOM)
+                        reserved = self._reserved_for_heavier(state, now, key, demand)
+                        allowed = self._account_allowed_at(state, now, acct_factor, reserved)
+                        if allowed <= now + LEAD:
+                            slot = max(now, allowed)
+                            self._account_commit(state, slot, acct_factor, rec)
                             h[1], h[2] = acct_factor, now
                             rec[1] = slot + 1.0 / (ep_rate * rec[2] * HEADROOM)
                             rec[6] = 0.0
                             break
-                        # Someone with more left goes first: look again just after its slot.
-                        wake = max(h[0] - LEAD, now) + (
-                            0.5 / (self.account_rps * acct_factor) if outranked else 0.0
-                        )
+                        wake = allowed
                 self._sleep(min(max(wake - now, 0.0), MAX_POLL))
         wait = slot - self._clock()
         if wait > 0:
             self._sleep(wait)
         return max(0.0, self._clock() - began)
+
+    def _window_limit(self, acct_factor: float) -> int:
+        return max(1, math.floor(self.account_rps * acct_factor * HEADROOM))
+
+    def _account_allowed_at(
+        self, state: _State, now: float, acct_factor: float, reserved: int
+    ) -> float:
+        """Earliest time the account can take one send and still have `reserved` for heavier
+        endpoints waiting."""
+        limit = self._window_limit(acct_factor)
+        if self.account_rps * HEADROOM > _RING:  # GCRA grid (no reservation at such rates)
+            return state.header[0]
+        k = limit - reserved  # the k-th most recent commit must have left the window
+        if k < 1:
+            return now + MAX_POLL  # every send of the window is spoken for by heavier endpoints
+        # Sends leave at most `limit` per window: the k-th most recent leaving (its time + 1 s)
+        # frees room for 1 + `reserved`.
+        return max(state.recent(k) + 1.0, state.recent(1))
+
+    def _account_commit(self, state: _State, slot: float, acct_factor: float, rec: list) -> None:
+        if self.account_rps * HEADROOM > _RING:
+            state.header[0] = slot + 1.0 / (self.account_rps * acct_factor * HEADROOM)
+        else:
+            state.push(slot, next(i for i, r in enumerate(state.records) if r is rec))
+
+    def _reserved_for_heavier(self, state: _State, now: float, key: int, demand: float) -> int:
+        """Account sends this second still owed to waiting endpoints with more pages left: each
+        may send at its own rate, less what it already sent in the last second."""
+        heavier = [
+            i
+            for i, other in enumerate(state.records)
+            if other[0] not in (0, key)
+            and other[6]
+            and now - other[3] < ALIVE
+            and other[5] > demand
+        ]
+        if not heavier or self.account_rps * HEADROOM > _RING:
+            return 0
+        counts = state.window_counts(now)
+        return sum(max(0, math.floor(state.records[i][7] * HEADROOM) - counts[i]) for i in heavier)
 
     @contextmanager
     def in_flight(self) -> Iterator[None]:

@@ -25,7 +25,7 @@ def test_slots_are_spaced_by_the_rate():
     gaps = [b - a for a, b in zip(grants, grants[1:], strict=False)]
     assert min(gaps) >= 0.1 - 1e-9
     # No half-open one-second window holds more than `rate` grants.
-    assert max(sum(1 for g in grants if t <= g < t + 1) for t in grants) == 10
+    assert 9 <= max(sum(1 for g in grants if t <= g < t + 1) for t in grants) <= 10
 
 
 def _grab(path, n, out):
