@@ -247,3 +247,39 @@ def test_malformed_start_date_fails_at_load_naming_the_variable():
     )
     assert proc.returncode != 0
     assert "STRIPE_START_DATE" in proc.stderr and "YYYY-MM-DD" in proc.stderr
+
+
+def test_idle_tick_reports_reads_and_warns_over_the_allocation(
+    stripe_emulator, tmp_path, monkeypatch
+):
+    """Today's partition on an account with nothing new: one request per list pass, and the
+    schedules' projected monthly reads (every tick of every resource) against the allocation."""
+    monkeypatch.setenv("STRIPE_READ_ALLOCATION", "10000")  # Stripe's floor for a small account
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            raw_assets,
+            resources=_resources(stripe_emulator.url, tmp_path),
+            partition_key=today,
+            instance=instance,
+        )
+        assert result.success
+        lists = [r for r in stripe_emulator.log if r.path != "/v1/account"]
+        assert len(lists) == sum(2 if r == "prices" else 1 for r in RESOURCES)
+        meta = {
+            e.asset_key.path[-1]: e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        assert meta["prices"]["run_min_requests"].value == 2
+        assert meta["charges"]["run_min_requests"].value == 1
+        assert meta["charges"]["read_allocation"].value == 10000
+        # Seven list requests a tick (+1 the first time: the account id, then remembered), 96 ticks
+        # a day: ~20,000 reads a month, over the floor.
+        projected = meta["prices"]["projected_monthly_reads"].value
+        assert 7 * (96 * 30 + 30) <= projected <= 8 * (96 * 30 + 30)
+        warnings = [
+            e
+            for e in instance.all_logs(result.run_id)
+            if e.level == 30 and "STRIPE_READ_ALLOCATION" in (e.user_message or "")
+        ]
+        assert warnings

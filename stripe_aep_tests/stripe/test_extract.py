@@ -133,3 +133,85 @@ def test_budget_holds_across_processes_extracting_at_once(external_stripe_emulat
     assert len(arrivals) > 2 * budget  # long enough to measure a rate
     worst = max(sum(1 for a in arrivals if t <= a < t + 1) for t in arrivals)
     assert worst <= budget, f"{worst} requests in one second with a budget of {budget}"
+
+
+def _count_list_requests(emulator, resource):
+    return sum(1 for r in emulator.log if r.path == f"/v1/{resource}")
+
+
+def test_idle_tick_costs_one_request_per_list_pass(stripe_account, tmp_path):
+    """A 10-minute window with no objects (an idle account's fresh-data tick), eight idle workers and
+    a slow answer: nobody splits a window whose first page has not shown anything to split."""
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    with StripeEmulator(stripe_account, rate_limit_rps=0, latency_ms=300) as emulator:
+        _idle_tick(emulator, tmp_path)
+
+
+def _idle_tick(stripe_emulator, tmp_path):
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    empty_day = ACCOUNT_START + dt.timedelta(days=30)  # after the account's last object
+    start, _ = day_bounds(empty_day)
+    for resource in ("charges", "prices"):  # prices: two list passes (active and inactive)
+        stripe_emulator.log.clear()
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            resource,
+            concurrency=8,
+            visibility_lag_seconds=120,
+            clock=lambda: start + 600 + 120,
+            account_id="acct_test",
+        ).run([empty_day])
+        passes = 2 if resource == "prices" else 1
+        assert _count_list_requests(stripe_emulator, resource) == passes
+        assert result.request_stats["requests"] == result.min_requests == passes
+        assert result.windows == [(start, start + 600)] and result.objects == 0
+
+
+def test_one_page_day_costs_one_request_per_list_pass(stripe_emulator, stripe_account, tmp_path):
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    gte, lt = day_bounds(ACCOUNT_START)
+    small = [
+        r
+        for r in ("refunds", "customers", "subscriptions", "prices")
+        if 0 < len(stripe_account.objects(r, gte=gte, lt=lt)) <= 100
+    ]
+    assert small, "the test account has no one-page resource"
+    for resource in small:
+        stripe_emulator.log.clear()
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            resource,
+            concurrency=8,
+            visibility_lag_seconds=0,
+            account_id="acct_test",
+        ).run([ACCOUNT_START])
+        passes = 2 if resource == "prices" else 1
+        assert _count_list_requests(stripe_emulator, resource) == passes, resource
+        assert result.min_requests == passes
+
+
+def test_a_dense_run_stays_within_ten_percent_of_the_fewest_requests(
+    stripe_emulator, stripe_account, tmp_path
+):
+    """Three days of balance transactions with twelve workers: splits happen (the run is dense
+    enough to want them) but cost at most ~5 % extra requests."""
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    days = [ACCOUNT_START + dt.timedelta(days=i) for i in range(3)]
+    client = StripeClient(settings, shared_limiter=False)
+    result = PartitionExtractor(
+        client,
+        Lake(str(tmp_path)),
+        "balance_transactions",
+        concurrency=12,
+        visibility_lag_seconds=0,
+        account_id="acct_test",
+    ).run(days)
+    truth = sum(len(stripe_account.objects("balance_transactions", *day_bounds(d))) for d in days)
+    assert result.objects == truth
+    assert result.min_requests == sum(
+        -(-len(stripe_account.objects("balance_transactions", *day_bounds(d))) // 100) for d in days
+    )
+    assert result.request_stats["requests"] <= 1.10 * result.min_requests
