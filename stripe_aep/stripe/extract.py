@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 #: Splits a run may make, as a share of its pages: each costs at most one extra (partial) page per
 #: pass, so a run stays within ~1.06× the fewest requests its windows allow (the target is 1.10×).
 SPLIT_BUDGET = 0.05
+#: Latency assumed for Little's law until the run has measured its own (a slow list page).
+ASSUMED_LATENCY = 0.5
 #: A running piece is split only when at least this many pages are left (a split costs one).
 MIN_SPLIT_PAGES = 4
 
@@ -330,11 +332,10 @@ class PartitionExtractor:
 
     def _pieces_needed(self) -> int:
         """Little's law: requests in flight = rate × latency. Keep that many pieces running (plus a
-        margin for pieces stalled in a retry), and no more, since each extra piece costs a partial
-        page."""
-        latency = self.client.stats.mean_latency()
-        if latency is None:
-            return self.concurrency
+        margin for pieces stalled in a retry), and no more: each extra piece costs a partial page,
+        and an extra waiting thread holds one of the account's in-flight slots that another
+        endpoint could use. `concurrency` (STRIPE_CONCURRENCY) only bounds the threads."""
+        latency = self.client.stats.mean_latency() or ASSUMED_LATENCY
         account, endpoint = self.client.limiter.current_rates(self.endpoint)
         needed = math.ceil(min(account, endpoint) * latency * 1.25) + 2
         return max(2, min(self.concurrency, needed))
@@ -450,8 +451,8 @@ class _Piece:
 class _Scheduler:
     """Hands out planned pieces, then lets idle workers split the largest piece still running.
 
-    A split happens only when fewer than `min_active` pieces are running, i.e. when too few requests
-    would be in flight to keep the budget busy (the tail of a run, or one very dense window), only
+    At most `min_active` pieces run at once (Little's law). A split happens only when fewer are
+    running, i.e. when too few requests would be in flight to keep the budget busy (the tail of a run, or one very dense window), only
     when the victim has `min_split_pages` pages left, and only while the run's splits stay under
     `SPLIT_BUDGET` of its pages.
     """
@@ -480,10 +481,12 @@ class _Scheduler:
 
     def next(self) -> _Piece | None:
         with self._lock:
+            if len(self._active) >= self._min_active():
+                return None  # enough pieces keep the budget busy; more would only wait
             if self._queue:
                 piece = self._queue.pop()
             else:
-                if len(self._active) >= self._min_active() or not self._split_budget_left():
+                if not self._split_budget_left():
                     return None
                 candidates = sorted(self._active, key=lambda p: -p.pages_left())
                 piece = None
