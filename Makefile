@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/full_load.py
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/upload.py
 
