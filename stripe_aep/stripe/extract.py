@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 #: Splits a run may make, as a share of its pages: each costs at most one extra (partial) page per
 #: pass, so a run stays within ~1.06× the fewest requests its windows allow (the target is 1.10×).
 SPLIT_BUDGET = 0.05
+#: Objects a piece holds in memory before it writes the part already paged to its end.
+FLUSH_OBJECTS = 5000
 #: Latency assumed for Little's law until the run has measured its own (a slow list page).
 ASSUMED_LATENCY = 0.5
 #: A running piece is split only when at least this many pages are left (a split costs one).
@@ -248,29 +250,34 @@ class PartitionExtractor:
             for p in range(piece.passes):
                 pass_counts[(piece.window, p)] = 0
 
-        def work(piece: _Piece) -> None:
-            found = self._fetch(piece)
-            final_gte = piece.finish()
+        def commit(piece: _Piece, lo: int, hi: int, found: list[tuple[int, str, bytes, int]]):
+            """Write the objects of [lo, hi), a fully paged part of a piece, and count them."""
             skip = known_ids.get(piece.part, set()) if piece.refresh is not None else set()
-            lines = [
-                line for created, oid, line, _ in found if created >= final_gte and oid not in skip
-            ]
+            lines = [line for created, oid, line, _ in found if created >= lo and oid not in skip]
             day = piece.part.day.isoformat()
             with lock:
                 for created, _, _, pass_index in found:
-                    if created >= final_gte:
+                    if created >= lo:
                         result.objects += 1
                         result.day_objects[day] = result.day_objects.get(day, 0) + 1
                         pass_counts[(piece.window, pass_index)] += 1
-                result.day_pages[day] = result.day_pages.get(day, 0) + piece.pages
-                result.windows.append((final_gte, piece.lt))
+                result.windows.append((lo, hi))
             if piece.refresh is not None and not lines:
                 return
-            raw = piece.part.write(final_gte, piece.lt, lines, meta(), refresh=piece.refresh)
+            raw = piece.part.write(lo, hi, lines, meta(), refresh=piece.refresh)
             with lock:
                 result.new_objects += len(lines)
                 result.day_new_objects[day] = result.day_new_objects.get(day, 0) + len(lines)
                 written.append(raw)
+
+        def work(piece: _Piece) -> None:
+            found = self._fetch(piece, commit)
+            final_gte = piece.finish()
+            day = piece.part.day.isoformat()
+            with lock:
+                result.day_pages[day] = result.day_pages.get(day, 0) + piece.pages
+            if final_gte < piece.flushed_to:
+                commit(piece, final_gte, piece.flushed_to, found)
 
         def worker() -> None:
             while not self._stop.is_set():
@@ -340,11 +347,21 @@ class PartitionExtractor:
         needed = math.ceil(min(account, endpoint) * latency * 1.25) + 2
         return max(2, min(self.concurrency, needed))
 
-    def _fetch(self, piece: _Piece) -> list[tuple[int, str, bytes, int]]:
-        """Page one window (every filter pass) newest first; stop early below a stolen bound."""
+    def _fetch(
+        self, piece: _Piece, commit: Callable[[_Piece, int, int, list], None]
+    ) -> list[tuple[int, str, bytes, int]]:
+        """Page one window (every filter pass) newest first; stop early below a stolen bound.
+
+        Memory stays flat however large the window: once `FLUSH_OBJECTS` are held, the part already
+        paged to its end, [oldest second seen + 1, upper bound), is written as its own file (pages
+        come newest first, so every object newer than the oldest second seen has been returned; the
+        objects of that second stay, as more may follow on the next page). Only single-pass gap
+        windows flush: a later pass would have to revisit a file already written."""
         found: list[tuple[int, str, bytes, int]] = []
         seen: set[str] = set()
-        for pass_index, extra in enumerate(FILTER_PASSES[self.resource]):
+        passes = FILTER_PASSES[self.resource]
+        may_flush = len(passes) == 1 and piece.refresh is None
+        for pass_index, extra in enumerate(passes):
             lower = piece.start_pass(pass_index)
             params = {"created[gte]": lower, "created[lt]": piece.lt, **extra}
             after = None
@@ -360,6 +377,12 @@ class PartitionExtractor:
                 if not page.has_more or not piece.advance(oldest, len(page.objects)):
                     break
                 after = page.objects[-1]["id"]
+                if may_flush and len(found) >= FLUSH_OBJECTS and oldest + 1 < piece.flushed_to:
+                    done = [item for item in found if item[0] > oldest]
+                    found = [item for item in found if item[0] <= oldest]
+                    seen = {item[1] for item in found}
+                    commit(piece, oldest + 1, piece.flushed_to, done)
+                    piece.flushed_to = oldest + 1
             if self._stop.is_set():
                 # Another window failed: never write a window that was not paged to its end.
                 raise _Cancelled
@@ -398,6 +421,7 @@ class _Piece:
         self.fetched = 0  # objects seen in the current pass, to estimate what is left
         self.pass_index = 0
         self.pages = 0  # successful list pages of this piece
+        self.flushed_to = lt  # [flushed_to, lt) is already written (see _fetch)
         self.finished = False
         self.lock = threading.Lock()
 
