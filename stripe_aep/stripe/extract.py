@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 #: pass, so a run stays within ~1.06× the fewest requests its windows allow (the target is 1.10×).
 SPLIT_BUDGET = 0.05
 #: Objects a piece holds in memory before it writes the part already paged to its end.
-FLUSH_OBJECTS = 5000
+FLUSH_OBJECTS = 500
 #: Latency assumed for Little's law until the run has measured its own (a slow list page).
 ASSUMED_LATENCY = 0.5
 #: A running piece is split only when at least this many pages are left (a split costs one).
