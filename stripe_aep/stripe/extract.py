@@ -338,13 +338,14 @@ class PartitionExtractor:
         return result
 
     def _pieces_needed(self) -> int:
-        """Little's law: requests in flight = rate × latency. Keep that many pieces running (plus a
-        margin for pieces stalled in a retry), and no more: each extra piece costs a partial page,
+        """Little's law: requests in flight = rate × latency. Keep that many pieces running (× 1.5
+        for the time a piece spends between its requests: parsing, writing, waiting for its turn;
+        + 2 for pieces stalled in a retry), and no more: each extra piece costs a partial page,
         and an extra waiting thread holds one of the account's in-flight slots that another
         endpoint could use. `concurrency` (STRIPE_CONCURRENCY) only bounds the threads."""
         latency = self.client.stats.mean_latency() or ASSUMED_LATENCY
         account, endpoint = self.client.limiter.current_rates(self.endpoint)
-        needed = math.ceil(min(account, endpoint) * latency * 1.25) + 2
+        needed = math.ceil(min(account, endpoint) * latency * 1.5) + 2
         return max(2, min(self.concurrency, needed))
 
     def _fetch(
