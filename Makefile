@@ -26,6 +26,7 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/full_load.py
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/upload.py
 

@@ -265,6 +265,7 @@ class StripeSettings:
     max_rps: float = DEFAULT_MAX_RPS_TEST
     visibility_lag_seconds: int = DEFAULT_VISIBILITY_LAG_SECONDS
     concurrency: int = DEFAULT_CONCURRENCY
+    rates: StripeRateSettings = field(default_factory=lambda: StripeRateSettings())
 
     @property
     def key_hint(self) -> str:
@@ -285,6 +286,7 @@ class StripeSettings:
         max_rps: str | float | None = None,
         visibility_lag_seconds: str | int | None = None,
         concurrency: str | int | None = None,
+        rates: StripeRateSettings | None = None,
     ) -> StripeSettings:
         """Validate raw values (strings from the environment or resource config)."""
         if not api_key:
@@ -336,10 +338,11 @@ class StripeSettings:
             "STRIPE_CONCURRENCY": "" if concurrency is None else str(concurrency),
         }
         live = "_live_" in api_key
+        rates = rates or StripeRateSettings()
         rps = _bounded_float(
             env,
             "STRIPE_MAX_RPS",
-            DEFAULT_MAX_RPS_LIVE if live else DEFAULT_MAX_RPS_TEST,
+            rates.default_account_rps(live),
             MAX_RPS_BOUNDS,
             "requests per second",
         )
@@ -361,6 +364,7 @@ class StripeSettings:
             max_rps=rps,
             visibility_lag_seconds=lag,
             concurrency=conc,
+            rates=rates,
         )
 
     @classmethod
@@ -374,6 +378,7 @@ class StripeSettings:
             max_rps=env.get("STRIPE_MAX_RPS"),
             visibility_lag_seconds=env.get("STRIPE_VISIBILITY_LAG_SECONDS"),
             concurrency=env.get("STRIPE_CONCURRENCY"),
+            rates=StripeRateSettings.from_env(env),
         )
 
 
@@ -451,3 +456,101 @@ def check_data_dir(root: str, variable: str = "STRIPE_AEP_DATA_DIR") -> str:
             variable, f"the folder {path} is not writable: {exc.strerror or exc}", fix_folder
         ) from None
     return path
+
+
+# ---- Rate model (issue 8): Stripe's published limits, enforced by the client -----------------------
+# Kept in its own block: docs.stripe.com/rate-limits publishes 100 requests/s per account in live mode
+# and 25 in a sandbox, 25 requests/s per endpoint unless raised for the account, a concurrency limiter,
+# and a monthly read allocation (500 reads per transaction over 30 days, at least 10,000).
+
+#: Stripe's published account limits (requests/s) by mode.
+STRIPE_ACCOUNT_LIMITS = {"live": 100.0, "test": 25.0}
+#: Share of the account limit the pipeline uses by default (the rest is left to other integrations;
+#: the client also backs off when Stripe says the account is busy).
+DEFAULT_RATE_SAFETY_FACTOR = 0.95
+#: Stripe's default per-endpoint limit.
+DEFAULT_ENDPOINT_RPS = 25.0
+#: Requests in flight (or about to leave) machine-wide. Little's law: 95 requests/s × 0.45 s (a slow
+#: list page) ≈ 43 in flight, plus the ones waiting for their send slot; below Stripe's concurrency
+#: limiter (the emulator allows one second of the rate: 100 live, 25 in a sandbox).
+DEFAULT_MAX_IN_FLIGHT = {"live": 80, "test": 20}
+RATE_SAFETY_FACTOR_BOUNDS = (0.05, 1.0)
+MAX_IN_FLIGHT_BOUNDS = (1, 1000)
+#: Stripe allocates at least 10,000 reads a month; 10^12 is far beyond any account.
+READ_ALLOCATION_BOUNDS = (1, 10**12)
+
+_ENDPOINT_OVERRIDE_RE = re.compile(r"^(?:GET )?(/v1/[a-z_]+(?:/[a-z_]+)*)$")
+
+
+def _endpoint_overrides(raw: str | None) -> dict[str, float]:
+    """`STRIPE_ENDPOINT_RPS_OVERRIDES="/v1/charges=50,GET /v1/refunds=40"` → {"GET /v1/charges": 50, ...}."""
+    name = "STRIPE_ENDPOINT_RPS_OVERRIDES"
+    fix = (
+        f"Set {name} to comma-separated ENDPOINT=RATE pairs, e.g. "
+        f'{name}="/v1/charges=50,/v1/refunds=40" (the raised limits Stripe granted the account)'
+    )
+    out: dict[str, float] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        endpoint, sep, value = item.partition("=")
+        match = _ENDPOINT_OVERRIDE_RE.match(endpoint.strip())
+        if not sep or not match:
+            raise ConfigError(name, f"{item.strip()!r} is not ENDPOINT=RATE", fix)
+        rate = _bounded_float({name: value}, name, 0.0, MAX_RPS_BOUNDS, "requests per second")
+        if rate <= 0:
+            raise ConfigError(name, f"{item.strip()!r} has no rate", fix)
+        out[f"GET {match.group(1)}"] = rate
+    return out
+
+
+@dataclass(frozen=True)
+class StripeRateSettings:
+    """How much of Stripe's limits the pipeline may use (see stripe_aep/stripe/ratelimit.py)."""
+
+    safety_factor: float = DEFAULT_RATE_SAFETY_FACTOR
+    endpoint_rps: float = DEFAULT_ENDPOINT_RPS
+    endpoint_rps_overrides: Mapping[str, float] = field(default_factory=dict)
+    max_in_flight: int | None = None  # None: the mode's default
+    read_allocation: int | None = None  # reads per month Stripe allocates the account, if known
+
+    def default_account_rps(self, live: bool) -> float:
+        return STRIPE_ACCOUNT_LIMITS["live" if live else "test"] * self.safety_factor
+
+    def in_flight_cap(self, live: bool) -> int:
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return DEFAULT_MAX_IN_FLIGHT["live" if live else "test"]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StripeRateSettings:
+        env = os.environ if environ is None else environ
+        # Bounded like every number (finite; a factor above 1 would ask for more than Stripe allows).
+        safety = _bounded_float(
+            env,
+            "STRIPE_RATE_SAFETY_FACTOR",
+            DEFAULT_RATE_SAFETY_FACTOR,
+            RATE_SAFETY_FACTOR_BOUNDS,
+            "a share of Stripe's limit",
+        )
+        endpoint_rps = _bounded_float(
+            env, "STRIPE_ENDPOINT_RPS", DEFAULT_ENDPOINT_RPS, MAX_RPS_BOUNDS, "requests per second"
+        )
+        overrides = _endpoint_overrides(env.get("STRIPE_ENDPOINT_RPS_OVERRIDES"))
+        in_flight = None
+        if (env.get("STRIPE_MAX_IN_FLIGHT") or "").strip():
+            in_flight = _bounded_int(
+                env, "STRIPE_MAX_IN_FLIGHT", 0, MAX_IN_FLIGHT_BOUNDS, "requests in flight"
+            )
+        allocation = None
+        if (env.get("STRIPE_READ_ALLOCATION") or "").strip():
+            allocation = _bounded_int(
+                env, "STRIPE_READ_ALLOCATION", 0, READ_ALLOCATION_BOUNDS, "reads per month"
+            )
+        return cls(
+            safety_factor=safety,
+            endpoint_rps=endpoint_rps,
+            endpoint_rps_overrides=overrides,
+            max_in_flight=in_flight,
+            read_allocation=allocation,
+        )

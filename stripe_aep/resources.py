@@ -21,6 +21,7 @@ from stripe_aep.config import (
     DEFAULT_STRIPE_API_BASE,
     DEFAULT_STRIPE_API_VERSION,
     ConfigError,
+    StripeRateSettings,
     StripeSettings,
     check_data_dir,
     check_text,
@@ -52,6 +53,7 @@ class StripeResource(dg.ConfigurableResource):
             visibility_lag_seconds=self.visibility_lag_seconds
             or env.get("STRIPE_VISIBILITY_LAG_SECONDS"),
             concurrency=self.concurrency or env.get("STRIPE_CONCURRENCY"),
+            rates=StripeRateSettings.from_env(env),
         )
 
     def client(self) -> StripeClient:

@@ -7,11 +7,13 @@ import datetime as dt
 
 import dagster as dg
 
-from stripe_aep.config import RESOURCES
+from stripe_aep.config import RESOURCES, StripeSettings
+from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
-from stripe_aep.stripe.extract import PartitionExtractor
+from stripe_aep.stripe.client import FILTER_PASSES
+from stripe_aep.stripe.extract import ExtractionResult, PartitionExtractor
 from stripe_aep.stripe.rawstore import RawPartition
 
 STRIPE_POOL = "stripe_api"
@@ -27,6 +29,116 @@ class RawExtractConfig(dg.Config):
 
 def _iso(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat()
+
+
+#: Ticks a month of the fresh-data schedule (every 15 minutes) plus the daily close-out.
+SCHEDULE_RUNS_PER_MONTH = 96 * 30 + 30
+READS_LEDGER = "_meta/stripe_reads/{resource}.json"
+
+
+def day_figures(lake: Lake, resource: str, result: ExtractionResult, day: dt.date) -> dict:
+    """One day's own figures: what is on disk for it, what this run fetched into it, its cursor."""
+    key = day.isoformat()
+    part = RawPartition(lake, resource, day)
+    on_disk = sum(int(lake.read_json(f.meta_path).get("objects", 0)) for f in part.files())
+    cursor = result.cursors.get(key)
+    return {
+        "dagster/row_count": on_disk,
+        "objects": result.day_objects.get(key, 0),
+        "new_objects": result.day_new_objects.get(key, 0),
+        "pages": result.day_pages.get(key, 0),
+        "cursor": _iso(cursor) if cursor is not None else "",
+    }
+
+
+def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) -> dict:
+    """Add this run's reads to the resource's ledger (UTC day → reads) and read every resource's.
+
+    Each asset writes only its own ledger, so six steps running at once never race on one file."""
+    path = READS_LEDGER.format(resource=resource)
+    ledger = lake.read_json(path) if lake.exists(path) else {}
+    days = ledger.setdefault("days", {})
+    today = dt.datetime.now(dt.UTC).date()
+    days[today.isoformat()] = int(days.get(today.isoformat(), 0)) + requests
+    horizon = (today - dt.timedelta(days=30)).isoformat()
+    ledger["days"] = {d: n for d, n in days.items() if d > horizon}
+    if fresh_tick:
+        ledger["last_fresh_tick_reads"] = requests
+    lake.write_json(path, ledger)
+    used, per_tick = 0, 0
+    for other in RESOURCES:
+        other_path = READS_LEDGER.format(resource=other)
+        data = (
+            ledger
+            if other == resource
+            else (lake.read_json(other_path) if lake.exists(other_path) else {})
+        )
+        used += sum(int(n) for d, n in data.get("days", {}).items() if d > horizon)
+        per_tick += int(data.get("last_fresh_tick_reads", len(FILTER_PASSES[other])))
+    return {"reads_30d": used, "projected_monthly_reads": per_tick * SCHEDULE_RUNS_PER_MONTH}
+
+
+def record_run_metadata(
+    context: dg.AssetExecutionContext,
+    lake: Lake,
+    resource: str,
+    result: ExtractionResult,
+    settings: StripeSettings,
+) -> dg.MaterializeResult:
+    """Each day's own figures on that day's partition; the run's request accounting on all.
+
+    Dagster records one materialization per partition of a ranged run; metadata added with
+    `add_asset_metadata(partition_key=...)` lands on that partition only, so a 3-day run shows each
+    day's row count and cursor, not the range's totals three times. Run-wide figures carry a `run_`
+    prefix so no one adds them up across days."""
+    days = [dt.date.fromisoformat(d) for d in result.days]
+    for day in days:
+        context.add_asset_metadata(
+            day_figures(lake, resource, result, day), partition_key=day.isoformat()
+        )
+    stats = result.request_stats
+    requests = int(stats["requests"])
+    today = dt.datetime.now(dt.UTC).date()
+    reads = _record_reads(lake, resource, requests, fresh_tick=days == [today])
+    allocation = settings.rates.read_allocation
+    by_reason = {
+        k[len("rate_limited_429[") : -1]: int(v)
+        for k, v in stats.items()
+        if k.startswith("rate_limited_429[")
+    }
+    window = result.window
+    context.log.info(
+        f"{resource} {days[0]}..{days[-1]}: {result.objects} objects fetched "
+        f"({result.new_objects} new) in {requests} requests (fewest possible "
+        f"{result.min_requests}), {int(stats['retries'])} retries, "
+        f"{int(stats['rate_limited_429'])} 429s {by_reason}"
+    )
+    if allocation and reads["projected_monthly_reads"] > allocation:
+        context.log.warning(
+            f"Stripe read allocation: the schedules' projected reads "
+            f"({reads['projected_monthly_reads']} a month for the six resources) exceed "
+            f"STRIPE_READ_ALLOCATION={allocation}. Stripe may throttle the account; run the "
+            "fresh-data schedule less often, or ask Stripe for a larger allocation"
+        )
+    metadata = {
+        "run_requests": requests,
+        "run_min_requests": result.min_requests,
+        "run_requests_per_minimum": round(requests / result.min_requests, 3)
+        if result.min_requests
+        else 0.0,
+        "run_retries": int(stats["retries"]),
+        "run_rate_limited_429": int(stats["rate_limited_429"]),
+        **{f"run_429_{reason}": n for reason, n in by_reason.items()},
+        "run_window": f"{_iso(window[0])} .. {_iso(window[1])}" if window else "nothing to fetch",
+        "run_objects_per_second": round(result.objects_per_second, 1),
+        "run_files_written": len(result.files),
+        "reads_30d": reads["reads_30d"],
+        "projected_monthly_reads": reads["projected_monthly_reads"],
+        "path": dg.MetadataValue.path(lake.full_path(f"stripe/{resource}")),
+    }
+    if allocation:
+        metadata["read_allocation"] = allocation
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
@@ -75,38 +187,7 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
             client.close()
         for message in result.damaged:
             context.log.warning(message)
-        partitions = [RawPartition(lake.lake(), resource, d) for d in days]
-        on_disk = sum(
-            int(lake.lake().read_json(f.meta_path).get("objects", 0))
-            for p in partitions
-            for f in p.files()
-        )
-        stats = result.request_stats
-        window = result.window
-        cursor = min(result.cursors.values()) if result.cursors else None
-        context.log.info(
-            f"{resource} {days[0]}..{days[-1]}: {result.objects} objects fetched "
-            f"({result.new_objects} new) in {stats['requests']} requests, "
-            f"{stats['retries']} retries, {stats['rate_limited_429']} 429s"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": on_disk,
-                "objects": result.objects,
-                "new_objects": result.new_objects,
-                "requests": int(stats["requests"]),
-                "pages": int(stats["pages"]),
-                "retries": int(stats["retries"]),
-                "rate_limited_429": int(stats["rate_limited_429"]),
-                "cursor": _iso(cursor) if cursor is not None else "",
-                "window": f"{_iso(window[0])} .. {_iso(window[1])}"
-                if window
-                else "nothing to fetch",
-                "objects_per_second": round(result.objects_per_second, 1),
-                "files_written": len(result.files),
-                "path": dg.MetadataValue.path(lake.lake().full_path(f"stripe/{resource}")),
-            }
-        )
+        return record_run_metadata(context, lake.lake(), resource, result, settings)
 
     return raw_asset
 

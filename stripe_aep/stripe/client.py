@@ -10,7 +10,9 @@ plain `requests` with a pooled session and does exactly what an extractor needs:
 - retries with exponential backoff and jitter on 429/409/424/5xx, dropped connections and truncated
   bodies, honouring `Stripe-Should-Retry` and `Retry-After`;
 - no retry on 400/401/403/404, but an error that names the cause and the fix and carries the Request-Id;
-- a shared token bucket so the account's rate limit is never exceeded.
+- Stripe's rate model on the client (stripe_aep/stripe/ratelimit.py): an account and a per-endpoint
+  budget and an in-flight cap shared machine-wide; a 429's `Stripe-Rate-Limited-Reason` cuts the
+  budget that fired, so the client settles below the limit instead of retrying into it.
 
 The API key is only ever placed in the Authorization header; it is redacted from every message, and no
 `requests`/`urllib3` exception (which may quote the header, the URL or the body) leaves `get`: it becomes a
@@ -34,7 +36,7 @@ from requests.adapters import HTTPAdapter
 
 from stripe_aep.config import StripeSettings, redact_key
 from stripe_aep.secrets import SecretMasker, describe_exception
-from stripe_aep.stripe.ratelimit import RateLimiter, default_limiter_path
+from stripe_aep.stripe.ratelimit import RATE_REASONS, RateBudget, default_limiter_path
 
 PAGE_LIMIT = 100
 
@@ -60,6 +62,18 @@ READ_PERMISSION: dict[str, str] = {
 }
 
 RETRYABLE_STATUS = {409, 424, 429, 500, 502, 503, 504}
+
+#: Keys of the 429 counters: Stripe's limiter names plus "none" (a 429 that is not a rate limit).
+REASON_KEYS = (*RATE_REASONS, "none")
+
+
+def endpoint_of(path: str) -> str:
+    """The named operation Stripe's per-endpoint limit counts: `GET /v1/charges`, and
+    `GET /v1/charges/{id}` for a retrieve (a different endpoint)."""
+    parts = path.split("?")[0].rstrip("/").split("/")
+    if len(parts) > 3:  # /v1/<resource>/<id>
+        parts = [*parts[:3], "{id}", *parts[4:]]
+    return "GET " + "/".join(parts)
 
 
 class StripeError(Exception):
@@ -113,12 +127,20 @@ class RequestStats:
     objects: int = 0
     throttled_seconds: float = 0.0
     request_seconds: float = 0.0  # time spent waiting for Stripe's answers (not for the budget)
+    #: 429s by `Stripe-Rate-Limited-Reason`; "none" is a 429 without one (not a rate limit).
+    by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASON_KEYS, 0))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: float) -> None:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+
+    def add_429(self, reason: str | None) -> None:
+        key = reason if reason in RATE_REASONS else "none"
+        with self._lock:
+            self.rate_limited += 1
+            self.by_reason[key] += 1
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -129,6 +151,7 @@ class RequestStats:
             "objects": self.objects,
             "throttled_seconds": round(self.throttled_seconds, 3),
             "request_seconds": round(self.request_seconds, 3),
+            **{f"rate_limited_429[{k}]": v for k, v in self.by_reason.items()},
         }
 
     def mean_latency(self) -> float | None:
@@ -150,7 +173,7 @@ class StripeClient:
         self,
         settings: StripeSettings,
         *,
-        limiter: RateLimiter | None = None,
+        limiter: RateBudget | None = None,
         shared_limiter: bool = True,
         max_retries: int = 8,
         backoff_base: float = 0.5,
@@ -168,8 +191,18 @@ class StripeClient:
                 if shared_limiter
                 else None
             )
-            limiter = RateLimiter(settings.max_rps, path)
+            rates = settings.rates
+            limiter = RateBudget(
+                settings.max_rps,
+                endpoint_rps=rates.endpoint_rps,
+                endpoint_overrides=rates.endpoint_rps_overrides,
+                max_in_flight=rates.in_flight_cap(settings.livemode),
+                path=path,
+            )
         self.limiter = limiter
+        #: Pages the caller still expects to fetch: ranks endpoints waiting for the account budget
+        #: (heaviest first). The extractor sets it; 0 means "no claim".
+        self.demand: Callable[[], float] = lambda: 0.0
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -226,15 +259,21 @@ class StripeClient:
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict, str | None]:
         """GET a Stripe path; returns (parsed JSON body, Request-Id). Retries what is retryable."""
         url = f"{self.settings.api_base}{path}"
+        endpoint = endpoint_of(path)
         last_problem = ""
         last_request_id = None
         for attempt in range(self.max_retries + 1):
-            self.stats.add(throttled_seconds=self.limiter.acquire())
-            self.stats.add(requests=1, retries=1 if attempt else 0)
-            sent = time.monotonic()
             try:
-                response = self._session.get(url, params=params, timeout=self.timeout)
-                body = response.content  # bytes: response.text would guess a charset, slowly
+                # The in-flight slot first: a send must leave at the instant the rate budget gave
+                # it, or sends bunch up and one second of arrivals holds more than the budget.
+                with self.limiter.in_flight():
+                    waited = self.limiter.acquire(endpoint, self.demand())
+                    self.stats.add(
+                        throttled_seconds=waited, requests=1, retries=1 if attempt else 0
+                    )
+                    sent = time.monotonic()
+                    response = self._session.get(url, params=params, timeout=self.timeout)
+                    body = response.content  # bytes: response.text would guess a charset, slowly
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_problem = f"network error: {type(exc).__name__}"
                 self._sleep(self._backoff(attempt, None))
@@ -265,8 +304,11 @@ class StripeClient:
                     continue
             error = _error_body(body.decode("utf-8", "replace"))
             should_retry = response.headers.get("Stripe-Should-Retry")
+            reason = response.headers.get("Stripe-Rate-Limited-Reason")
             if status == 429:
-                self.stats.add(rate_limited=1)
+                self.stats.add_429(reason)
+                # Back off the budget that fired (AIMD); the retry then waits for it.
+                self.limiter.penalize(reason, endpoint)
             retryable = status in RETRYABLE_STATUS
             if should_retry == "false":
                 retryable = False
@@ -274,7 +316,6 @@ class StripeClient:
                 retryable = True
             if not retryable:
                 raise self._error_for(status, error, request_id, path, should_retry)
-            reason = response.headers.get("Stripe-Rate-Limited-Reason")
             last_problem = f"HTTP {status}" + (f" ({reason})" if reason else "")
             self._sleep(self._backoff(attempt, response.headers.get("Retry-After")))
         raise StripeRetriesExhausted(

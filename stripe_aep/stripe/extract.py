@@ -1,9 +1,15 @@
 """Concurrent, incremental extraction of one Stripe resource into day partitions of the raw lake.
 
-Why concurrent: one list request returns at most 100 objects and takes 100–300 ms, so a single paginator
-tops out at a few hundred objects/s while the account's budget allows `max_rps × 100`. The window to fetch
-(the uncovered part of each day up to `now − visibility lag`) is split into sub-windows that are paged in
-parallel; the shared rate limiter, not the thread count, sets the pace.
+Why concurrent: one list request returns at most 100 objects and takes 250–450 ms, so a single paginator
+tops out at a few hundred objects/s while the endpoint's budget allows 25 × 100. Each window to fetch
+(the uncovered part of each day up to `now − visibility lag`) starts as one piece; the shared rate
+budget, not the thread count, sets the pace.
+
+Why frugal: every request counts against the account's monthly read allocation, and each split of a
+window costs one extra, partly filled page. So a window is split only once its first page has shown
+how dense it is, only when the part left holds enough pages to pay for the extra one, only when too
+few pieces are running to keep the endpoint's budget busy (Little's law), and never beyond a few per
+cent of the run's pages. An empty or one-page window costs exactly one request per list pass.
 
 Why exactly-once holds: each sub-window is written as its own file only after it was paged to the end, so
 coverage on disk only ever claims fully read windows. Windows are half-open and never overlap, so an object
@@ -15,12 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import hashlib
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,29 +36,41 @@ from typing import Any
 import orjson
 
 from stripe_aep.lake import Lake
-from stripe_aep.stripe.client import FILTER_PASSES, StripeClient, StripeError
+from stripe_aep.stripe.client import (
+    FILTER_PASSES,
+    PAGE_LIMIT,
+    StripeClient,
+    StripeError,
+    endpoint_of,
+)
 from stripe_aep.stripe.rawstore import RawFile, RawPartition, merge_intervals
 
 log = logging.getLogger(__name__)
 
-#: Never split below this: tiny windows cost requests without adding parallel pages.
-MIN_PIECE_SECONDS = 600
+#: Splits a run may make, as a share of its pages: each costs at most one extra (partial) page per
+#: pass, so a run stays within ~1.06× the fewest requests its windows allow (the target is 1.10×).
+SPLIT_BUDGET = 0.05
+#: Objects a piece holds in memory before it writes the part already paged to its end.
+FLUSH_OBJECTS = 500
+#: Latency assumed for Little's law until the run has measured its own (a slow list page).
+ASSUMED_LATENCY = 0.5
+#: A running piece is split only when at least this many pages are left (a split costs one).
+MIN_SPLIT_PAGES = 4
 
 
-def split_windows(
-    gaps: Sequence[tuple[int, int]], pieces: int, min_piece: int = MIN_PIECE_SECONDS
-) -> list[tuple[int, int]]:
-    """Cut gaps into about `pieces` sub-windows of equal length (none shorter than `min_piece`)."""
-    total = sum(b - a for a, b in gaps)
-    if total <= 0:
-        return []
-    length = max(min_piece, math.ceil(total / max(1, pieces)))
+def cut_windows(gaps: Sequence[tuple[int, int]], max_piece: int | None) -> list[tuple[int, int]]:
+    """Each gap as one window, or cut into pieces of at most `max_piece` seconds when set."""
+    if not max_piece:
+        return [(a, b) for a, b in gaps if b > a]
     out = []
     for a, b in gaps:
-        n = max(1, round((b - a) / length))
-        step = math.ceil((b - a) / n)
-        out.extend((s, min(b, s + step)) for s in range(a, b, step))
+        out.extend((s, min(b, s + max_piece)) for s in range(a, b, max_piece))
     return out
+
+
+def fewest_requests(pass_counts: Iterable[int]) -> int:
+    """The fewest list requests one window's passes allow: ceil(n / 100) each, and one if empty."""
+    return sum(max(1, -(-n // PAGE_LIMIT)) for n in pass_counts)
 
 
 @contextmanager
@@ -89,6 +108,14 @@ class ExtractionResult:
     request_stats: dict[str, float] = field(default_factory=dict)
     #: Damaged raw files set aside before planning (their windows were fetched again): messages.
     damaged: list[str] = field(default_factory=list)
+    #: The fewest list requests the run's windows allow (its windows' objects / 100 per pass, one for
+    #: an empty pass), to compare `requests` with.
+    min_requests: int = 0
+    splits: int = 0
+    #: Per UTC day (ISO date): objects fetched, objects new on disk, successful list pages.
+    day_objects: dict[str, int] = field(default_factory=dict)
+    day_new_objects: dict[str, int] = field(default_factory=dict)
+    day_pages: dict[str, int] = field(default_factory=dict)
 
     @property
     def objects_per_second(self) -> float:
@@ -113,7 +140,9 @@ class PartitionExtractor:
         concurrency: int,
         visibility_lag_seconds: int,
         clock: Callable[[], float] = time.time,
-        min_piece_seconds: int = MIN_PIECE_SECONDS,
+        max_piece_seconds: int | None = None,
+        min_split_pages: float = MIN_SPLIT_PAGES,
+        split_budget: float = SPLIT_BUDGET,
         account_id: str | None = None,
     ) -> None:
         self.client = client
@@ -122,16 +151,42 @@ class PartitionExtractor:
         self.concurrency = concurrency
         self.lag = visibility_lag_seconds
         self.clock = clock
-        self.min_piece = min_piece_seconds
+        # Pieces are the unit of durable progress (a window is written once paged to its end);
+        # `max_piece_seconds` cuts windows up front so progress is written more often, at the cost
+        # of a partial page per cut. Off by default.
+        self.max_piece = max_piece_seconds
+        self.min_split_pages = min_split_pages
+        self.split_budget = split_budget
+        self.endpoint = endpoint_of(f"/v1/{resource}")
         self._account_id = account_id or client.settings.account
         self._stop = threading.Event()
         self._damaged: list[str] = []
 
+    def _account_cache_path(self) -> str:
+        # Keyed by a truncated hash of (base, account header, key): never the key itself.
+        settings = self.client.settings
+        digest = hashlib.sha256(
+            f"{settings.api_base}|{settings.account or ''}|{settings.api_key}".encode()
+        ).hexdigest()[:16]
+        return f"_meta/stripe_account/{digest}.json"
+
     def _account(self) -> str | None:
-        """The Stripe account the data belongs to (recorded with every file)."""
+        """The Stripe account the data belongs to (recorded with every file).
+
+        Looked up once per key and remembered on the lake: every read counts against the account's
+        monthly allocation, and an idle tick should cost only its list requests."""
+        if self._account_id is None:
+            cache = self._account_cache_path()
+            try:
+                if self.lake.exists(cache):
+                    self._account_id = str(self.lake.read_json(cache).get("id") or "") or None
+            except (OSError, ValueError):
+                self._account_id = None
         if self._account_id is None:
             try:
                 self._account_id = self.client.retrieve_account().get("id")
+                if self._account_id:
+                    self.lake.write_json(self._account_cache_path(), {"id": self._account_id})
             except StripeError as exc:
                 # A restricted key may not read /v1/account: the data is still right, only the
                 # provenance field stays empty, and we say so.
@@ -152,19 +207,15 @@ class PartitionExtractor:
             gaps.extend((part, a, b) for a, b in part.gaps(until))
             if refresh:
                 refreshes.extend((part, a, b) for a, b in part.coverage())
-        total_pieces = self.concurrency
         tasks: list[_Piece] = []
         stamp = int(self.clock())
+        passes = len(FILTER_PASSES[self.resource])
         for source, stamp_value in ((gaps, None), (refreshes, stamp)):
-            by_part: dict[RawPartition, list[tuple[int, int]]] = {}
-            for part, a, b in source:
-                by_part.setdefault(part, []).append((a, b))
-            span = sum(b - a for _, a, b in source) or 1
-            for part, windows in by_part.items():
-                share = sum(b - a for a, b in windows) / span
-                pieces = max(1, round(total_pieces * share))
-                for a, b in split_windows(windows, pieces, self.min_piece):
-                    tasks.append(_Piece(part, a, b, stamp_value))
+            for window, (part, a, b) in enumerate(source, start=len(tasks)):
+                for lo, hi in cut_windows([(a, b)], self.max_piece):
+                    tasks.append(_Piece(part, lo, hi, stamp_value, passes, window))
+        # Longest windows first (their density is unknown yet): the run's tail is then short pieces.
+        tasks.sort(key=lambda t: t.gte - t.lt)
         return tasks
 
     def run(self, days: Sequence[dt.date], refresh: bool = False) -> ExtractionResult:
@@ -196,25 +247,44 @@ class PartitionExtractor:
         scheduler = _Scheduler(
             tasks,
             min_active=self._pieces_needed,
+            min_split_pages=self.min_split_pages,
+            split_budget=self.split_budget,
         )
+        self.client.demand = scheduler.demand  # heaviest endpoints first at the account budget
+        # Objects per (window, pass) within the windows' final bounds, for the fewest requests.
+        pass_counts: dict[tuple[int, int], int] = {}
+        for piece in tasks:
+            for p in range(piece.passes):
+                pass_counts[(piece.window, p)] = 0
 
-        def work(piece: _Piece) -> None:
-            found = self._fetch(piece)
-            final_gte = piece.finish()
+        def commit(piece: _Piece, lo: int, hi: int, found: list[tuple[int, str, bytes, int]]):
+            """Write the objects of [lo, hi), a fully paged part of a piece, and count them."""
             skip = known_ids.get(piece.part, set()) if piece.refresh is not None else set()
-            lines = [
-                line for created, oid, line in found if created >= final_gte and oid not in skip
-            ]
-            fetched = sum(1 for created, _, _ in found if created >= final_gte)
+            lines = [line for created, oid, line, _ in found if created >= lo and oid not in skip]
+            day = piece.part.day.isoformat()
             with lock:
-                result.objects += fetched
-                result.windows.append((final_gte, piece.lt))
+                for created, _, _, pass_index in found:
+                    if created >= lo:
+                        result.objects += 1
+                        result.day_objects[day] = result.day_objects.get(day, 0) + 1
+                        pass_counts[(piece.window, pass_index)] += 1
+                result.windows.append((lo, hi))
             if piece.refresh is not None and not lines:
                 return
-            raw = piece.part.write(final_gte, piece.lt, lines, meta(), refresh=piece.refresh)
+            raw = piece.part.write(lo, hi, lines, meta(), refresh=piece.refresh)
             with lock:
                 result.new_objects += len(lines)
+                result.day_new_objects[day] = result.day_new_objects.get(day, 0) + len(lines)
                 written.append(raw)
+
+        def work(piece: _Piece) -> None:
+            found = self._fetch(piece, commit)
+            final_gte = piece.finish()
+            day = piece.part.day.isoformat()
+            with lock:
+                result.day_pages[day] = result.day_pages.get(day, 0) + piece.pages
+            if final_gte < piece.flushed_to:
+                commit(piece, final_gte, piece.flushed_to, found)
 
         def worker() -> None:
             while not self._stop.is_set():
@@ -256,6 +326,16 @@ class PartitionExtractor:
         for day in days:
             result.cursors[day.isoformat()] = RawPartition(self.lake, self.resource, day).cursor()
         result.seconds = time.monotonic() - started
+        by_window: dict[int, list[int]] = {}
+        for (window, _), count in pass_counts.items():
+            by_window.setdefault(window, []).append(count)
+        result.min_requests = sum(fewest_requests(c) for c in by_window.values())
+        result.splits = scheduler.splits
+        for day in days:
+            key = day.isoformat()
+            result.day_objects.setdefault(key, 0)
+            result.day_new_objects.setdefault(key, 0)
+            result.day_pages.setdefault(key, 0)
         after = self.client.stats.as_dict()
         result.request_stats = {k: after[k] - stats_before[k] for k in after}
         if errors:
@@ -265,34 +345,52 @@ class PartitionExtractor:
         return result
 
     def _pieces_needed(self) -> int:
-        """Little's law: requests in flight = rate × latency. Keep that many pieces running (plus a
-        margin for pieces stalled in a retry), and no more, since each extra piece costs a partial
-        page."""
-        latency = self.client.stats.mean_latency()
-        if latency is None:
-            return self.concurrency
-        needed = math.ceil(self.client.limiter.rate * latency * 1.25) + 2
+        """Little's law: requests in flight = rate × latency. Keep that many pieces running (× 1.5
+        for the time a piece spends between its requests: parsing, writing, waiting for its turn;
+        + 2 for pieces stalled in a retry), and no more: each extra piece costs a partial page,
+        and an extra waiting thread holds one of the account's in-flight slots that another
+        endpoint could use. `concurrency` (STRIPE_CONCURRENCY) only bounds the threads."""
+        latency = self.client.stats.mean_latency() or ASSUMED_LATENCY
+        account, endpoint = self.client.limiter.current_rates(self.endpoint)
+        needed = math.ceil(min(account, endpoint) * latency * 1.5) + 2
         return max(2, min(self.concurrency, needed))
 
-    def _fetch(self, piece: _Piece) -> list[tuple[int, str, bytes]]:
-        """Page one window (every filter pass) newest first; stop early below a stolen bound."""
-        found: list[tuple[int, str, bytes]] = []
+    def _fetch(
+        self, piece: _Piece, commit: Callable[[_Piece, int, int, list], None]
+    ) -> list[tuple[int, str, bytes, int]]:
+        """Page one window (every filter pass) newest first; stop early below a stolen bound.
+
+        Memory stays flat however large the window: once `FLUSH_OBJECTS` are held, the part already
+        paged to its end, [oldest second seen + 1, upper bound), is written as its own file (pages
+        come newest first, so every object newer than the oldest second seen has been returned; the
+        objects of that second stay, as more may follow on the next page). Only single-pass gap
+        windows flush: a later pass would have to revisit a file already written."""
+        found: list[tuple[int, str, bytes, int]] = []
         seen: set[str] = set()
-        for extra in FILTER_PASSES[self.resource]:
-            lower = piece.start_pass()
+        passes = FILTER_PASSES[self.resource]
+        may_flush = len(passes) == 1 and piece.refresh is None
+        for pass_index, extra in enumerate(passes):
+            lower = piece.start_pass(pass_index)
             params = {"created[gte]": lower, "created[lt]": piece.lt, **extra}
             after = None
             while not self._stop.is_set():
                 page = self.client.list_page(self.resource, params, after)
+                piece.pages += 1
                 for obj in page.objects:
                     oid = obj["id"]
                     if oid not in seen:
                         seen.add(oid)
-                        found.append((obj["created"], oid, encode(obj)))
+                        found.append((obj["created"], oid, encode(obj), pass_index))
                 oldest = page.objects[-1]["created"] if page.objects else lower
                 if not page.has_more or not piece.advance(oldest, len(page.objects)):
                     break
                 after = page.objects[-1]["id"]
+                if may_flush and len(found) >= FLUSH_OBJECTS and oldest + 1 < piece.flushed_to:
+                    done = [item for item in found if item[0] > oldest]
+                    found = [item for item in found if item[0] <= oldest]
+                    seen = {item[1] for item in found}
+                    commit(piece, oldest + 1, piece.flushed_to, done)
+                    piece.flushed_to = oldest + 1
             if self._stop.is_set():
                 # Another window failed: never write a window that was not paged to its end.
                 raise _Cancelled
@@ -310,21 +408,36 @@ class _Piece:
     window into what is fetched [frontier, lt) and what is left [gte, frontier]. A thief takes
     [gte, mid) with mid below the frontier; the owner keeps [mid, lt) and drops any object older than
     its final bound when it writes. Objects are assigned to files by `created` alone, so every object
-    still lands in exactly one file, whatever the timing.
+    still lands in exactly one file, whatever the timing. Only the first pass is ever split: a thief
+    pages every pass of its part, so a split in a later pass would read the first one twice.
     """
 
-    def __init__(self, part: RawPartition, gte: int, lt: int, refresh: int | None) -> None:
+    def __init__(
+        self,
+        part: RawPartition,
+        gte: int,
+        lt: int,
+        refresh: int | None,
+        passes: int = 1,
+        window: int | None = None,
+    ) -> None:
         # `refresh`: the run stamp of a refresh re-read of a covered window, None for a gap.
         self.part, self.gte, self.lt, self.refresh = part, gte, lt, refresh
+        self.passes = passes
+        self.window = id(self) if window is None else window  # the planned window it came from
         self.frontier = lt
         self.fetched = 0  # objects seen in the current pass, to estimate what is left
+        self.pass_index = 0
+        self.pages = 0  # successful list pages of this piece
+        self.flushed_to = lt  # [flushed_to, lt) is already written (see _fetch)
         self.finished = False
         self.lock = threading.Lock()
 
-    def start_pass(self) -> int:
+    def start_pass(self, pass_index: int = 0) -> int:
         with self.lock:
             self.frontier = self.lt
             self.fetched = 0
+            self.pass_index = pass_index
             return self.gte
 
     def advance(self, oldest: int, count: int) -> bool:
@@ -335,24 +448,29 @@ class _Piece:
             return oldest >= self.gte
 
     def pages_left(self) -> float:
-        """Estimated pages still to fetch, from the density seen so far (unknown → many)."""
+        """Estimated pages still to fetch in this pass, from the density seen so far.
+
+        Before the first page is back nothing is known, and nothing is claimed: an empty window
+        must not look worth splitting (idle workers halving an empty window sent 120 requests).
+        """
         done_span = self.lt - self.frontier
         if self.fetched == 0 or done_span <= 0:
-            return float("inf") if self.frontier - self.gte > 0 else 0.0
-        return self.fetched / done_span * (self.frontier - self.gte) / 100
+            return 0.0
+        return self.fetched / done_span * (self.frontier - self.gte) / PAGE_LIMIT
 
     def steal_half(self, min_span: int, min_pages: float) -> _Piece | None:
-        """Split off the older half, if enough is left that two workers beat one.
-
-        Each split costs about one extra (partial) page, so only pieces with several pages left are
-        split.
-        """
+        """Split off the older half, if enough is left that two workers beat one."""
         with self.lock:
             span = self.frontier - self.gte
-            if self.finished or span < min_span or self.pages_left() < min_pages:
+            if (
+                self.finished
+                or self.pass_index != 0
+                or span < min_span
+                or self.pages_left() < min_pages
+            ):
                 return None
             mid = self.gte + span // 2
-            thief = _Piece(self.part, self.gte, mid, self.refresh)
+            thief = _Piece(self.part, self.gte, mid, self.refresh, self.passes, self.window)
             self.gte = mid
             return thief
 
@@ -365,37 +483,67 @@ class _Piece:
 class _Scheduler:
     """Hands out planned pieces, then lets idle workers split the largest piece still running.
 
-    Splitting costs a partial page, and the shared rate budget (not the thread count) sets the pace, so
-    a split happens only when fewer than `min_active` pieces are running, i.e. when too few requests
-    would be in flight to keep the budget busy (the tail of a run, or one very dense window).
+    At most `min_active` pieces run at once (Little's law). A split happens only when fewer are
+    running, i.e. when too few requests would be in flight to keep the budget busy (the tail of a run, or one very dense window), only
+    when the victim has `min_split_pages` pages left, and only while the run's splits stay under
+    `SPLIT_BUDGET` of its pages.
     """
 
     MIN_STEAL_SECONDS = 2
-    MIN_STEAL_PAGES = 4
 
-    def __init__(self, pieces: list[_Piece], min_active: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        pieces: list[_Piece],
+        min_active: Callable[[], int],
+        min_split_pages: float = MIN_SPLIT_PAGES,
+        split_budget: float = SPLIT_BUDGET,
+    ) -> None:
         self._min_active = min_active
+        self._min_split_pages = min_split_pages
+        self._split_budget = split_budget
         self._queue = list(reversed(pieces))
         self._active: set[_Piece] = set()
+        self._done_pages = 0
         self._lock = threading.Lock()
+        self.splits = 0
+
+    def _split_budget_left(self) -> bool:
+        known = self._done_pages + sum(p.pages + p.pages_left() for p in self._active)
+        return self.splits + 1 <= max(0.0, self._split_budget * known)
 
     def next(self) -> _Piece | None:
         with self._lock:
+            if len(self._active) >= self._min_active():
+                return None  # enough pieces keep the budget busy; more would only wait
             if self._queue:
                 piece = self._queue.pop()
             else:
-                if len(self._active) >= self._min_active():
+                if not self._split_budget_left():
                     return None
                 candidates = sorted(self._active, key=lambda p: -p.pages_left())
                 piece = None
                 for victim in candidates:
-                    piece = victim.steal_half(self.MIN_STEAL_SECONDS, self.MIN_STEAL_PAGES)
+                    piece = victim.steal_half(self.MIN_STEAL_SECONDS, self._min_split_pages)
                     if piece is not None:
+                        self.splits += 1
                         break
                 if piece is None:
                     return None
             self._active.add(piece)
             return piece
+
+    def demand(self) -> float:
+        """Pages this run still expects to fetch: its claim on the account budget.
+
+        Running pieces count what their density predicts; queued windows count at the density seen
+        so far (0 before any page: no claim until there is evidence)."""
+        with self._lock:
+            active = list(self._active)
+            queued_span = sum(p.lt - p.gte for p in self._queue)
+        fetched = sum(p.fetched for p in active)
+        span = sum(p.lt - p.frontier for p in active)
+        density = fetched / span if span > 0 else 0.0
+        return sum(p.pages_left() for p in active) + density * queued_span / PAGE_LIMIT
 
     def finished(self) -> bool:
         with self._lock:
@@ -404,3 +552,4 @@ class _Scheduler:
     def done(self, piece: _Piece) -> None:
         with self._lock:
             self._active.discard(piece)
+            self._done_pages += piece.pages

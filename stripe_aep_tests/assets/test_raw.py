@@ -61,7 +61,12 @@ def test_day_partition_holds_exactly_the_days_objects(stripe_emulator, stripe_ac
         n = len(_truth(stripe_account, "charges", ACCOUNT_START))
         assert charges["dagster/row_count"].value == n
         assert charges["objects"].value == charges["new_objects"].value == n
-        assert charges["requests"].value >= -(-n // 100)
+        assert charges["run_requests"].value >= -(-n // 100)
+        # Frugal: a day paged as one window costs its pages and no more.
+        assert charges["run_min_requests"].value == -(-n // 100)
+        # (+1: the account id lookup, made once per key and then remembered on the lake)
+        assert charges["run_requests"].value <= charges["run_min_requests"].value + 1
+        assert charges["pages"].value == -(-n // 100)
         assert charges["cursor"].value.startswith(
             (ACCOUNT_START + dt.timedelta(days=1)).isoformat()
         )
@@ -79,7 +84,7 @@ def test_day_partition_holds_exactly_the_days_objects(stripe_emulator, stripe_ac
         assert again.success
         assert len(stripe_emulator.log) == before
         meta = again.get_asset_materialization_events()[0].materialization.metadata
-        assert meta["requests"].value == 0 and meta["new_objects"].value == 0
+        assert meta["run_requests"].value == 0 and meta["new_objects"].value == 0
 
 
 def test_backfill_range_in_one_run_equals_day_by_day(stripe_emulator, stripe_account, tmp_path):
@@ -96,6 +101,26 @@ def test_backfill_range_in_one_run_equals_day_by_day(stripe_emulator, stripe_acc
             },
         )
         assert ranged.success
+        # Each day's own figures on that day's partition, not the range's totals on every day.
+        events = [
+            e
+            for e in ranged.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(["stripe", "charges"])
+        ]
+        assert sorted(e.partition for e in events) == [d.isoformat() for d in days]
+        for event in events:
+            day = dt.date.fromisoformat(event.partition)
+            meta = event.materialization.metadata
+            n = len(_truth(stripe_account, "charges", day))
+            assert meta["dagster/row_count"].value == meta["objects"].value == n
+            assert meta["pages"].value == -(-n // 100)
+            assert meta["cursor"].value.startswith((day + dt.timedelta(days=1)).isoformat())
+            run_total = sum(len(_truth(stripe_account, "charges", d)) for d in days)
+            assert meta["run_requests"].value == meta["run_min_requests"].value
+            assert meta["run_min_requests"].value == sum(
+                -(-len(_truth(stripe_account, "charges", d)) // 100) for d in days
+            )
+            assert n < run_total
         for day in days:
             assert dg.materialize(
                 raw_assets,
@@ -126,7 +151,7 @@ def test_killed_run_is_completed_by_the_next_without_gaps_or_doubles(stripe_acco
             f"s = StripeSettings.build(api_key='{TEST_KEY}', api_base='{emu.url}', max_rps='5',"
             " concurrency='2')\n"
             f"PartitionExtractor(StripeClient(s, shared_limiter=False), Lake(r'{tmp_path}'), 'charges',"
-            " concurrency=2, visibility_lag_seconds=0, min_piece_seconds=60)"
+            " concurrency=2, visibility_lag_seconds=0, max_piece_seconds=3600)"
             f".run([dt.date.fromisoformat('{DAY}')])\n"
         )
         proc = subprocess.Popen([sys.executable, "-c", script])
@@ -222,3 +247,39 @@ def test_malformed_start_date_fails_at_load_naming_the_variable():
     )
     assert proc.returncode != 0
     assert "STRIPE_START_DATE" in proc.stderr and "YYYY-MM-DD" in proc.stderr
+
+
+def test_idle_tick_reports_reads_and_warns_over_the_allocation(
+    stripe_emulator, tmp_path, monkeypatch
+):
+    """Today's partition on an account with nothing new: one request per list pass, and the
+    schedules' projected monthly reads (every tick of every resource) against the allocation."""
+    monkeypatch.setenv("STRIPE_READ_ALLOCATION", "10000")  # Stripe's floor for a small account
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            raw_assets,
+            resources=_resources(stripe_emulator.url, tmp_path),
+            partition_key=today,
+            instance=instance,
+        )
+        assert result.success
+        lists = [r for r in stripe_emulator.log if r.path != "/v1/account"]
+        assert len(lists) == sum(2 if r == "prices" else 1 for r in RESOURCES)
+        meta = {
+            e.asset_key.path[-1]: e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        assert meta["prices"]["run_min_requests"].value == 2
+        assert meta["charges"]["run_min_requests"].value == 1
+        assert meta["charges"]["read_allocation"].value == 10000
+        # Seven list requests a tick (+1 the first time: the account id, then remembered), 96 ticks
+        # a day: ~20,000 reads a month, over the floor.
+        projected = meta["prices"]["projected_monthly_reads"].value
+        assert 7 * (96 * 30 + 30) <= projected <= 8 * (96 * 30 + 30)
+        warnings = [
+            e
+            for e in instance.all_logs(result.run_id)
+            if e.level == 30 and "STRIPE_READ_ALLOCATION" in (e.user_message or "")
+        ]
+        assert warnings

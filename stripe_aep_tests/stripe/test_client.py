@@ -147,10 +147,10 @@ import json, sys
 from concurrent.futures import ThreadPoolExecutor
 from stripe_aep.config import StripeSettings
 from stripe_aep.stripe.client import StripeClient
-from stripe_aep.stripe.ratelimit import RateLimiter
+from stripe_aep.stripe.ratelimit import RateBudget
 key, url, budget = sys.argv[1], sys.argv[2], float(sys.argv[3])
 settings = StripeSettings.build(api_key=key, api_base=url, max_rps=sys.argv[3])
-client = StripeClient(settings, limiter=RateLimiter(budget), backoff_base=0.01)
+client = StripeClient(settings, limiter=RateBudget(budget, endpoint_rps=budget), backoff_base=0.01)
 # 20 threads hammering at once: 60 requests that would all arrive within a few ms unthrottled.
 with ThreadPoolExecutor(20) as pool:
     list(pool.map(lambda _: client.list_page("charges", {}), range(60)))

@@ -7,19 +7,26 @@ import sys
 from stripe_aep.config import StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
-from stripe_aep.stripe.extract import PartitionExtractor, split_windows
+from stripe_aep.stripe.extract import PartitionExtractor, cut_windows, fewest_requests
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
 
 
-def test_split_windows_cover_gaps_exactly():
+def test_cut_windows_cover_gaps_exactly():
     gaps = [(0, 1000), (5000, 5100)]
-    pieces = split_windows(gaps, 4, min_piece=100)
+    assert cut_windows(gaps, None) == gaps  # by default a window is one piece
+    pieces = cut_windows(gaps, 300)
     assert pieces[0][0] == 0 and pieces[-1][1] == 5100
     covered = sorted(pieces)
-    assert all(a < b for a, b in covered)
+    assert all(a < b and b - a <= 300 for a, b in covered)
     assert sum(b - a for a, b in covered) == 1100
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(covered, covered[1:], strict=False))
+
+
+def test_fewest_requests_counts_one_per_empty_pass():
+    assert fewest_requests([0]) == 1
+    assert fewest_requests([100]) == 1
+    assert fewest_requests([101, 0]) == 3
 
 
 def test_work_stealing_keeps_every_object_exactly_once(stripe_emulator, stripe_account, tmp_path):
@@ -32,10 +39,11 @@ def test_work_stealing_keeps_every_object_exactly_once(stripe_emulator, stripe_a
         "balance_transactions",
         concurrency=8,
         visibility_lag_seconds=0,
-        min_piece_seconds=86400,
+        min_split_pages=1,
+        split_budget=1.0,  # small day: allow splits a real run would find too costly
     )
     result = extractor.run([ACCOUNT_START])
-    assert len(result.windows) > 1, "no piece was stolen"
+    assert len(result.windows) > 1 and result.splits >= 1, "no piece was stolen"
     lake = Lake(str(tmp_path))
     part = RawPartition(lake, "balance_transactions", ACCOUNT_START)
     ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
@@ -125,3 +133,116 @@ def test_budget_holds_across_processes_extracting_at_once(external_stripe_emulat
     assert len(arrivals) > 2 * budget  # long enough to measure a rate
     worst = max(sum(1 for a in arrivals if t <= a < t + 1) for t in arrivals)
     assert worst <= budget, f"{worst} requests in one second with a budget of {budget}"
+
+
+def _count_list_requests(emulator, resource):
+    return sum(1 for r in emulator.log if r.path == f"/v1/{resource}")
+
+
+def test_idle_tick_costs_one_request_per_list_pass(stripe_account, tmp_path):
+    """A 10-minute window with no objects (an idle account's fresh-data tick), eight idle workers and
+    a slow answer: nobody splits a window whose first page has not shown anything to split."""
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    with StripeEmulator(stripe_account, rate_limit_rps=0, latency_ms=300) as emulator:
+        _idle_tick(emulator, tmp_path)
+
+
+def _idle_tick(stripe_emulator, tmp_path):
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    empty_day = ACCOUNT_START + dt.timedelta(days=30)  # after the account's last object
+    start, _ = day_bounds(empty_day)
+    for resource in ("charges", "prices"):  # prices: two list passes (active and inactive)
+        stripe_emulator.log.clear()
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            resource,
+            concurrency=8,
+            visibility_lag_seconds=120,
+            clock=lambda: start + 600 + 120,
+            account_id="acct_test",
+        ).run([empty_day])
+        passes = 2 if resource == "prices" else 1
+        assert _count_list_requests(stripe_emulator, resource) == passes
+        assert result.request_stats["requests"] == result.min_requests == passes
+        assert result.windows == [(start, start + 600)] and result.objects == 0
+
+
+def test_one_page_day_costs_one_request_per_list_pass(stripe_emulator, stripe_account, tmp_path):
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    gte, lt = day_bounds(ACCOUNT_START)
+    small = [
+        r
+        for r in ("refunds", "customers", "subscriptions", "prices")
+        if 0 < len(stripe_account.objects(r, gte=gte, lt=lt)) <= 100
+    ]
+    assert small, "the test account has no one-page resource"
+    for resource in small:
+        stripe_emulator.log.clear()
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            resource,
+            concurrency=8,
+            visibility_lag_seconds=0,
+            account_id="acct_test",
+        ).run([ACCOUNT_START])
+        passes = 2 if resource == "prices" else 1
+        assert _count_list_requests(stripe_emulator, resource) == passes, resource
+        assert result.min_requests == passes
+
+
+def test_a_dense_run_stays_within_ten_percent_of_the_fewest_requests(
+    stripe_emulator, stripe_account, tmp_path
+):
+    """Three days of balance transactions with twelve workers: splits happen (the run is dense
+    enough to want them) but cost at most ~5 % extra requests."""
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    days = [ACCOUNT_START + dt.timedelta(days=i) for i in range(3)]
+    client = StripeClient(settings, shared_limiter=False)
+    result = PartitionExtractor(
+        client,
+        Lake(str(tmp_path)),
+        "balance_transactions",
+        concurrency=12,
+        visibility_lag_seconds=0,
+        account_id="acct_test",
+    ).run(days)
+    truth = sum(len(stripe_account.objects("balance_transactions", *day_bounds(d))) for d in days)
+    assert result.objects == truth
+    assert result.min_requests == sum(
+        -(-len(stripe_account.objects("balance_transactions", *day_bounds(d))) // 100) for d in days
+    )
+    assert result.request_stats["requests"] <= 1.10 * result.min_requests
+
+
+def test_large_windows_are_written_as_they_are_paged(
+    stripe_emulator, stripe_account, tmp_path, monkeypatch
+):
+    """Memory stays flat: a piece writes what it has paged to its end every FLUSH_OBJECTS objects;
+    every object still lands on disk exactly once, with or without splits."""
+    import stripe_aep.stripe.extract as extract
+
+    monkeypatch.setattr(extract, "FLUSH_OBJECTS", 150)
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    lake = Lake(str(tmp_path))
+    result = PartitionExtractor(
+        StripeClient(settings, shared_limiter=False),
+        lake,
+        "balance_transactions",
+        concurrency=4,
+        visibility_lag_seconds=0,
+        min_split_pages=1,
+        split_budget=1.0,
+        account_id="acct_test",
+    ).run([ACCOUNT_START])
+    truth = {
+        o["id"] for o in stripe_account.objects("balance_transactions", *day_bounds(ACCOUNT_START))
+    }
+    assert len(result.windows) > len(truth) // 150 // 2  # written in many parts
+    part = RawPartition(lake, "balance_transactions", ACCOUNT_START)
+    ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
+    assert len(ids) == len(set(ids)) and set(ids) == truth
+    assert result.objects == result.new_objects == len(truth)
+    assert part.gaps(day_bounds(ACCOUNT_START)[1]) == []
