@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chaos lint format bench dev emulate clean
+.PHONY: install demo test chaos lint format bench bench-full dev emulate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/upload.py
 
+# The full-load benchmark side by side with Singer tap-stripe 3.3.0 (own virtualenv) and its PNG plot.
+TAP_VENV := .bench-venvs/tap-stripe
+bench-full: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	test -x $(TAP_VENV)/bin/python || ($(PYTHON) -m venv $(TAP_VENV) && $(TAP_VENV)/bin/pip install --quiet tap-stripe==3.3.0)
+	$(BIN)/python bench/full_load.py --days 10 --charges-per-day 39000 \
+		--tap-python $(TAP_VENV)/bin/python --peer-seconds 120 --png docs/benchmarks-full-load.png
+
 emulate: $(STAMP)
 	$(BIN)/stripe-aep emulate
 
@@ -47,4 +55,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) data .dagster_home build *.egg-info
+	rm -rf $(VENV) data .dagster_home build *.egg-info .bench-venvs

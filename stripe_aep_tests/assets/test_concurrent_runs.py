@@ -35,7 +35,7 @@ with dg.instance_for_test() as instance:
     meta = result.get_asset_materialization_events()[0].materialization.metadata if \
         result.success else {}
     print(json.dumps({"success": result.success, "run_id": result.run_id,
-                      "requests": meta["requests"].value if meta else None}), flush=True)
+                      "requests": meta["run_requests"].value if meta else None}), flush=True)
 """
 
 
