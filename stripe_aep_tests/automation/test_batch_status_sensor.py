@@ -202,3 +202,26 @@ def test_sensor_definition_reads_the_data_dir_and_is_stopped_by_default(instance
     _status(ledger, attempt, "B-1", "failed", BatchState.FAILED)
     data = sensors.aep_batch_status_sensor.evaluate_tick(context(instance, NAME))
     assert [r.run_key for r in data.run_requests] == [f"aep-retry:charges:2026-11-20:{attempt}"]
+
+
+def test_a_partition_with_a_run_in_progress_is_left_to_that_run(instance, data_dir):
+    from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+    from dagster._core.test_utils import create_run_for_test
+
+    ledger = BatchLedger.for_data_dir(data_dir)
+    for day in ("2026-11-19", "2026-11-20"):
+        attempt = _batch(ledger, day, f"B-{day}")
+        _status(ledger, attempt, f"B-{day}", "failed", BatchState.FAILED)
+    # a run (not one of this sensor's) delivering aep/charges 2026-11-20 right now
+    key = dg.AssetKey(["aep", "charges"])
+    run = create_run_for_test(
+        instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, asset_selection={key}
+    )
+    instance.report_dagster_event(
+        DagsterEvent.build_asset_materialization_planned_event(
+            "__ASSET_JOB", "aep__charges", AssetMaterializationPlannedData(key, "2026-11-20")
+        ),
+        run_id=run.run_id,
+    )
+    result, _ = _evaluate(instance, data_dir)
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-19"]
