@@ -7,6 +7,7 @@ import datetime as dt
 
 import dagster as dg
 
+from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.config import RESOURCES, StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
@@ -153,6 +154,7 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=backfill_policy,
         kinds={"stripe", "json"},
+        owners=ASSET_OWNERS,
         pool=STRIPE_POOL,
         description=(
             f"Raw Stripe {resource}, lossless JSON lines (zstd), one folder per UTC day of `created`. "
