@@ -30,7 +30,8 @@ from stripe_aep_tests.assets.test_chain import read_back_ids
 from stripe_aep_tests.conftest import TEST_KEY
 from stripe_aep_tests.e2e.harness import DagsterDev
 
-#: Days of history before today the account holds (today is the account's last, growing, day).
+#: Days the UI backfill covers: the five days before today. The account holds one more day before
+#: them (the spare day, left for the sensor tests) and today (its last, growing, day).
 PAST_DAYS = 5
 ALL_ASSET_PATHS = [[layer, r] for layer in ("stripe", "xdm", "aep") for r in RESOURCES]
 
@@ -44,6 +45,7 @@ class Deployment:
     datasets: dict[str, str]
     lake_root: Path
     past_days: list[dt.date]
+    spare_day: dt.date
     today: dt.date
 
     def aep_client(self) -> AepClient:
@@ -79,9 +81,9 @@ def _setup(env: dict[str, str]) -> dict[str, str]:
 @contextmanager
 def deployment(home: Path, instance_yaml: Path, extra_env: dict[str, str] | None = None):
     today = dt.datetime.now(dt.UTC).date()
-    first = today - dt.timedelta(days=PAST_DAYS)
+    first = today - dt.timedelta(days=PAST_DAYS + 1)
     # live=True: today's objects appear as the clock passes their `created`, as in a real account.
-    account = StripeAccount(seed=23, start=first, days=PAST_DAYS + 1, charges_per_day=60, live=True)
+    account = StripeAccount(seed=23, start=first, days=PAST_DAYS + 2, charges_per_day=60, live=True)
     lake_root = home / "lake"
     with (
         StripeEmulator(account, rate_limit_rps=0) as stripe,
@@ -106,7 +108,8 @@ def deployment(home: Path, instance_yaml: Path, extra_env: dict[str, str] | None
                 account=account,
                 datasets=datasets,
                 lake_root=lake_root,
-                past_days=[first + dt.timedelta(days=i) for i in range(PAST_DAYS)],
+                past_days=[first + dt.timedelta(days=i) for i in range(1, PAST_DAYS + 1)],
+                spare_day=first,
                 today=today,
             )
 

@@ -192,7 +192,7 @@ class DagsterDev:
             {"id": backfill_id},
         )["partitionBackfillOrError"]
 
-    def wait_backfill_done(self, backfill_id: str, timeout: float = 420) -> dict:
+    def wait_backfill_done(self, backfill_id: str, timeout: float = 900) -> dict:
         def settled():
             status = self.backfill(backfill_id)
             return status if status["status"] not in ("REQUESTED", "FAILING", "CANCELING") else None
@@ -233,6 +233,44 @@ class DagsterDev:
         )["stopRunningSchedule"]
         assert result["__typename"] == "ScheduleStateResult", result
         assert result["scheduleState"]["status"] == "STOPPED", result
+
+    def start_sensor(self, name: str) -> str:
+        """Switch a sensor on, as its toggle in the UI does; returns its state id."""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": name,
+        }
+        result = self.graphql(
+            """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+                 __typename ... on Sensor { sensorState { id status } }
+                 ... on PythonError { message } } }""",
+            {"s": selector},
+        )["startSensor"]
+        assert result["__typename"] == "Sensor", result
+        assert result["sensorState"]["status"] == "RUNNING", result
+        return result["sensorState"]["id"]
+
+    def stop_sensor(self, state_id: str) -> None:
+        result = self.graphql(
+            """mutation($id: String!) { stopSensor(id: $id) {
+                 __typename ... on StopSensorMutationResult { instigationState { status } }
+                 ... on PythonError { message } } }""",
+            {"id": state_id},
+        )["stopSensor"]
+        assert result["__typename"] == "StopSensorMutationResult", result
+        assert result["instigationState"]["status"] == "STOPPED", result
+
+    def wait_run_done(self, run_id: str, timeout: float = 900) -> dict:
+        def finished():
+            data = self.graphql(
+                """query($id: ID!) { runOrError(runId: $id) {
+                     ... on Run { runId status tags { key value } } } }""",
+                {"id": run_id},
+            )["runOrError"]
+            return data if data["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        return wait_for(f"run {run_id} to finish", finished, timeout, 2.0, self.log_path)
 
 
 def _pg_binary(name: str) -> str | None:

@@ -19,7 +19,7 @@ from stripe_aep_tests.e2e.test_dagster_dev import (
 )
 from stripe_aep_tests.paths import REPO_ROOT
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
