@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint format bench dev emulate clean
 
+STRIPE_AEP_DEV_EMULATORS ?= 1
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -28,10 +30,11 @@ bench: $(STAMP)
 emulate: $(STAMP)
 	$(BIN)/stripe-aep emulate
 
-# The Dagster UI on http://127.0.0.1:3000 with a persistent instance in .dagster_home.
+# One command: the emulators (Stripe :12111, AEP :12112), `stripe-aep setup`, and the Dagster UI on
+# http://127.0.0.1:3000 with a persistent instance in .dagster_home (see stripe_aep/automation/dev.py).
+# Against real Stripe and AEP: `make dev STRIPE_AEP_DEV_EMULATORS=0` (only the UI, your environment).
 dev: $(STAMP)
-	mkdir -p .dagster_home && cp dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	STRIPE_AEP_DEV_EMULATORS=$(STRIPE_AEP_DEV_EMULATORS) $(BIN)/python -m stripe_aep.automation.dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

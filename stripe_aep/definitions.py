@@ -1,4 +1,4 @@
-"""The Dagster code location: assets, checks, schedules and resources of stripe-aep."""
+"""The Dagster code location: assets, checks, schedules, sensors and resources of stripe-aep."""
 
 import dagster as dg
 
@@ -6,12 +6,14 @@ from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation.schedules import schedules
+from stripe_aep.automation.sensors import sensors
 from stripe_aep.config import data_dir_from_env
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
 defs = dg.Definitions(
     assets=[*raw_assets, *xdm_assets, *aep_assets],
     schedules=schedules,
+    sensors=sensors,
     resources={
         "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
         "lake": LakeResource(root=data_dir_from_env()),

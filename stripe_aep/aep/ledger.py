@@ -787,6 +787,25 @@ class BatchLedger:
         with self._lock:
             return [dict(r) for r in self._conn.execute(sql + " ORDER BY event_id", args)]
 
+    def events_after(self, event_id: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Up to `limit` events with an id above `event_id`, oldest first (a sensor's cursor).
+
+        Event ids only grow (they are assigned inside the writing transaction), so a reader that
+        remembers the last id it handled sees every later step exactly once.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM ledger_events WHERE event_id>? ORDER BY event_id LIMIT ?",
+                (event_id, limit),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 for an empty ledger)."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(event_id) FROM ledger_events").fetchone()
+        return int(row[0] or 0)
+
     def _claims(
         self, c: sqlite3.Connection, dataset_id: str, keys: Sequence[str]
     ) -> dict[str, tuple[Attempt, LedgerFile]]:

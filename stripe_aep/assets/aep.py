@@ -9,6 +9,7 @@ import dagster as dg
 from stripe_aep.aep.deliver import XdmFile, deliver
 from stripe_aep.aep.ledger import BatchLedger
 from stripe_aep.aep.setup import resolve_dataset_id
+from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days
 from stripe_aep.config import RESOURCES
 from stripe_aep.locks import hold_partitions
@@ -39,6 +40,7 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=backfill_policy,
         kinds={"adobe", "parquet"},
+        owners=ASSET_OWNERS,
         pool=AEP_POOL,
         description=(
             f"Stripe {resource} delivered to its AEP dataset: XDM files not yet delivered are sent in "

@@ -7,6 +7,7 @@ import datetime as dt
 
 import dagster as dg
 
+from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.config import RESOURCES
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
@@ -41,6 +42,7 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=backfill_policy,
         kinds={"stripe", "json"},
+        owners=ASSET_OWNERS,
         pool=STRIPE_POOL,
         description=(
             f"Raw Stripe {resource}, lossless JSON lines (zstd), one folder per UTC day of `created`. "

@@ -6,6 +6,7 @@ streaming conversion). One factory builds the six assets.
 
 import dagster as dg
 
+from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days
 from stripe_aep.charge_customers import ChargeCustomerIndex, refunds_carry_customer
 from stripe_aep.config import RESOURCES
@@ -47,6 +48,7 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=backfill_policy,
         kinds={"parquet", "xdm"},
+        owners=ASSET_OWNERS,
         description=(
             f"Stripe {resource} as XDM-conformant Parquet (one file set per raw file, ≤ 256 MB each). "
             "Only raw files not converted yet are read; records that fail validation go to "
