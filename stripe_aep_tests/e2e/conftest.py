@@ -1,0 +1,119 @@
+"""A deployment as a user runs it: both emulators, `stripe-aep setup`, then `dagster dev` on an instance.
+
+One deployment per test module (module-scoped): starting `dagster dev` and loading the code location
+costs tens of seconds, so the tests of a module share it and are written to run in file order
+(each leaves the datasets in a state the next one accounts for).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stripe_aep.aep.client import AepClient
+from stripe_aep.aep.settings import AepSettings
+from stripe_aep.config import RESOURCES
+from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
+from stripe_aep.emulators.stripe_account import StripeAccount
+from stripe_aep.emulators.stripe_api import StripeEmulator
+from stripe_aep.stripe.rawstore import day_bounds
+from stripe_aep_tests.aep.conftest import env_for
+from stripe_aep_tests.assets.test_chain import read_back_ids
+from stripe_aep_tests.conftest import TEST_KEY
+from stripe_aep_tests.e2e.harness import DagsterDev
+
+#: Days the UI backfill covers: the five days before today. The account holds one more day before
+#: them (the spare day, left for the sensor tests) and today (its last, growing, day).
+PAST_DAYS = 5
+ALL_ASSET_PATHS = [[layer, r] for layer in ("stripe", "xdm", "aep") for r in RESOURCES]
+
+
+@dataclass
+class Deployment:
+    stripe: StripeEmulator
+    aep: AepEmulator
+    dagster: DagsterDev
+    account: StripeAccount
+    datasets: dict[str, str]
+    lake_root: Path
+    past_days: list[dt.date]
+    spare_day: dt.date
+    today: dt.date
+
+    def aep_client(self) -> AepClient:
+        return AepClient(AepSettings.from_env(env_for(self.aep)))
+
+    def delivered_ids(self) -> dict[str, list[str]]:
+        """Every Stripe id in each resource's dataset, read back through Catalog and Data Access."""
+        client = self.aep_client()
+        try:
+            return {r: read_back_ids(client, self.datasets[r]) for r in RESOURCES}
+        finally:
+            client.close()
+
+    def truth(self, resource: str, days: list[dt.date]) -> set[str]:
+        return {o["id"] for d in days for o in self.account.objects(resource, *day_bounds(d))}
+
+
+def _setup(env: dict[str, str]) -> dict[str, str]:
+    """`stripe-aep setup`, as a user runs it; returns the dataset id of each resource it prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stripe_aep.cli", "setup"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    datasets = dict(re.findall(r"^\s+(\w+)\s+(\S+)\s+\(AEP_DATASET_", done.stdout, re.M))
+    assert set(datasets) == set(RESOURCES), done.stdout
+    return datasets
+
+
+@contextmanager
+def deployment(home: Path, instance_yaml: Path, extra_env: dict[str, str] | None = None):
+    today = dt.datetime.now(dt.UTC).date()
+    first = today - dt.timedelta(days=PAST_DAYS + 1)
+    # live=True: today's objects appear as the clock passes their `created`, as in a real account.
+    account = StripeAccount(seed=23, start=first, days=PAST_DAYS + 2, charges_per_day=60, live=True)
+    lake_root = home / "lake"
+    with (
+        StripeEmulator(account, rate_limit_rps=0) as stripe,
+        AepEmulator(faults=AepFaults(processing_delay_s=0.2)) as aep,
+    ):
+        env = {
+            **env_for(aep),
+            "STRIPE_API_KEY": TEST_KEY,
+            "STRIPE_API_BASE": stripe.url,
+            "STRIPE_MAX_RPS": "200",
+            "STRIPE_VISIBILITY_LAG_SECONDS": "0",
+            "STRIPE_START_DATE": first.isoformat(),
+            "STRIPE_AEP_DATA_DIR": str(lake_root),
+            **(extra_env or {}),
+        }
+        datasets = _setup(env)
+        with DagsterDev(home / "dagster_home", instance_yaml, env) as dagster:
+            yield Deployment(
+                stripe=stripe,
+                aep=aep,
+                dagster=dagster,
+                account=account,
+                datasets=datasets,
+                lake_root=lake_root,
+                past_days=[first + dt.timedelta(days=i) for i in range(1, PAST_DAYS + 1)],
+                spare_day=first,
+                today=today,
+            )
+
+
+def require_binary(path: str, install: str) -> None:
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{path} not found: install it with `{install}` (.ci/run does)")
