@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chaos lint format bench bench-full dev emulate clean
+.PHONY: install demo test chaos lint format bench bench-full screenshots dev emulate clean
 
 STRIPE_AEP_DEV_EMULATORS ?= 1
 
@@ -39,6 +39,10 @@ bench-full: $(STAMP)
 	test -x $(TAP_VENV)/bin/python || ($(PYTHON) -m venv $(TAP_VENV) && $(TAP_VENV)/bin/pip install --quiet tap-stripe==3.3.0)
 	$(BIN)/python bench/full_load.py --days 10 --charges-per-day 39000 \
 		--tap-python $(TAP_VENV)/bin/python --peer-seconds 120 --png docs/benchmarks-full-load.png
+
+# Regenerate the README's screenshots (docs/img) with the browser test on a real `dagster dev`.
+screenshots: $(STAMP)
+	STRIPE_AEP_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q stripe_aep_tests/e2e/test_dagster_dev.py
 
 emulate: $(STAMP)
 	$(BIN)/stripe-aep emulate
