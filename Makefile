@@ -19,8 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/stripe-aep demo
 
+# The end-to-end tests (stripe_aep_tests/e2e: real `dagster dev`, PostgreSQL, Chromium) mostly wait
+# on the Dagster daemon (about 15 % of one core), so they run beside the rest of the suite, not after
+# it; their output follows the suite's. Either failing fails the target.
 test: $(STAMP)
-	$(BIN)/pytest -q
+	@$(BIN)/pytest -q -p no:cacheprovider stripe_aep_tests/e2e > .pytest-e2e.log 2>&1 & e2e=$$!; \
+	$(BIN)/pytest -q --durations=15 --ignore=stripe_aep_tests/e2e; rest=$$?; \
+	wait $$e2e; e2e_rc=$$?; \
+	echo "--- end-to-end tests (stripe_aep_tests/e2e), exit $$e2e_rc ---"; cat .pytest-e2e.log; \
+	test $$rest -eq 0 && test $$e2e_rc -eq 0
 
 # The chaos test with 20 seeds instead of the 2 that `make test` runs (see stripe_aep_tests/chaos).
 chaos: $(STAMP)

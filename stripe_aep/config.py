@@ -554,3 +554,24 @@ class StripeRateSettings:
             max_in_flight=in_flight,
             read_allocation=allocation,
         )
+
+
+# ---- Dagster executor ---------------------------------------------------------------------------
+
+#: `multiprocess` (Dagster's default: a process per step, steps in parallel) or `in_process` (every
+#: step in the run's own process, one after another: no process start per step, which on a small
+#: machine costs more than the steps of a small partition).
+EXECUTORS = ("multiprocess", "in_process")
+
+
+def executor_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """`STRIPE_AEP_EXECUTOR`, checked when the code location loads."""
+    env = os.environ if environ is None else environ
+    value = (env.get("STRIPE_AEP_EXECUTOR") or "multiprocess").strip()
+    if value not in EXECUTORS:
+        raise ConfigError(
+            "STRIPE_AEP_EXECUTOR",
+            f"{value[:40]!r} is not an executor",
+            f"Set it to one of {', '.join(EXECUTORS)}, or leave it unset (multiprocess)",
+        )
+    return value

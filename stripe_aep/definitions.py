@@ -7,11 +7,14 @@ from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation.schedules import schedules
 from stripe_aep.automation.sensors import sensors
-from stripe_aep.config import data_dir_from_env
+from stripe_aep.config import data_dir_from_env, executor_from_env
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+
+EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_process_executor}
 
 defs = dg.Definitions(
     assets=[*raw_assets, *xdm_assets, *aep_assets],
+    executor=EXECUTORS[executor_from_env()],
     schedules=schedules,
     sensors=sensors,
     resources={

@@ -341,3 +341,13 @@ def test_unbounded_numbers_fail_the_run_before_any_request(stripe_emulator, tmp_
     assert f"STRIPE_{name.upper()}" in message
     assert len(stripe_emulator.log) == 0
     assert not (tmp_path / "lake" / "stripe").exists()  # nothing fetched, nothing written
+
+
+def test_executor_setting_is_checked_and_names_the_variable():
+    from stripe_aep.config import executor_from_env
+
+    assert executor_from_env({}) == "multiprocess"
+    assert executor_from_env({"STRIPE_AEP_EXECUTOR": "in_process"}) == "in_process"
+    with pytest.raises(ConfigError) as err:
+        executor_from_env({"STRIPE_AEP_EXECUTOR": "threads"})
+    assert "STRIPE_AEP_EXECUTOR" in str(err.value) and "multiprocess" in str(err.value)

@@ -97,6 +97,10 @@ def deployment(home: Path, instance_yaml: Path, extra_env: dict[str, str] | None
             "STRIPE_VISIBILITY_LAG_SECONDS": "0",
             "STRIPE_START_DATE": first.isoformat(),
             "STRIPE_AEP_DATA_DIR": str(lake_root),
+            # One process per run, not per step: 18 Python starts per run dominate these tests'
+            # time on a 2-core CI machine. The default multiprocess executor runs the UI-style
+            # backfill of test_ui_backfill.py (daemon-launched runs of the real definitions).
+            "STRIPE_AEP_EXECUTOR": "in_process",
             **(extra_env or {}),
         }
         datasets = _setup(env)
