@@ -110,9 +110,14 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
         print("demo failed", file=sys.stderr)
         return 1
     layers: dict[str, dict[str, dict]] = defaultdict(dict)
+    raw_objects: dict[str, int] = defaultdict(int)
     for event in result.get_asset_materialization_events():
         layer, resource = event.asset_key.path
-        layers[resource][layer] = {k: v.value for k, v in event.materialization.metadata.items()}
+        metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+        layers[resource][layer] = metadata
+        if layer == "stripe":
+            # One materialization per day of the range, each with that day's own row count.
+            raw_objects[resource] += int(metadata.get("dagster/row_count", 0))
     checks = [
         e.event_specific_data
         for e in result.all_events
@@ -125,7 +130,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
         rows.append(
             [
                 resource,
-                raw.get("dagster/row_count", ""),
+                raw_objects[resource] if raw else "",
                 xdm.get("dagster/row_count", ""),
                 xdm.get("quarantined", ""),
                 0 if batch_ids in ("", "none") else len(batch_ids.split(", ")),
