@@ -40,6 +40,7 @@ from stripe_aep.config import StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
 from stripe_aep.stripe.extract import PartitionExtractor
+from stripe_aep_tests.stripe.test_ratelimit import FakeClock
 key, url, root, resource, first, n = sys.argv[1:7]
 s = StripeSettings.build(api_key=key, api_base=url, visibility_lag_seconds="0")
 days = [dt.date.fromisoformat(first) + dt.timedelta(days=i) for i in range(int(n))]
@@ -162,17 +163,6 @@ def test_six_resources_at_once_share_the_account(external_stripe_emulator, tmp_p
     assert max(per_endpoint.values()) <= 25, per_endpoint
     assert account <= 100, account
     assert len(limited) < 0.01 * len(log), [r["limited_by"] for r in limited]
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def test_endpoint_and_account_budgets_both_hold():
