@@ -11,6 +11,7 @@ from collections import defaultdict
 import requests
 
 from stripe_aep.stripe.ratelimit import RateBudget
+from stripe_aep_tests.stripe.test_ratelimit import FakeClock
 
 LIVE_KEY = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"  # built at run time: no live-looking literal
 DAYS = 3
@@ -40,7 +41,6 @@ from stripe_aep.config import StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
 from stripe_aep.stripe.extract import PartitionExtractor
-from stripe_aep_tests.stripe.test_ratelimit import FakeClock
 key, url, root, resource, first, n = sys.argv[1:7]
 s = StripeSettings.build(api_key=key, api_base=url, visibility_lag_seconds="0")
 days = [dt.date.fromisoformat(first) + dt.timedelta(days=i) for i in range(int(n))]
