@@ -109,32 +109,34 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
                 print(event.message, file=sys.stderr)
         print("demo failed", file=sys.stderr)
         return 1
-    layers: dict[str, dict[str, dict]] = defaultdict(dict)
-    raw_objects: dict[str, int] = defaultdict(int)
+    # One materialization per asset and day of the range, each with that day's own figures (row
+    # counts, quarantined): those add up over the days. Run-wide figures (`run_*`: the batches and
+    # AEP's own count of rows written, since a batch may hold several days) are the same on every
+    # day's event and are read once.
+    day_sums: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    run_figures: dict[tuple[str, str], dict] = {}
     for event in result.get_asset_materialization_events():
         layer, resource = event.asset_key.path
         metadata = {k: v.value for k, v in event.materialization.metadata.items()}
-        layers[resource][layer] = metadata
-        if layer == "stripe":
-            # One materialization per day of the range, each with that day's own row count.
-            raw_objects[resource] += int(metadata.get("dagster/row_count", 0))
+        for name in ("dagster/row_count", "quarantined"):
+            day_sums[layer, resource][name] += int(metadata.get(name, 0))
+        run_figures[layer, resource] = {k: v for k, v in metadata.items() if k.startswith("run_")}
     checks = [
         e.event_specific_data
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     rows = []
-    for resource, by_layer in sorted(layers.items()):
-        raw, xdm, aep = by_layer.get("stripe", {}), by_layer.get("xdm", {}), by_layer.get("aep", {})
-        batch_ids = aep.get("batch_ids", "")
+    for resource in sorted({resource for _, resource in run_figures}):
+        batch_ids = run_figures.get(("aep", resource), {}).get("run_batch_ids", "none")
         rows.append(
             [
                 resource,
-                raw_objects[resource] if raw else "",
-                xdm.get("dagster/row_count", ""),
-                xdm.get("quarantined", ""),
-                0 if batch_ids in ("", "none") else len(batch_ids.split(", ")),
-                aep.get("records_written", ""),
+                day_sums["stripe", resource]["dagster/row_count"],
+                day_sums["xdm", resource]["dagster/row_count"],
+                day_sums["xdm", resource]["quarantined"],
+                0 if batch_ids == "none" else len(batch_ids.split(", ")),
+                run_figures.get(("aep", resource), {}).get("run_records_written", ""),
             ]
         )
     print()

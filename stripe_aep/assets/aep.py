@@ -10,12 +10,12 @@ from stripe_aep.aep.deliver import XdmFile, deliver
 from stripe_aep.aep.ledger import BatchLedger
 from stripe_aep.aep.setup import resolve_dataset_id
 from stripe_aep.assets import ASSET_OWNERS
-from stripe_aep.assets.raw import partition_days
+from stripe_aep.assets.raw import partition_days, record_day_figures
 from stripe_aep.config import RESOURCES
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import AepResource, LakeResource
-from stripe_aep.xdm_lake import XdmPartition
+from stripe_aep.xdm_lake import XdmPart, XdmPartition
 
 ROWS_CHECK = "aep_rows_match_xdm_rows"
 AEP_POOL = "aep_api"
@@ -79,11 +79,11 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
         lake: LakeResource,
     ) -> dg.MaterializeResult:
         the_lake = lake.lake()
-        parts = [
-            part
+        day_parts = {
+            day.isoformat(): XdmPartition(the_lake, resource, day).parts()
             for day in partition_days(context)
-            for part in XdmPartition(the_lake, resource, day).parts()
-        ]
+        }
+        parts = [part for parts_of_day in day_parts.values() for part in parts_of_day]
         files = [
             XdmFile(
                 key=p.path, rows=p.rows, size=p.bytes, open=lambda p=p: the_lake.open_input(p.path)
@@ -103,23 +103,36 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
                 poll_interval_s=config.poll_interval_seconds,
                 log=context.log,
             )
-            xdm_rows = sum(p.rows for p in parts)
-            delivered = ledger.delivered_rows([p.path for p in parts], dataset_id=dataset_id)
+            days = {
+                key: _day_figures(ledger, dataset_id, day_of_parts, set(report.files))
+                for key, day_of_parts in day_parts.items()
+            }
         finally:
             ledger.close()
+        record_day_figures(context, days)
+        xdm_rows = sum(day["xdm_rows"] for day in days.values())
+        delivered = sum(day["dagster/row_count"] for day in days.values())
         metadata = report.as_metadata()
         # AEP's own count for the batches that finished in this run must equal what we sent in them.
         aep_matches_sent = report.records_written == report.delivered_rows
         everything_delivered = delivered == xdm_rows
+        # Run-wide figures, the same on every day of the run (a batch may hold files of several
+        # days, so AEP's counts are per run): `run_` so no one adds them up across days.
+        run_figures = {
+            f"run_{k}": v
+            for k, v in metadata.items()
+            if not isinstance(v, list | dict) and k != "dataset_id"
+        }
         return dg.MaterializeResult(
             metadata={
-                **{k: v for k, v in metadata.items() if not isinstance(v, list | dict)},
-                "batch_ids": ", ".join(metadata["batch_ids"]) or "none",
-                "statuses": dg.MetadataValue.json(metadata["statuses"]),
-                "pending_batches": ", ".join(report.pending_batches) or "none",
-                "stalled_batches": ", ".join(report.stalled_batches) or "none",
-                "dagster/row_count": delivered,
-                "xdm_rows": xdm_rows,
+                "dataset_id": report.dataset_id,
+                **run_figures,
+                "run_batch_ids": ", ".join(metadata["batch_ids"]) or "none",
+                "run_statuses": dg.MetadataValue.json(metadata["statuses"]),
+                "run_pending_batches": ", ".join(report.pending_batches) or "none",
+                "run_stalled_batches": ", ".join(report.stalled_batches) or "none",
+                "run_rows_delivered": delivered,
+                "run_xdm_rows": xdm_rows,
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -141,6 +154,28 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
         )
 
     return aep_asset
+
+
+def _day_figures(
+    ledger: BatchLedger, dataset_id: str, parts: list[XdmPart], sent_this_run: set[str]
+) -> dict:
+    """One day's own delivery: its XDM rows, the rows AEP holds of them, what this run sent, and
+    the batches (of any run) that hold its files."""
+    keys = [p.path for p in parts]
+    claims = ledger.claims(dataset_id, keys)
+    batches = sorted({a.batch_id or a.external_id for a, _ in claims.values()})
+    pending = sorted({a.batch_id or a.external_id for a, _ in claims.values() if a.active})
+    sent = [p for p in parts if p.path in sent_this_run]
+    return {
+        "dagster/row_count": ledger.delivered_rows(keys, dataset_id=dataset_id),
+        "xdm_rows": sum(p.rows for p in parts),
+        "files": len(parts),
+        "files_sent": len(sent),
+        "rows_sent": sum(p.rows for p in sent),
+        "bytes_sent": sum(p.bytes for p in sent),
+        "batch_ids": ", ".join(batches) or "none",
+        "pending_batches": ", ".join(pending) or "none",
+    }
 
 
 aep_assets = [build_aep_asset(resource) for resource in RESOURCES]

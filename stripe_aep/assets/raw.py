@@ -4,6 +4,7 @@ Thin Dagster layer over `stripe_aep.stripe.extract`: one factory builds the six 
 """
 
 import datetime as dt
+from collections.abc import Mapping
 
 import dagster as dg
 
@@ -79,6 +80,19 @@ def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) ->
     return {"reads_30d": used, "projected_monthly_reads": per_tick * SCHEDULE_RUNS_PER_MONTH}
 
 
+def record_day_figures(context: dg.AssetExecutionContext, figures: Mapping[str, Mapping]) -> None:
+    """Put each day's own figures on that day's partition (the raw, XDM and AEP assets all do).
+
+    Dagster records one materialization per partition of a ranged run, and metadata added with
+    `add_asset_metadata(partition_key=...)` lands on that partition only (it overrides a key of the
+    same name in the step's `MaterializeResult`, which lands on every partition of the run). So a
+    3-day run shows each day's row count and cursor, not the range's totals three times; the
+    step's `MaterializeResult` keeps only run-wide figures, prefixed `run_` so no one adds them up
+    across days."""
+    for partition_key, values in figures.items():
+        context.add_asset_metadata(dict(values), partition_key=partition_key)
+
+
 def record_run_metadata(
     context: dg.AssetExecutionContext,
     lake: Lake,
@@ -86,17 +100,10 @@ def record_run_metadata(
     result: ExtractionResult,
     settings: StripeSettings,
 ) -> dg.MaterializeResult:
-    """Each day's own figures on that day's partition; the run's request accounting on all.
-
-    Dagster records one materialization per partition of a ranged run; metadata added with
-    `add_asset_metadata(partition_key=...)` lands on that partition only, so a 3-day run shows each
-    day's row count and cursor, not the range's totals three times. Run-wide figures carry a `run_`
-    prefix so no one adds them up across days."""
+    """Each day's own figures on that day's partition; the run's request accounting on all."""
     days = [dt.date.fromisoformat(d) for d in result.days]
-    for day in days:
-        context.add_asset_metadata(
-            day_figures(lake, resource, result, day), partition_key=day.isoformat()
-        )
+    figures = {day.isoformat(): day_figures(lake, resource, result, day) for day in days}
+    record_day_figures(context, figures)
     stats = result.request_stats
     requests = int(stats["requests"])
     today = dt.datetime.now(dt.UTC).date()
@@ -122,6 +129,11 @@ def record_run_metadata(
             "fresh-data schedule less often, or ask Stripe for a larger allocation"
         )
     metadata = {
+        # The days' own figures added up (each day's event has its own; these are the run's).
+        "run_row_count": sum(f["dagster/row_count"] for f in figures.values()),
+        "run_objects": result.objects,
+        "run_new_objects": result.new_objects,
+        "run_pages": sum(f["pages"] for f in figures.values()),
         "run_requests": requests,
         "run_min_requests": result.min_requests,
         "run_requests_per_minimum": round(requests / result.min_requests, 3)

@@ -7,7 +7,7 @@ streaming conversion). One factory builds the six assets.
 import dagster as dg
 
 from stripe_aep.assets import ASSET_OWNERS
-from stripe_aep.assets.raw import partition_days
+from stripe_aep.assets.raw import partition_days, record_day_figures
 from stripe_aep.charge_customers import ChargeCustomerIndex, refunds_carry_customer
 from stripe_aep.config import RESOURCES
 from stripe_aep.locks import hold_partitions
@@ -94,11 +94,14 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lake: LakeResource, tenant: str
     ) -> dg.MaterializeResult:
         partitions = [XdmPartition(lake.lake(), resource, day) for day in partition_days(context)]
-        converted = rows = quarantined = 0
-        preview = ""
+        # This run's conversions, per day (partition key).
+        converted: dict[str, int] = {}
+        converted_rows: dict[str, int] = {}
+        previews: dict[str, str] = {}
         damaged: list[str] = []
         lookups = _lookups(resource, lake, partitions, tenant)
         for partition in partitions:
+            key = partition.day.isoformat()
             # Raw files that are truncated or whose sidecar is unusable are set aside first.
             damaged.extend(d.message() for d in partition.raw.heal())
             pending = partition.pending(tenant)
@@ -114,60 +117,73 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 except DamagedRawFile as exc:
                     damaged.append(str(exc))
                     continue
-                converted += 1
-                rows += manifest["rows"]
-                quarantined += manifest["quarantined"]
+                converted[key] = converted.get(key, 0) + 1
+                converted_rows[key] = converted_rows.get(key, 0) + manifest["rows"]
                 if result.rows:
-                    preview = result.preview_markdown()
+                    previews[key] = result.preview_markdown()
         for message in damaged:
             context.log.warning(message)
-        raw_objects = total_rows = total_quarantined = total_duplicates = total_bytes = files = 0
+        days = {p.day.isoformat(): _day_state(p, tenant) for p in partitions}
+        totals = {
+            name: sum(day[name] for day in days.values())
+            for name in ("raw_objects", "rows", "quarantined", "duplicates", "files", "bytes")
+        }
         reasons: dict[str, int] = {}
         problems: list[str] = []
-        for partition in partitions:
-            raw_objects += partition.raw_objects()
-            manifests = partition.manifests()
-            unconverted = [f.path for f in partition.raw.files() if f.stem not in manifests]
-            problems.extend(f"{path} has no XDM manifest" for path in unconverted)
-            for manifest in manifests.values():
-                problems.extend(partition.file_problems(manifest))
-                if manifest.get("tenant") != tenant:
-                    problems.append(f"{manifest['raw']} was converted for another tenant")
-                total_rows += manifest["rows"]
-                total_quarantined += manifest["quarantined"]
-                total_duplicates += manifest.get("duplicates", 0)
-                files += len(manifest["parts"])
-                total_bytes += sum(p["bytes"] for p in manifest["parts"])
-                for reason, count in manifest["reasons"].items():
-                    reasons[reason] = reasons.get(reason, 0) + count
+        for day in days.values():
+            problems.extend(day["problems"])
+            for reason, count in day["reasons"].items():
+                reasons[reason] = reasons.get(reason, 0) + count
         context.log.info(
-            f"{resource}: converted {converted} raw files into {rows} rows, {quarantined} quarantined"
+            f"{resource}: converted {sum(converted.values())} raw files into "
+            f"{sum(converted_rows.values())} rows"
         )
         if damaged:
             # The healthy files are converted; the damaged ones need the raw asset again.
             raise dg.Failure(
                 description=f"{len(damaged)} damaged raw file(s) set aside:\n" + "\n".join(damaged),
-                metadata={"damaged_raw_files": len(damaged), "converted": converted},
+                metadata={"damaged_raw_files": len(damaged), "converted": sum(converted.values())},
             )
+        record_day_figures(
+            context,
+            {
+                key: {
+                    "dagster/row_count": day["rows"],
+                    "raw_objects": day["raw_objects"],
+                    "quarantined": day["quarantined"],
+                    "duplicates_dropped": day["duplicates"],
+                    "files": day["files"],
+                    "bytes": day["bytes"],
+                    "rows_converted": converted_rows.get(key, 0),
+                    "raw_files_converted": converted.get(key, 0),
+                    "preview": dg.MetadataValue.md(
+                        previews.get(key, "_no rows converted in this run_")
+                    ),
+                    "path": dg.MetadataValue.path(lake.lake().full_path(f"xdm/{resource}/{key}")),
+                }
+                for key, day in days.items()
+            },
+        )
         reconciled = (
-            raw_objects == total_rows + total_quarantined + total_duplicates and not problems
+            totals["raw_objects"] == totals["rows"] + totals["quarantined"] + totals["duplicates"]
+            and not problems
         )
         top_reasons = "\n".join(
             f"- {count} × {reason}"
             for reason, count in sorted(reasons.items(), key=lambda x: -x[1])
         )
         return dg.MaterializeResult(
+            # Run-wide figures, the same on every day of the run: `run_` so no one adds them up.
             metadata={
-                "dagster/row_count": total_rows,
-                "rows_converted": rows,
-                "raw_files_converted": converted,
-                "quarantined": total_quarantined,
-                "duplicates_dropped": total_duplicates,
-                "bytes": total_bytes,
-                "files": files,
+                "run_rows": totals["rows"],
+                "run_raw_objects": totals["raw_objects"],
+                "run_rows_converted": sum(converted_rows.values()),
+                "run_raw_files_converted": sum(converted.values()),
+                "run_quarantined": totals["quarantined"],
+                "run_duplicates_dropped": totals["duplicates"],
+                "run_files": totals["files"],
+                "run_bytes": totals["bytes"],
                 "tenant": tenant,
-                "preview": dg.MetadataValue.md(preview or "_no rows converted in this run_"),
-                "path": dg.MetadataValue.path(lake.lake().full_path(f"xdm/{resource}")),
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -175,10 +191,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                     passed=reconciled,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={
-                        "raw_objects": raw_objects,
-                        "xdm_rows": total_rows,
-                        "quarantined": total_quarantined,
-                        "duplicates_dropped": total_duplicates,
+                        "raw_objects": totals["raw_objects"],
+                        "xdm_rows": totals["rows"],
+                        "quarantined": totals["quarantined"],
+                        "duplicates_dropped": totals["duplicates"],
                         "problems": dg.MetadataValue.md(
                             "\n".join(f"- {p}" for p in problems[:50]) or "none"
                         ),
@@ -186,10 +202,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 ),
                 dg.AssetCheckResult(
                     check_name=QUARANTINE_CHECK,
-                    passed=total_quarantined == 0,
+                    passed=totals["quarantined"] == 0,
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={
-                        "quarantined": total_quarantined,
+                        "quarantined": totals["quarantined"],
                         "reasons": dg.MetadataValue.md(top_reasons or "none"),
                         "path": dg.MetadataValue.path(
                             lake.lake().full_path(f"quarantine/{resource}")
@@ -200,6 +216,30 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         )
 
     return xdm_asset
+
+
+def _day_state(partition: XdmPartition, tenant: str) -> dict:
+    """What the lake holds for one day: its raw objects, XDM rows, quarantined and dropped records,
+    parts, and anything that keeps it from reconciling (a raw file without manifest, a part that is
+    missing or cut short, a conversion for another tenant)."""
+    manifests = partition.manifests()
+    problems = [
+        f"{f.path} has no XDM manifest" for f in partition.raw.files() if f.stem not in manifests
+    ]
+    state = {"raw_objects": partition.raw_objects(), "rows": 0, "quarantined": 0}
+    state.update(duplicates=0, files=0, bytes=0, reasons={}, problems=problems)
+    for manifest in manifests.values():
+        problems.extend(partition.file_problems(manifest))
+        if manifest.get("tenant") != tenant:
+            problems.append(f"{manifest['raw']} was converted for another tenant")
+        state["rows"] += manifest["rows"]
+        state["quarantined"] += manifest["quarantined"]
+        state["duplicates"] += manifest.get("duplicates", 0)
+        state["files"] += len(manifest["parts"])
+        state["bytes"] += sum(p["bytes"] for p in manifest["parts"])
+        for reason, count in manifest["reasons"].items():
+            state["reasons"][reason] = state["reasons"].get(reason, 0) + count
+    return state
 
 
 def _lookups(

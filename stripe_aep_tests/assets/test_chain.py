@@ -18,6 +18,7 @@ from stripe_aep.config import RESOURCES
 from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
 from stripe_aep.lake import Lake
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.stripe.client import FILTER_PASSES
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep.xdm_lake import XdmPartition
@@ -81,16 +82,23 @@ def read_back_ids(client: AepClient, dataset_id: str, tenant: str = TENANT) -> l
     for batch in batches:
         if batch.status not in ("success", "active"):
             continue
-        listing = client.request("GET", f"{EXPORT}/batches/{batch.batch_id}/files", retry=True)
-        for entry in listing.json()["data"]:
-            href = entry["_links"]["self"]["href"]
-            path = href[href.index(EXPORT) :]
-            for f in client.request("GET", path, retry=True).json()["data"]:
-                link = f["_links"]["self"]["href"]
-                data = client.request("GET", link[link.index(EXPORT) :], retry=True).content
-                table = pq.read_table(io.BytesIO(data))
-                stripe = table.column(f"_{tenant}").combine_chunks().field("stripe")
-                ids.extend(stripe.field("id").to_pylist())
+        ids.extend(read_batch_ids(client, batch.batch_id, tenant))
+    return ids
+
+
+def read_batch_ids(client: AepClient, batch_id: str, tenant: str = TENANT) -> list[str]:
+    """The Stripe ids of one batch, read back through Data Access."""
+    ids = []
+    listing = client.request("GET", f"{EXPORT}/batches/{batch_id}/files", retry=True)
+    for entry in listing.json()["data"]:
+        href = entry["_links"]["self"]["href"]
+        path = href[href.index(EXPORT) :]
+        for f in client.request("GET", path, retry=True).json()["data"]:
+            link = f["_links"]["self"]["href"]
+            data = client.request("GET", link[link.index(EXPORT) :], retry=True).content
+            table = pq.read_table(io.BytesIO(data))
+            stripe = table.column(f"_{tenant}").combine_chunks().field("stripe")
+            ids.extend(stripe.field("id").to_pylist())
     return ids
 
 
@@ -137,6 +145,97 @@ def test_chain_delivers_every_object_exactly_once(
         assert len(stripe_emulator.log) == stripe_requests
         for r in RESOURCES:
             assert len(client.list_batches(dataset_id=datasets[r])) == batches_before[r], r
+
+
+def _by_partition(result, layer: str, resource: str) -> dict[str, dict]:
+    """The run's materializations of one asset: partition key → its metadata values."""
+    out = {}
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey([layer, resource]):
+            assert event.partition not in out, "one materialization per partition"
+            out[event.partition] = {k: v.value for k, v in event.materialization.metadata.items()}
+    return out
+
+
+def test_range_run_records_each_days_own_figures_on_its_partition(
+    stripe_emulator, stripe_account, aep_setup, tmp_path
+):
+    """A 3-day range run of the whole chain: every raw, XDM and AEP materialization carries its own
+    day's row count (and cursor, batches, path), not the range's totals; the days add up to the run
+    totals and to what AEP received."""
+    client, datasets = aep_setup
+    days = [ACCOUNT_START + dt.timedelta(days=i) for i in range(3)]
+    keys = [d.isoformat() for d in days]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            ALL_ASSETS,
+            resources=_resources(stripe_emulator.url, tmp_path),
+            instance=instance,
+            tags=_range_tags(days),
+            run_config=_poll_config(),
+        )
+        assert result.success
+    for resource in RESOURCES:
+        truth = {
+            d.isoformat(): {o["id"] for o in stripe_account.objects(resource, *day_bounds(d))}
+            for d in days
+        }
+        # Days of different sizes, or a day showing the range's total could pass unnoticed.
+        counts = [len(truth[k]) for k in keys]
+        assert sum(counts) > max(counts) > 0, (resource, counts)
+        raw = _by_partition(result, "stripe", resource)
+        xdm = _by_partition(result, "xdm", resource)
+        aep = _by_partition(result, "aep", resource)
+        assert sorted(raw) == sorted(xdm) == sorted(aep) == keys, resource
+
+        received = read_back_ids(client, datasets[resource])
+        assert len(received) == len(set(received)), f"{resource}: an object was delivered twice"
+        for day, key in zip(days, keys, strict=True):
+            n, where = len(truth[key]), (resource, key)
+            r, x, a = raw[key], xdm[key], aep[key]
+            assert r["dagster/row_count"] == r["objects"] == r["new_objects"] == n, where
+            # The day's own pages: ceil(n / 100) per list pass (prices list active and inactive).
+            passes = len(FILTER_PASSES[resource])
+            assert -(-n // 100) <= r["pages"] <= -(-n // 100) + passes - 1, where
+            assert r["cursor"].startswith((day + dt.timedelta(days=1)).isoformat()), where
+            assert x["dagster/row_count"] == x["rows_converted"] == x["raw_objects"] == n, where
+            assert x["quarantined"] == x["duplicates_dropped"] == 0, where
+            assert x["files"] >= 1 and x["raw_files_converted"] >= 1, where
+            assert x["path"].endswith(f"xdm/{resource}/{key}"), where
+            assert a["dagster/row_count"] == a["xdm_rows"] == a["rows_sent"] == n, where
+            assert a["files"] == a["files_sent"] == x["files"], where
+            assert a["pending_batches"] == "none", where
+            # The day's batches hold the day's objects (and, a batch spanning days, maybe others).
+            day_batches = a["batch_ids"].split(", ")
+            assert day_batches and "none" not in day_batches, where
+            in_batches = {i for b in day_batches for i in read_batch_ids(client, b)}
+            assert truth[key] <= in_batches, where
+            assert truth[key] <= set(received), where
+
+        # The days add up to the run's totals (the same on every day's event) and to AEP's count.
+        total = sum(counts)
+        for layer in (raw, xdm, aep):
+            assert sum(m["dagster/row_count"] for m in layer.values()) == total, resource
+            assert (
+                len(
+                    {
+                        repr({k: v for k, v in m.items() if k.startswith("run_")})
+                        for m in layer.values()
+                    }
+                )
+                == 1
+            ), "run_ figures differ between days"
+        run_raw, run_xdm, run_aep = raw[keys[0]], xdm[keys[0]], aep[keys[0]]
+        assert run_raw["run_row_count"] == run_raw["run_objects"] == total, resource
+        assert run_raw["run_pages"] == sum(m["pages"] for m in raw.values()), resource
+        assert run_xdm["run_rows"] == run_xdm["run_rows_converted"] == total, resource
+        assert run_xdm["run_files"] == sum(m["files"] for m in xdm.values()), resource
+        assert run_aep["run_rows_delivered"] == run_aep["run_records_written"] == total, resource
+        assert run_aep["run_rows_sent"] == sum(m["rows_sent"] for m in aep.values()), resource
+        assert set(run_aep["run_batch_ids"].split(", ")) == {
+            b for m in aep.values() for b in m["batch_ids"].split(", ")
+        }, resource
+        assert len(received) == total, resource
 
 
 def test_bad_records_are_quarantined_and_reconciled(stripe_emulator, tmp_path):
