@@ -381,7 +381,7 @@ def test_aep_asset_after_the_ledger_is_deleted_sends_nothing_again_and_its_check
             meta = check.metadata
             assert meta["rows_delivered"].value == meta["xdm_rows"].value == len(truth)
             [mat] = again.asset_materializations_for_node("aep__charges")
-            assert mat.metadata["adopted_batches"].value == 1
+            assert mat.metadata["run_adopted_batches"].value == 1
             assert mat.metadata["files_sent"].value == 0
         assert len(client.list_batches(dataset_id=dataset_id)) == batches
         ids = read_back_ids(client, dataset_id)
