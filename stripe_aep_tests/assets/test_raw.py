@@ -249,12 +249,17 @@ def test_malformed_start_date_fails_at_load_naming_the_variable():
     assert "STRIPE_START_DATE" in proc.stderr and "YYYY-MM-DD" in proc.stderr
 
 
+@pytest.mark.parametrize("allocation", ["10000", "100000000", None])
 def test_idle_tick_reports_reads_and_warns_over_the_allocation(
-    stripe_emulator, tmp_path, monkeypatch
+    stripe_emulator, tmp_path, monkeypatch, allocation
 ):
     """Today's partition on an account with nothing new: one request per list pass, and the
-    schedules' projected monthly reads (every tick of every resource) against the allocation."""
-    monkeypatch.setenv("STRIPE_READ_ALLOCATION", "10000")  # Stripe's floor for a small account
+    schedules' projected monthly reads (every tick of every resource) against the allocation: a
+    warning when the projection exceeds it, none when it fits or no allocation is set."""
+    if allocation is None:
+        monkeypatch.delenv("STRIPE_READ_ALLOCATION", raising=False)
+    else:
+        monkeypatch.setenv("STRIPE_READ_ALLOCATION", allocation)
     today = dt.datetime.now(dt.UTC).date().isoformat()
     with dg.instance_for_test() as instance:
         result = dg.materialize(
@@ -272,9 +277,12 @@ def test_idle_tick_reports_reads_and_warns_over_the_allocation(
         }
         assert meta["prices"]["run_min_requests"].value == 2
         assert meta["charges"]["run_min_requests"].value == 1
-        assert meta["charges"]["read_allocation"].value == 10000
+        if allocation is None:
+            assert "read_allocation" not in meta["charges"]
+        else:
+            assert meta["charges"]["read_allocation"].value == int(allocation)
         # Seven list requests a tick (+1 the first time: the account id, then remembered), 96 ticks
-        # a day: ~20,000 reads a month, over the floor.
+        # a day: ~20,000 reads a month, over the 10,000 floor of a small account.
         projected = meta["prices"]["projected_monthly_reads"].value
         assert 7 * (96 * 30 + 30) <= projected <= 8 * (96 * 30 + 30)
         warnings = [
@@ -282,4 +290,4 @@ def test_idle_tick_reports_reads_and_warns_over_the_allocation(
             for e in instance.all_logs(result.run_id)
             if e.level == 30 and "STRIPE_READ_ALLOCATION" in (e.user_message or "")
         ]
-        assert warnings
+        assert len(warnings) == (len(RESOURCES) if allocation == "10000" else 0)
