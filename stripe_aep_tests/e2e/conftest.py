@@ -86,14 +86,16 @@ def deployment(home: Path, instance_yaml: Path, extra_env: dict[str, str] | None
     account = StripeAccount(seed=23, start=first, days=PAST_DAYS + 2, charges_per_day=60, live=True)
     lake_root = home / "lake"
     with (
-        StripeEmulator(account, rate_limit_rps=0) as stripe,
+        # Stripe's published limits for a test key (a sandbox): 25 requests/s for the account and
+        # for each endpoint, and the concurrency limiters. The client runs with its defaults (no
+        # STRIPE_MAX_RPS): the deployment meets Stripe as a new user's would.
+        StripeEmulator(account) as stripe,
         AepEmulator(faults=AepFaults(processing_delay_s=0.2)) as aep,
     ):
         env = {
             **env_for(aep),
             "STRIPE_API_KEY": TEST_KEY,
             "STRIPE_API_BASE": stripe.url,
-            "STRIPE_MAX_RPS": "200",
             "STRIPE_VISIBILITY_LAG_SECONDS": "0",
             "STRIPE_START_DATE": first.isoformat(),
             "STRIPE_AEP_DATA_DIR": str(lake_root),

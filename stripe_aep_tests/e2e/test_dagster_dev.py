@@ -8,6 +8,7 @@ then today's scheduled run, then the browser, which shows both.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -74,6 +75,45 @@ def test_ui_backfill_of_five_days_delivers_each_object_once(dev, five_day_backfi
     assert_backfill_delivered_exactly_once(dev, status)
     # BackfillPolicy.multi_run: the five days of all 18 assets run as one range run, not 90.
     assert len(status["runs"]) == 1, status["runs"]
+
+
+MATERIALIZATIONS = """
+query($path: [String!]!, $partitions: [String!]) {
+  assetOrError(assetKey: {path: $path}) { ... on Asset {
+    assetMaterializations(partitions: $partitions, limit: 100) {
+      partition runId
+      metadataEntries { label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } }
+    } } } }
+"""
+
+
+def test_each_day_of_the_backfill_shows_its_own_figures_in_the_ui(dev, five_day_backfill):
+    """The backfill's one range run, as the UI reads it: one materialization per asset and day,
+    each with that day's own row count (and cursor for the raw layer), which add up to the five
+    days' objects instead of showing the five days' total on every day."""
+    _, status = five_day_backfill
+    [run] = status["runs"]
+    keys = [d.isoformat() for d in dev.past_days]
+    for resource in RESOURCES:
+        per_day = {d.isoformat(): len(dev.truth(resource, [d])) for d in dev.past_days}
+        for layer in ("stripe", "xdm", "aep"):
+            data = dev.dagster.graphql(
+                MATERIALIZATIONS, {"path": [layer, resource], "partitions": keys}
+            )
+            events = [
+                e for e in data["assetOrError"]["assetMaterializations"] if e["runId"] == run["id"]
+            ]
+            assert sorted(e["partition"] for e in events) == keys, (layer, resource)
+            for event in events:
+                meta = {
+                    m["label"]: m.get("intValue", m.get("text")) for m in event["metadataEntries"]
+                }
+                day, where = event["partition"], (layer, resource, event["partition"])
+                assert meta["dagster/row_count"] == per_day[day], where
+                if layer == "stripe":
+                    next_day = dt.date.fromisoformat(day) + dt.timedelta(days=1)
+                    assert meta["cursor"].startswith(next_day.isoformat()), where
+                    assert meta["run_row_count"] == sum(per_day.values()), where
 
 
 def test_schedule_tick_delivers_todays_new_objects(dev, five_day_backfill):
@@ -285,3 +325,29 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
     assert not errors, errors
     for name in ("asset-graph.png", "asset-checks.png", "backfill.png"):
         assert (SCREENSHOTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_stripe_saw_no_more_than_its_published_limits(dev, five_day_backfill):
+    """Everything the deployment sent (backfill, schedule ticks, sensors' re-runs), audited from the
+    emulator's arrival log against a test key's limits: at most 25 requests in any one-second
+    window for the account and for each endpoint, and fewer than 1 % answered 429."""
+    log = [r for r in dev.stripe.log if r.path.startswith("/v1/")]
+    assert len(log) > 50, "too few requests to audit"
+    by_endpoint: dict[str, list[float]] = {}
+    for record in log:
+        by_endpoint.setdefault(record.endpoint, []).append(record.t)
+
+    def busiest_second(times: list[float]) -> int:
+        times, first, busiest = sorted(times), 0, 0
+        for last, t in enumerate(times):
+            while times[first] <= t - 1.0:
+                first += 1
+            busiest = max(busiest, last - first + 1)
+        return busiest
+
+    account = busiest_second([r.t for r in log])
+    per_endpoint = {e: busiest_second(ts) for e, ts in by_endpoint.items()}
+    assert account <= 25, (account, per_endpoint)
+    assert max(per_endpoint.values()) <= 25, per_endpoint
+    limited = [r.limited_by for r in log if r.status == 429]
+    assert len(limited) < 0.01 * len(log), limited
