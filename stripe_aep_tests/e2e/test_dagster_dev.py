@@ -268,11 +268,32 @@ EXPANDED_GRAPH = "/asset-groups/?expanded=" + "%2C".join(
 )
 
 
+def _wait_until_no_run_is_in_progress(dev: Deployment, quiet_seconds: float = 15.0) -> None:
+    """Every run of the instance finished, and still so `quiet_seconds` later: the run monitor may
+    re-launch a run it took for crashed (run_retries) just after the sensor tests saw it end, and a
+    check still running in that run is what the UI would show as the latest evaluation."""
+
+    def quiet():
+        def busy():
+            return [r["runId"] for r in dev.dagster.runs() if r["status"] not in FINISHED]
+
+        if busy():
+            return False
+        time.sleep(quiet_seconds)
+        return not busy()
+
+    _wait(quiet, "every run to finish", dev, 900)
+
+
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+
+
 def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_path):
     """Headless Chromium on the running webserver: the asset graph with its 18 assets and their
     check results, an asset's checks, the backfill page with its status; no console error."""
     require_binary(CHROMIUM, "apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install '.[test]'")
+    _wait_until_no_run_is_in_progress(dev)
     backfill_id, _ = five_day_backfill
     # What the "Join the community" dialog's Skip button records, so it covers no screenshot.
     assert dev.dagster.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
