@@ -326,7 +326,11 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
             sync_api.expect(page.get_by_text("aep_rows_match_xdm_rows").first).to_be_visible(
                 timeout=60_000
             )
-            sync_api.expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
+            # The latest evaluation: a run the run monitor re-launched (run_retries) may still be
+            # evaluating it; the page refreshes its live data until then.
+            sync_api.expect(page.get_by_text("Passed", exact=True).first).to_be_visible(
+                timeout=180_000
+            )
             sync_api.expect(page.get_by_text("rows_delivered", exact=True).first).to_be_visible()
             page.screenshot(path=str(SCREENSHOTS / "asset-checks.png"))
 
