@@ -217,7 +217,7 @@ class RawPartition:
         meta, problem = self._load_meta(f)
         if meta is None:
             return f"its sidecar {f.meta_path} {problem}"
-        size = self.lake.fs.get_file_info(self.lake.full_path(f.path)).size
+        size = self.lake.size(f.path)
         recorded = meta.get("bytes")
         if isinstance(recorded, int) and size != recorded:
             return f"truncated or altered: {size} bytes on disk, {recorded} written"
@@ -246,11 +246,9 @@ class RawPartition:
         """Move a damaged file and its sidecar to `damaged/<folder>/<ms>/`: kept for inspection,
         and its window is no longer covered."""
         folder = f"damaged/{self.folder}/{int(time.time() * 1000)}"
-        fs, full = self.lake.fs, self.lake.full_path
-        fs.create_dir(full(folder), recursive=True)
         for rel in (damage.file.meta_path, damage.file.path):  # data last: it marks coverage
             try:
-                fs.move(full(rel), full(f"{folder}/{rel.rsplit('/', 1)[1]}"))
+                self.lake.move(rel, f"{folder}/{rel.rsplit('/', 1)[1]}")
             except FileNotFoundError:
                 pass
         target = f"{folder}/{damage.file.path.rsplit('/', 1)[1]}"
@@ -325,7 +323,7 @@ class RawPartition:
             if not sink.closed:
                 sink.close()
             # The compressed size is recorded so that a truncated file is seen by a stat alone.
-            size = self.lake.fs.get_file_info(staged.tmp).size
+            size = staged.size()
             # The sidecar is committed before the data file is renamed into place.
             self.lake.write_json(
                 raw.meta_path,
