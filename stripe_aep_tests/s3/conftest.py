@@ -32,6 +32,7 @@ SECRET_ACCESS_KEY = "s3secret/" + uuid.uuid4().hex + "Xy+Z"
 REGION = "eu-west-1"
 
 _LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/1\.[01]"')
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours error and DELETE lines
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class S3Request:
     @property
     def is_list(self) -> bool:
         return self.method == "GET" and self.query.get("list-type") == "2"
+
+    @property
+    def is_copy_or_single_put(self) -> bool:
+        """A PUT that is not a part of a multipart upload: a server-side copy (pyarrow's `move`),
+        a "folder/" marker, or a single-request upload. The lake's writes are all multipart."""
+        return self.method == "PUT" and "partNumber" not in self.query and bool(self.key)
 
     @property
     def prefix(self) -> str:
@@ -80,7 +87,7 @@ class S3Server:
         self._sync()
         out = []
         for line in self._lines()[mark:]:
-            match = _LINE.search(line)
+            match = _LINE.search(_ANSI.sub("", line))
             if not match or "/sync-" in match.group(2):
                 continue
             url = urlsplit(match.group(2))
