@@ -130,6 +130,22 @@ def subtract(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int
     return gaps
 
 
+def raw_files(paths: Iterable[str]) -> list[RawFile]:
+    """The raw data files among lake paths (of one partition folder), in window order."""
+    files = []
+    for path in paths:
+        m = _NAME.match(path.rsplit("/", 1)[1])
+        if m:
+            refresh = int(m.group(3)) if m.group(3) else None
+            files.append(RawFile(int(m.group(1)), int(m.group(2)), refresh, path))
+    return sorted(files, key=lambda f: (f.gte, f.lt, f.refresh or 0, f.path))
+
+
+def live_files(files: list[RawFile]) -> list[RawFile]:
+    """The live files of one partition's files: superseded parts of a merge excluded."""
+    return RawPartition._split_live(files)[0]
+
+
 class RawPartition:
     """One resource × one UTC day on the lake."""
 
@@ -141,13 +157,7 @@ class RawPartition:
         self.folder = f"stripe/{resource}/{day.isoformat()}"
 
     def _all_files(self) -> list[RawFile]:
-        files = []
-        for f in self.lake.list_files(self.folder, suffix=".jsonl.zst"):
-            m = _NAME.match(f.path.rsplit("/", 1)[1])
-            if m:
-                refresh = int(m.group(3)) if m.group(3) else None
-                files.append(RawFile(int(m.group(1)), int(m.group(2)), refresh, f.path))
-        return sorted(files, key=lambda f: (f.gte, f.lt, f.refresh or 0, f.path))
+        return raw_files(f.path for f in self.lake.list_files(self.folder, suffix=".jsonl.zst"))
 
     @staticmethod
     def _split_live(files: list[RawFile]) -> tuple[list[RawFile], list[RawFile]]:

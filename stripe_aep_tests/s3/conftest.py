@@ -176,13 +176,23 @@ def s3_env(s3_server, monkeypatch):
 
 
 @pytest.fixture
-def s3_bucket(s3_server, s3_env):
-    """A fresh bucket per test (in the test's region); yields its name."""
-    name = f"lake-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION}
-    )
-    return name
+def s3_server_bucket_factory(s3_server, s3_env):
+    """Creates fresh buckets (in the test's region); returns their names."""
+
+    def create() -> str:
+        name = f"lake-{uuid.uuid4().hex[:12]}"
+        s3_server.client().create_bucket(
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        return name
+
+    return create
+
+
+@pytest.fixture
+def s3_bucket(s3_server_bucket_factory):
+    """A fresh bucket per test; yields its name."""
+    return s3_server_bucket_factory()
 
 
 @pytest.fixture

@@ -149,6 +149,46 @@ def test_raw_then_xdm_on_s3_cursor_from_stored_keys_and_bounded_listing(
         assert [t for t in _event_texts(instance) if masker.contains_secret(t)] == []
 
 
+def _one_day_runs_list_calls(s3_server, root, stripe_url, instance, day) -> list:
+    """ListObjects calls of a raw run (charges, refunds) then an XDM run (refunds: it loads the
+    charge → customer index over every charges day up to `day`) of one day."""
+    resources = _resources(stripe_url, root, OLDER_API_VERSION)
+    mark = s3_server.mark()
+    _materialize(_select(raw_assets, "stripe", "charges", "refunds"), resources, instance, [day])
+    _materialize(_select(xdm_assets, "xdm", "refunds"), resources, instance, [day])
+    return [r for r in s3_server.requests_since(mark) if r.is_list]
+
+
+def test_listing_calls_of_a_run_do_not_grow_with_the_history_on_the_lake(
+    s3_server, s3_server_bucket_factory, stripe_emulator
+):
+    """Same one-day runs on an empty lake and on a lake holding 40 more days of raw charges and
+    refunds: the same ListObjects calls, each of a prefix of the day's partitions (the charge
+    index: one recursive listing of the raw charges and one of its sidecars, 1,000 keys a page)."""
+    day = DAYS[-1]
+    empty_root = f"s3://{s3_server_bucket_factory()}/stripe-aep"
+    full_root = f"s3://{s3_server_bucket_factory()}/stripe-aep"
+    history = Lake(full_root)
+    first = ACCOUNT_START - dt.timedelta(days=40)
+    for i in range(40):
+        for resource in ("charges", "refunds"):
+            part = RawPartition(history, resource, first + dt.timedelta(days=i))
+            start, end = day_bounds(part.day)
+            obj = {"id": f"{resource[:2]}_old{i}", "created": start, "customer": f"cus_{i}"}
+            part.write(start, end, [json.dumps(obj).encode()], {"api_version": OLDER_API_VERSION})
+    with dg.instance_for_test() as instance:
+        empty = _one_day_runs_list_calls(s3_server, empty_root, stripe_emulator.url, instance, day)
+    with dg.instance_for_test() as instance:
+        full = _one_day_runs_list_calls(s3_server, full_root, stripe_emulator.url, instance, day)
+    assert sorted(r.prefix for r in full) == sorted(r.prefix for r in empty)
+    partitions = {f"stripe-aep/{layer}/{r}/{day.isoformat()}/" for layer in ("stripe", "xdm")
+                  for r in ("charges", "refunds")}  # fmt: skip
+    recursive = {"stripe-aep/stripe/charges/", f"stripe-aep/{INDEX_ROOT}/"}
+    assert {r.prefix for r in full} <= partitions | recursive
+    assert [r.prefix for r in full if r.prefix in recursive] == sorted(recursive)  # once each
+    assert len(full) <= 8 * len(partitions), len(full)
+
+
 def test_bad_records_are_quarantined_on_s3(s3_server, s3_bucket, s3_root, stripe_emulator):
     lake = Lake(s3_root)
     day = DAYS[0]
