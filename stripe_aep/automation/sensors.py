@@ -50,9 +50,10 @@ from stripe_aep.aep.ledger import (
     Attempt,
     AttemptState,
     BatchLedger,
+    open_ledger,
 )
 from stripe_aep.automation.schedules import ALL_LAYERS
-from stripe_aep.config import RESOURCES, data_dir_from_env
+from stripe_aep.config import RESOURCES, ConfigError, data_dir_from_env, ledger_url_from_env
 from stripe_aep.lake import Lake
 from stripe_aep.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from stripe_aep.secrets import SecretMasker
@@ -222,16 +223,18 @@ def _rerun_reason(ledger: BatchLedger, a: Attempt, where: BatchPartition, now: f
 def evaluate_batch_status(
     context: dg.SensorEvaluationContext, data_dir: str, now: float
 ) -> dg.SensorResult | dg.SkipReason:
-    if "://" in data_dir:
-        return dg.SkipReason(
-            f"STRIPE_AEP_DATA_DIR={data_dir} is an object store; the delivery ledger (and this "
-            "sensor) need a local folder"
+    try:
+        target = ledger_url_from_env(data_dir=data_dir)
+    except ConfigError as exc:
+        return dg.SkipReason(str(exc))  # names STRIPE_AEP_LEDGER_URL and the fix
+    if target is None or not target.is_postgres:
+        path = (
+            Path(target.path) if target and target.path else Path(data_dir) / LEDGER_RELATIVE_PATH
         )
-    path = Path(data_dir) / LEDGER_RELATIVE_PATH
-    if not path.exists():
-        return dg.SkipReason(f"no delivery ledger yet ({path}): nothing was delivered")
+        if not path.exists():
+            return dg.SkipReason(f"no delivery ledger yet ({path}): nothing was delivered")
     cursor = _load_cursor(context.cursor)
-    ledger = BatchLedger(path, busy_timeout_s=5.0)
+    ledger = open_ledger(data_dir, busy_timeout_s=5.0)
     try:
         after = int(cursor.get("event_id", 0))
         if after > ledger.last_event_id():
