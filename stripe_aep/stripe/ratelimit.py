@@ -446,13 +446,15 @@ class _InFlightSlots:
         return self._limit
 
     def _try(self, limit: int) -> int | None:
+        if self._shared is not None:  # one round trip tries every free slot
+            i = self._shared.try_lock_any([i for i in range(limit) if i not in self._held])
+            if i is not None:
+                self._held.add(i)
+            return i
         for i in range(limit):
             if i in self._held:
                 continue
-            if self._shared is not None:
-                if not self._shared.try_lock(i):
-                    continue
-            elif self.path:
+            if self.path:
                 fd = self._fds.get(i)
                 if fd is None:
                     fd = os.open(f"{self.path}.inflight{i}", os.O_RDWR | os.O_CREAT, 0o600)
