@@ -19,9 +19,11 @@ from stripe_aep.aep.settings import AepSettings
 def main(argv: list[str]) -> int:
     lake, data_dir, dataset_id = Path(argv[0]), argv[1], argv[2]
     max_files = int(argv[3]) if len(argv) > 3 else 1500
+    prefix = argv[4] if len(argv) > 4 else ""  # only the files of one partition folder
     files = [
         XdmFile.from_path(p, p.relative_to(lake).as_posix())
         for p in sorted(lake.rglob("*.parquet"))
+        if p.relative_to(lake).as_posix().startswith(prefix)
     ]
     client = AepClient(AepSettings.from_env(), backoff_base_s=0.01, backoff_max_s=0.05)
     ledger = open_ledger(data_dir)  # STRIPE_AEP_LEDGER_URL, else the SQLite file in data_dir
