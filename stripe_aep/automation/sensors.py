@@ -3,7 +3,8 @@
 Three sensors, all STOPPED by default (Dagster UI → Automation → switch on; or set
 `STRIPE_AEP_SENSORS=running` in the code location's environment to start them RUNNING):
 
-* `stripe_aep_batch_status` — reads the delivery ledger (`<STRIPE_AEP_DATA_DIR>/ledger/aep_batches.sqlite`),
+* `stripe_aep_batch_status` — reads the delivery ledger (`STRIPE_AEP_LEDGER_URL`, else
+  `<STRIPE_AEP_DATA_DIR>/ledger/aep_batches.sqlite`),
   records every final or changed AEP batch status on its `aep/<resource>` partition as an
   `AssetObservation`, and requests a re-run of `aep/<resource>` for a day whose batch failed (its
   files were released and are undelivered) or is still pending/stalled long after its run ended.
