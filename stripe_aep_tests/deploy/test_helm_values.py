@@ -65,7 +65,12 @@ DEPLOYMENT_REQUIRED = {"STRIPE_AEP_DATA_DIR", "STRIPE_AEP_LEDGER_URL", "AWS_REGI
 # ---- Kubernetes v1 definitions the vendored chart schema refers to ------------------------------
 # Written for this test from the Kubernetes API reference (core/v1): only the objects the values
 # use; unknown fields are refused so a misspelt `secretKeyRef` fails here, not in the cluster.
-_QUANTITY = {"anyOf": [{"type": "string", "pattern": r"^[0-9.]+(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"}, {"type": "number"}]}
+_QUANTITY = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^[0-9.]+(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"},
+        {"type": "number"},
+    ]
+}
 _K8S = {
     "io.k8s.api.core.v1.EnvVar": {
         "type": "object",
@@ -163,9 +168,13 @@ _K8S = {
         "additionalProperties": False,
     },
 }
-_SECRET_ENV_SOURCE = {"$ref": f"{K8S_DEFINITIONS_URI}#/definitions/io.k8s.api.core.v1.SecretEnvSource"}
+_SECRET_ENV_SOURCE = {
+    "$ref": f"{K8S_DEFINITIONS_URI}#/definitions/io.k8s.api.core.v1.SecretEnvSource"
+}
 _RESOURCES = {"$ref": f"{K8S_DEFINITIONS_URI}#/definitions/io.k8s.api.core.v1.ResourceRequirements"}
-_SECURITY_CONTEXT = {"$ref": f"{K8S_DEFINITIONS_URI}#/definitions/io.k8s.api.core.v1.SecurityContext"}
+_SECURITY_CONTEXT = {
+    "$ref": f"{K8S_DEFINITIONS_URI}#/definitions/io.k8s.api.core.v1.SecurityContext"
+}
 
 
 def _strict(properties: dict, required: tuple[str, ...] = ()) -> dict:
@@ -191,11 +200,22 @@ CHART_SECTIONS = _strict(
         # DagsterHelmValues' top-level fields (values.py); unknown top-level keys are refused.
         **{
             key: {}
-            for key in (
-                "dagsterWebserver rabbitmq redis flower ingress imagePullSecrets scheduler "
-                "pythonLogs busybox migrate serviceAccount retention additionalInstanceConfig "
-                "generateCeleryConfigSecret"
-            ).split()
+            for key in [
+                "dagsterWebserver",
+                "rabbitmq",
+                "redis",
+                "flower",
+                "ingress",
+                "imagePullSecrets",
+                "scheduler",
+                "pythonLogs",
+                "busybox",
+                "migrate",
+                "serviceAccount",
+                "retention",
+                "additionalInstanceConfig",
+                "generateCeleryConfigSecret",
+            ]
         },
         "dagster-user-deployments": _strict(
             {
@@ -296,14 +316,35 @@ CHART_SECTIONS = _strict(
             {
                 **{
                     key: {}
-                    for key in (
-                        "image heartbeatTolerance env envConfigMaps deploymentLabels labels "
-                        "nodeSelector affinity tolerations podSecurityContext securityContext "
-                        "resources checkDbReadyInitContainer livenessProbe readinessProbe "
-                        "startupProbe annotations sensors schedules backfills schedulerName "
-                        "logFormat volumeMounts volumes initContainerResources extraContainers "
-                        "extraPrependedInitContainers"
-                    ).split()
+                    for key in [
+                        "image",
+                        "heartbeatTolerance",
+                        "env",
+                        "envConfigMaps",
+                        "deploymentLabels",
+                        "labels",
+                        "nodeSelector",
+                        "affinity",
+                        "tolerations",
+                        "podSecurityContext",
+                        "securityContext",
+                        "resources",
+                        "checkDbReadyInitContainer",
+                        "livenessProbe",
+                        "readinessProbe",
+                        "startupProbe",
+                        "annotations",
+                        "sensors",
+                        "schedules",
+                        "backfills",
+                        "schedulerName",
+                        "logFormat",
+                        "volumeMounts",
+                        "volumes",
+                        "initContainerResources",
+                        "extraContainers",
+                        "extraPrependedInitContainers",
+                    ]
                 },
                 "envSecrets": {"type": "array", "items": _SECRET_ENV_SOURCE},
                 "enabled": {"const": True},
@@ -388,7 +429,8 @@ def _k8s_document() -> dict:
     value) schema at every other path the vendored schema points at."""
     document: dict = {"definitions": copy.deepcopy(_K8S)}
     refs = re.findall(
-        re.escape(K8S_DEFINITIONS_URI) + r"#/definitions/([^\"]+)", USER_DEPLOYMENTS_SCHEMA.read_text()
+        re.escape(K8S_DEFINITIONS_URI) + r"#/definitions/([^\"]+)",
+        USER_DEPLOYMENTS_SCHEMA.read_text(),
     )
     for pointer in refs:
         node = document["definitions"]
@@ -526,6 +568,8 @@ def test_the_package_reads_what_this_test_expects():
 
 
 def test_literal_values_pass_the_projects_own_settings_parsers():
+    import dagster as dg
+
     from stripe_aep.aep.settings import AepSettings
     from stripe_aep.automation.sensors import default_sensor_status
     from stripe_aep.config import (
@@ -537,8 +581,6 @@ def test_literal_values_pass_the_projects_own_settings_parsers():
         start_date_from_env,
     )
     from stripe_aep.locks import lock_wait_seconds
-
-    import dagster as dg
 
     env = {n: e["value"] for n, e in deployment_env(load_values()).items() if "value" in e}
     # Secrets come from Kubernetes at run time; stand-ins of the right shape, built here so no
@@ -566,10 +608,9 @@ def test_literal_values_pass_the_projects_own_settings_parsers():
 def test_pools_fit_one_runs_six_extraction_steps():
     """The `stripe_api` pool lets the six raw steps of a run extract together (docs/operations.md);
     fewer would leave account budget unused, more only splits it."""
+    from stripe_aep.assets.aep import aep_assets
     from stripe_aep.assets.raw import raw_assets
     from stripe_aep.config import RESOURCES
-
-    from stripe_aep.assets.aep import aep_assets
 
     values = load_values()
     assert [a.op.pool for a in raw_assets] == ["stripe_api"] * len(RESOURCES)
@@ -594,7 +635,8 @@ def test_every_secret_the_values_reference_is_created_in_the_deploy_doc():
         references.add((secret["name"], "AWS_ACCESS_KEY_ID"))
     for name, key in sorted(references):
         block = re.search(
-            rf"kubectl create secret generic {re.escape(name)}\b(?P<body>(?:.*\\\n)*.*)", doc
+            rf"kubectl (?:-n \S+ )?create secret generic {re.escape(name)}\b(?P<body>(?:.*\\\n)*.*)",
+            doc,
         )
         assert block, f"docs/deploy.md does not create the secret {name}"
         assert f"--from-literal={key}=" in block.group("body") or (
@@ -712,7 +754,9 @@ def test_vendored_chart_schema_is_the_one_noted_in_its_readme():
 
 def test_k8s_stand_in_covers_every_reference_of_the_vendored_schema():
     document = _k8s_document()
-    for pointer in re.findall(r"_definitions\.json#/definitions/([^\"]+)", USER_DEPLOYMENTS_SCHEMA.read_text()):
+    for pointer in re.findall(
+        r"_definitions\.json#/definitions/([^\"]+)", USER_DEPLOYMENTS_SCHEMA.read_text()
+    ):
         node = document["definitions"]
         for part in pointer.split("/"):
             node = node[part]
