@@ -218,3 +218,76 @@ def test_dagster_refuses_a_broken_instance(tmp_path, mutate, expected):
     mutate(values)
     problems = instance_problems(chart_instance_config(values), tmp_path)
     assert any(expected in p for p in problems), problems
+
+
+# ---- what a run pod gets: the run launcher's settings merged with the code location's ------------
+
+
+def location_container_context(values: dict) -> dict:
+    """The container context the chart gives the code server (`DAGSTER_CLI_API_GRPC_CONTAINER_CONTEXT`,
+    helper `dagsterUserDeployments.k8sContainerContext`) when includeConfigInLaunchedRuns is on:
+    launched runs carry it."""
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    k8s: dict = {
+        "image_pull_policy": deployment["image"]["pullPolicy"],
+        "env_config_maps": [f"{RELEASE}-dagster-user-deployments-{deployment['name']}-user-env"]
+        + [c["name"] for c in deployment.get("envConfigMaps", [])],
+        "namespace": NAMESPACE,
+        "service_account_name": f"{RELEASE}-dagster-user-deployments-user-deployments",
+    }
+    if deployment.get("envSecrets"):
+        k8s["env_secrets"] = [s["name"] for s in deployment["envSecrets"]]
+    for key, target in (
+        ("volumeMounts", "volume_mounts"),
+        ("volumes", "volumes"),
+        ("labels", "labels"),
+        ("resources", "resources"),
+        ("schedulerName", "scheduler_name"),
+    ):
+        if deployment.get(key):
+            k8s[target] = deployment[key]
+    if isinstance(deployment.get("env"), list):
+        k8s["env"] = deployment["env"]
+    return {"k8s": k8s}
+
+
+def run_pod_container_config(values: dict) -> dict:
+    """The run pod's container settings, merged by dagster-k8s the way `K8sContainerContext.
+    create_for_run` does: the run launcher's first, the code location's context over it."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig
+
+    launcher = chart_instance_config(values)["run_launcher"]["config"]
+    base = K8sContainerContext(
+        resources=launcher.get("resources"),
+        security_context=launcher.get("security_context"),
+        env_secrets=launcher.get("env_secrets"),
+        run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(launcher.get("run_k8s_config", {})),
+    )
+    location = K8sContainerContext.create_from_config(location_container_context(values))
+    return K8sContainerContext().merge(base).merge(location).run_k8s_config.container_config
+
+
+def test_run_pods_get_the_run_launchers_size_and_the_code_locations_secrets():
+    values = load_values()
+    container = run_pod_container_config(values)
+    assert container["resources"] == values["runLauncher"]["config"]["k8sRunLauncher"]["resources"]
+    assert container["security_context"]["run_as_non_root"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STRIPE_API_KEY"]["value_from"]["secret_key_ref"] == {
+        "name": "stripe-aep-stripe",
+        "key": "api-key",
+    }
+    assert env["STRIPE_AEP_DATA_DIR"]["value"].startswith("s3://")
+    assert "STRIPE_AEP_LEDGER_URL" in env and "value" not in env["STRIPE_AEP_LEDGER_URL"]
+
+
+def test_code_server_resources_would_override_the_run_pods():
+    """Why the deployment sets no `resources`: the code location's would win on every run pod."""
+    values = copy.deepcopy(load_values())
+    values["dagster-user-deployments"]["deployments"][0]["resources"] = {
+        "limits": {"memory": "512Mi"}
+    }
+    # merged key by key: the code server's memory limit replaces the run launcher's 4Gi
+    assert run_pod_container_config(values)["resources"]["limits"]["memory"] == "512Mi"
