@@ -136,7 +136,12 @@ def dockerignore_includes(patterns: list[str], path: str) -> bool:
         body = body.rstrip("/")
         parts = path.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        regex = re.escape(body).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        regex = (
+            re.escape(body)
+            .replace(r"\*\*/", "(?:.*/)?")  # `**/` also matches no folder at all
+            .replace(r"\*\*", ".*")
+            .replace(r"\*", "[^/]*")
+        )
         if any(re.fullmatch(regex, prefix) for prefix in prefixes):
             included = negate
     return included
@@ -298,4 +303,6 @@ def test_dockerignore_matcher_follows_dockers_last_match_rule():
     assert dockerignore_includes(patterns, "stripe_aep/a/b.py")
     assert not dockerignore_includes(patterns, "stripe_aep/a/b.pyc")
     assert not dockerignore_includes(patterns, "secrets.env")
+    assert not dockerignore_includes(["**/*.pyc"], "top.pyc")
+    assert not dockerignore_includes(["**/*.pyc"], "a/b/c.pyc")
     assert dockerignore_includes(patterns, "keep.md")
