@@ -39,13 +39,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/upload.py
 
-# The full-load benchmark side by side with Singer tap-stripe 3.3.0 (own virtualenv) and its PNG plot.
+# The full-load benchmark side by side with Singer tap-stripe 3.3.0 and Airbyte source-stripe 5.14.1
+# (each in its own virtualenv; Airbyte's takes a few minutes to install) and its PNG plot.
 TAP_VENV := .bench-venvs/tap-stripe
+AIRBYTE_VENV := .bench-venvs/airbyte-source-stripe
 bench-full: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	test -x $(TAP_VENV)/bin/python || ($(PYTHON) -m venv $(TAP_VENV) && $(TAP_VENV)/bin/pip install --quiet tap-stripe==3.3.0)
+	test -x $(AIRBYTE_VENV)/bin/source-stripe || ($(PYTHON) -m venv $(AIRBYTE_VENV) && $(AIRBYTE_VENV)/bin/pip install --quiet airbyte-source-stripe==5.14.1)
 	$(BIN)/python bench/full_load.py --days 10 --charges-per-day 39000 \
-		--tap-python $(TAP_VENV)/bin/python --peer-seconds 120 --png docs/benchmarks-full-load.png
+		--tap-python $(TAP_VENV)/bin/python --airbyte-python $(AIRBYTE_VENV)/bin/python \
+		--peer-seconds 120 --png docs/benchmarks-full-load.png
 
 # Regenerate the README's screenshots (docs/img) with the browser test on a real `dagster dev`.
 screenshots: $(STAMP)

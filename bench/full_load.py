@@ -9,7 +9,11 @@ endpoint, concurrency caps, 250–450 ms per request and 1 % 500s, answering 429
 2. Singer tap-stripe 3.3.0 in its own virtualenv (`--tap-python`), pointed at the emulator through
    `stripe.api_base` (see ../shared/reference/peers.md §5.1), syncing charges, customers,
    subscriptions and balance_transactions, cut off after `--peer-seconds` (it is single-threaded: a
-   full load would take many times longer; its objects/s is steady).
+   full load would take many times longer; its objects/s is steady);
+3. Airbyte `airbyte-source-stripe` 5.14.1 in its own virtualenv (`--airbyte-python`), a declarative
+   manifest whose `url_base` is hard-coded to api.stripe.com: the wrapper below loads the installed
+   manifest and replaces `definitions.base_requester.url_base` with the emulator's before the source
+   is built (peers.md §5.2). It reads the same six streams (full refresh), cut off likewise.
 
 Reports the bound `max(max_r pages_r / 25, Σ_r pages_r / 100)` seconds (pages = the fewest list
 requests the day windows allow), stripe-aep's ratio to it, requests / minimum, 429s by reason (from
@@ -18,7 +22,8 @@ peer's objects/s and stripe-aep's speed-up over it; writes a PNG plot. Not a tes
 the machine. Usage:
 
     .venv/bin/python bench/full_load.py --days 4 --charges-per-day 10000 \\
-        --tap-python /tmp/tapstripe-venv/bin/python --png docs/benchmarks-full-load.png
+        --tap-python /tmp/tapstripe-venv/bin/python \\
+        --airbyte-python /tmp/airbyte-venv/bin/python --png docs/benchmarks-full-load.png
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ r = PartitionExtractor(StripeClient(s), Lake(root), name, concurrency=s.concurre
                        visibility_lag_seconds=0, account_id="acct_1EmulatorLocal00").run(days)
 print(json.dumps({"resource": name, "began": began, "ended": time.time(), "objects": r.objects,
                   "requests": r.request_stats["requests"], "min_requests": r.min_requests,
-                  "splits": r.splits, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "splits": r.splits, "peak_buffered_mb": r.peak_buffered_bytes / 2**20,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 # tap-stripe 3.3.0 has no base-URL setting: set the SDK's module global, skip the per-endpoint timer
@@ -72,6 +78,28 @@ stripe.Account.retrieve = staticmethod(
 sys.argv = ["tap-stripe"] + sys.argv[2:]
 tap_stripe.main()
 """
+
+
+# airbyte-source-stripe 5.14.1 has no base-URL setting either: its manifest says
+# `url_base: https://api.stripe.com/v1`. Patch the parsed manifest (not the installed file) before
+# the declarative source is built from it; everything else runs as shipped.
+AIRBYTE_WRAPPER = """
+import sys
+from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
+base = sys.argv[1]
+parse = YamlDeclarativeSource._read_and_parse_yaml_file
+def with_base(self, path):
+    manifest = parse(self, path)
+    requester = manifest["definitions"]["base_requester"]
+    assert requester["url_base"] == "https://api.stripe.com/v1", requester["url_base"]
+    requester["url_base"] = base + "/v1"
+    return manifest
+YamlDeclarativeSource._read_and_parse_yaml_file = with_base
+sys.argv = ["source-stripe"] + sys.argv[2:]
+from source_stripe.run import run
+run()
+"""
+_RECORD_STREAM = re.compile(r'"stream":\s*"(\w+)"')
 
 
 def _as_client() -> None:
@@ -141,6 +169,7 @@ def run_stripe_aep(url: str, first: dt.date, days: int) -> dict:
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
+                preexec_fn=_as_client,
             )  # fmt: skip
             for name in RESOURCES
         ]
@@ -193,31 +222,88 @@ def run_tap_stripe(tap_python: str, url: str, first: dt.date, seconds: float) ->
         catalog_path = os.path.join(tmp, "catalog.json")
         with open(catalog_path, "w") as f:
             json.dump(catalog, f)
-        began = time.monotonic()
-        proc = subprocess.Popen(
+        return _count_records(
             [tap_python, "-c", TAP_WRAPPER, url, "--config", config, "--catalog", catalog_path],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-            preexec_fn=_as_client,
-        )  # fmt: skip
-        records: Counter[str] = Counter()
-        finished = True
-        for line in proc.stdout:
-            if line.startswith('{"type": "RECORD"') or line.startswith('{"type":"RECORD"'):
-                records[json.loads(line)["stream"]] += 1
-            if time.monotonic() - began > seconds:
-                finished = False
-                os.killpg(proc.pid, signal.SIGTERM)
-                break
-        proc.wait(timeout=30)
-        elapsed = time.monotonic() - began
+            seconds,
+        )
+
+
+def _count_records(cmd: list[str], seconds: float, cwd: str | None = None) -> dict:
+    """Run a peer's sync, count its RECORD messages per stream, stop it after `seconds`.
+
+    Both rates are reported: over the whole run (start-up included) and steady, from its first
+    record on; the speed-up is taken over the steady one (the peer's best light)."""
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        preexec_fn=_as_client, cwd=cwd,
+    )  # fmt: skip
+    records: Counter[str] = Counter()
+    finished = True
+    first = None
+    for line in proc.stdout:
+        if line.startswith('{"type": "RECORD"') or line.startswith('{"type":"RECORD"'):
+            if first is None:
+                first = time.monotonic() - began
+            match = _RECORD_STREAM.search(line, 0, 300)
+            records[match.group(1) if match else "?"] += 1
+        if time.monotonic() - began > seconds:
+            finished = False
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    proc.wait(timeout=30)
+    elapsed = time.monotonic() - began
     total = sum(records.values())
+    steady = elapsed - (first or 0.0)
     return {
         "records": dict(records),
         "objects": total,
         "seconds": elapsed,
+        "first_record_seconds": first,
         "finished": finished,
-        "objects_per_second": total / elapsed if elapsed else 0.0,
+        "overall_objects_per_second": total / elapsed if elapsed else 0.0,
+        "objects_per_second": total / steady if total and steady > 0 else 0.0,
     }
+
+
+def run_airbyte(airbyte_python: str, url: str, first: dt.date, seconds: float) -> dict:
+    airbyte_python = os.path.abspath(airbyte_python)  # it runs beside its manifest (cwd below)
+    site = subprocess.run(
+        [airbyte_python, "-c", "import os, source_stripe; "
+         "print(os.path.dirname(os.path.dirname(source_stripe.__file__)))"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "config.json")
+        with open(config, "w") as f:
+            json.dump(
+                {"client_secret": LIVE_KEY, "account_id": "acct_1EmulatorLocal00",
+                 "start_date": f"{first.isoformat()}T00:00:00Z"},
+                f,
+            )  # fmt: skip
+        wrapper = [airbyte_python, "-c", AIRBYTE_WRAPPER, url]
+        discovered = subprocess.run(
+            [*wrapper, "discover", "--config", config],
+            capture_output=True, text=True, check=True, timeout=300, cwd=site,
+        ).stdout  # fmt: skip
+        catalog = next(
+            json.loads(line)["catalog"]
+            for line in discovered.splitlines()
+            if line.startswith("{") and '"CATALOG"' in line[:40]
+        )
+        streams = [
+            {"stream": stream, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}
+            for stream in catalog["streams"]
+            if stream["name"] in RESOURCES
+        ]
+        catalog_path = os.path.join(tmp, "catalog.json")
+        with open(catalog_path, "w") as f:
+            json.dump({"streams": streams}, f)
+        out = _count_records(
+            [*wrapper, "read", "--config", config, "--catalog", catalog_path], seconds, cwd=site
+        )
+    out["streams"] = sorted(s["stream"]["name"] for s in streams)
+    return out
 
 
 def plot(path: str, aep: dict, peers: dict[str, dict]) -> None:
@@ -252,6 +338,9 @@ def main() -> None:
     parser.add_argument("--charges-per-day", type=int, default=10000)
     parser.add_argument("--latency-ms", default="", help="override the live profile's 250-450")
     parser.add_argument("--tap-python", default="", help="python of a venv with tap-stripe==3.3.0")
+    parser.add_argument(
+        "--airbyte-python", default="", help="python of a venv with airbyte-source-stripe==5.14.1"
+    )
     parser.add_argument("--peer-seconds", type=float, default=120.0)
     parser.add_argument("--png", default="", help="write the plot here")
     args = parser.parse_args()
@@ -272,6 +361,13 @@ def main() -> None:
                 args.tap_python, url, first, args.peer_seconds
             )
             peers["tap-stripe 3.3.0"]["audit"] = audit(url)
+        if args.airbyte_python:
+            requests.post(f"{url}/_emulator/reset", timeout=30)
+            time.sleep(1.5)
+            peers["Airbyte source-stripe 5.14.1"] = run_airbyte(
+                args.airbyte_python, url, first, args.peer_seconds
+            )
+            peers["Airbyte source-stripe 5.14.1"]["audit"] = audit(url)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -297,15 +393,21 @@ def main() -> None:
         f"per endpoint {a['worst_endpoint_window']} (≤ 25), account {a['worst_account_window']} (≤ 100)"
     )
     print(
-        f"  peak RSS {aep['peak_rss_mb']:.0f} MB per process, {aep['total_rss_mb']:.0f} MB for the six"
+        f"  peak RSS {aep['peak_rss_mb']:.0f} MB per process, {aep['total_rss_mb']:.0f} MB for the six "
+        f"(sum of each process's peak); JSON held at once: at most "
+        f"{max(r['peak_buffered_mb'] for r in aep['per_resource']):.0f} MB per process"
     )
     aep_rate = aep["objects"] / aep["extraction_seconds"]
     print(f"  {aep_rate:,.0f} objects/s")
     for name, peer in peers.items():
         state = "finished" if peer["finished"] else f"cut off after {peer['seconds']:.0f} s"
+        pa = peer["audit"]
         print(
-            f"{name}: {peer['objects']:,} objects ({state}) = {peer['objects_per_second']:,.0f} "
-            f"objects/s {peer['records']}; 429s {peer['audit']['429_by_reason'] or 0}"
+            f"{name}: {peer['objects']:,} objects ({state}), first after "
+            f"{peer['first_record_seconds'] or 0:.1f} s = {peer['objects_per_second']:,.0f} "
+            f"objects/s steady ({peer['overall_objects_per_second']:,.0f} with start-up) "
+            f"{peer['records']}; Stripe's view: {pa['requests']} requests "
+            f"({pa['requests'] / peer['seconds']:.1f}/s), 429s {pa['429_by_reason'] or 0}"
         )
         if peer["objects_per_second"] > 0:
             speed_up = aep_rate / peer["objects_per_second"]
