@@ -15,7 +15,7 @@ from pathlib import Path
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from stripe_aep.emulators._server import BackgroundServer
-    from stripe_aep.emulators.stripe_account import StripeAccount
+    from stripe_aep.emulators.stripe_account import StripeAccount, settle_heap
     from stripe_aep.emulators.stripe_api import app_options, create_app
 
     try:
@@ -29,6 +29,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         charges_per_day=args.charges_per_day,
         live=args.live,
     )
+    settle_heap()
     app = create_app(account, **options)
     servers = [("Stripe", BackgroundServer(app, port=args.stripe_port).start())]
     if not args.no_aep:

@@ -54,6 +54,7 @@ from stripe_aep.emulators.stripe_account import (
     RESOURCES,
     ResourceIndex,
     StripeAccount,
+    settle_heap,
 )
 from stripe_aep.emulators.stripe_limits import (
     ACCOUNT_RATE_LIMITS,
@@ -1131,6 +1132,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
         seed=args.seed, start=args.start, days=args.days, charges_per_day=args.charges_per_day,
         live=args.live, clock=clock,
     )  # fmt: skip
+    settle_heap()
     generated = time.perf_counter() - began
     app = create_app(account, restricted_keys=_parse_restricted(args.restricted_key), **options)
     sock = bind_socket(args.host, args.port)
