@@ -14,7 +14,9 @@ first time it is needed by reading only those two fields of the raw file. Raw fi
 once written (a merge writes a new file), so a sidecar is never stale; sidecars of files that are
 no longer live (superseded by a merge) are ignored and removed. Loading the index for a refunds
 run reads the sidecars of every day up to the newest refund day — a refund's charge is never
-created after the refund — which is a few tens of bytes per charge.
+created after the refund — which is a few tens of bytes per charge. It finds them with two
+recursive listings (the raw charges, the sidecars), so on an object store its listing cost is one
+request per 1,000 keys, not two requests per day of history.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pyarrow.parquet as pq
 
 from stripe_aep.lake import Lake
 from stripe_aep.specs import stripe as stripe_specs
-from stripe_aep.stripe.rawstore import RawFile, RawPartition
+from stripe_aep.stripe.rawstore import RawFile, live_files, raw_files
 
 INDEX_ROOT = "index/charge_customers"
 SCHEMA = pa.schema([("charge", pa.string()), ("customer", pa.string())])
@@ -59,33 +61,42 @@ class ChargeCustomerIndex:
 
     def days(self, until: dt.date) -> list[dt.date]:
         """Days of `stripe/charges` on the lake, up to and including `until`."""
-        days = []
-        for name in self.lake.list_dirs("stripe/charges"):
+        return sorted(day for day in self._charges_files() if day <= until)
+
+    def _charges_files(self) -> dict[dt.date, list[str]]:
+        """Raw charges data files by day: one recursive listing of `stripe/charges/` (one
+        request per 1,000 keys on an object store, not two per day of history)."""
+        by_day: dict[dt.date, list[str]] = {}
+        for f in self.lake.list_files("stripe/charges", suffix=".jsonl.zst", recursive=True):
+            folder = f.path.split("/")[2]
             try:
-                day = dt.date.fromisoformat(name)
+                day = dt.date.fromisoformat(folder)
             except ValueError:
                 continue
-            if day <= until:
-                days.append(day)
-        return days
+            by_day.setdefault(day, []).append(f.path)
+        return by_day
 
     def pairs(self, until: dt.date) -> tuple[pa.Array, pa.Array]:
         """(charge ids, customer ids) of every live raw charge created up to `until`'s end.
 
-        Builds the sidecars that are missing and removes those of files no longer live."""
+        Builds the sidecars that are missing and removes those of files no longer live. Two
+        recursive listings (raw charges, sidecars) whatever the number of days."""
         tables = []
-        for day in self.days(until):
-            live = {}
-            for raw in RawPartition(self.lake, "charges", day).files():
+        sidecars = {f.path for f in self.lake.list_files(INDEX_ROOT, ".parquet", recursive=True)}
+        live: set[str] = set()
+        for day, paths in sorted(self._charges_files().items()):
+            if day > until:
+                continue
+            for raw in live_files(raw_files(paths)):
                 path = self.sidecar_path(day, raw)
-                live[path] = raw
-                if not self.lake.exists(path):
+                live.add(path)
+                if path not in sidecars:
                     self._build(path, raw)
                 data = pa.BufferReader(self.lake.read_bytes(path))
                 tables.append(pq.read_table(data, schema=SCHEMA))
-            for stale in self.lake.list_files(f"{INDEX_ROOT}/{day.isoformat()}", ".parquet"):
-                if stale.path not in live:
-                    self.lake.delete(stale.path)
+        for stale in sorted(sidecars - live):
+            if stale.split("/")[2] <= until.isoformat():  # ISO dates sort as strings
+                self.lake.delete(stale)
         if not tables:
             return pa.array([], pa.string()), pa.array([], pa.string())
         table = pa.concat_tables(tables).combine_chunks()

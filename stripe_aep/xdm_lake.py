@@ -121,11 +121,11 @@ class XdmPartition:
         """Parts or quarantine file listed by a manifest that are missing or not whole."""
         problems = []
         for p in manifest["parts"]:
-            info = self.lake.fs.get_file_info(self.lake.full_path(p["path"]))
-            if info.size is None:
+            size = self.lake.size(p["path"])
+            if size is None:
                 problems.append(f"part {p['path']} is missing")
-            elif info.size != p["bytes"]:
-                problems.append(f"part {p['path']} has {info.size} bytes, {p['bytes']} written")
+            elif size != p["bytes"]:
+                problems.append(f"part {p['path']} has {size} bytes, {p['bytes']} written")
         quarantine = manifest.get("quarantine")
         if manifest.get("quarantined") and not (quarantine and self.lake.exists(quarantine)):
             problems.append(f"quarantine file {quarantine} is missing")
@@ -224,6 +224,10 @@ class XdmPartition:
             self._discard(q_stream, q_handle, staged)
             moved = self.raw.set_aside(Damage(raw, self.resource, self.day, damage))
             raise DamagedRawFile(moved.message())
+        # Parts keep their names across conversions (the delivery ledger keys on them), so the
+        # old manifest goes first: until the new one is written, a reader sees this raw file as not
+        # converted, never an old manifest over a mix of old and new parts.
+        self.lake.delete(self.manifest_path(raw))
         for handle in staged:
             handle.commit()
         if result.quarantined:

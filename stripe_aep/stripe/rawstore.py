@@ -130,6 +130,22 @@ def subtract(lo: int, hi: int, covered: list[tuple[int, int]]) -> list[tuple[int
     return gaps
 
 
+def raw_files(paths: Iterable[str]) -> list[RawFile]:
+    """The raw data files among lake paths (of one partition folder), in window order."""
+    files = []
+    for path in paths:
+        m = _NAME.match(path.rsplit("/", 1)[1])
+        if m:
+            refresh = int(m.group(3)) if m.group(3) else None
+            files.append(RawFile(int(m.group(1)), int(m.group(2)), refresh, path))
+    return sorted(files, key=lambda f: (f.gte, f.lt, f.refresh or 0, f.path))
+
+
+def live_files(files: list[RawFile]) -> list[RawFile]:
+    """The live files of one partition's files: superseded parts of a merge excluded."""
+    return RawPartition._split_live(files)[0]
+
+
 class RawPartition:
     """One resource × one UTC day on the lake."""
 
@@ -141,13 +157,7 @@ class RawPartition:
         self.folder = f"stripe/{resource}/{day.isoformat()}"
 
     def _all_files(self) -> list[RawFile]:
-        files = []
-        for f in self.lake.list_files(self.folder, suffix=".jsonl.zst"):
-            m = _NAME.match(f.path.rsplit("/", 1)[1])
-            if m:
-                refresh = int(m.group(3)) if m.group(3) else None
-                files.append(RawFile(int(m.group(1)), int(m.group(2)), refresh, f.path))
-        return sorted(files, key=lambda f: (f.gte, f.lt, f.refresh or 0, f.path))
+        return raw_files(f.path for f in self.lake.list_files(self.folder, suffix=".jsonl.zst"))
 
     @staticmethod
     def _split_live(files: list[RawFile]) -> tuple[list[RawFile], list[RawFile]]:
@@ -217,7 +227,7 @@ class RawPartition:
         meta, problem = self._load_meta(f)
         if meta is None:
             return f"its sidecar {f.meta_path} {problem}"
-        size = self.lake.fs.get_file_info(self.lake.full_path(f.path)).size
+        size = self.lake.size(f.path)
         recorded = meta.get("bytes")
         if isinstance(recorded, int) and size != recorded:
             return f"truncated or altered: {size} bytes on disk, {recorded} written"
@@ -246,11 +256,9 @@ class RawPartition:
         """Move a damaged file and its sidecar to `damaged/<folder>/<ms>/`: kept for inspection,
         and its window is no longer covered."""
         folder = f"damaged/{self.folder}/{int(time.time() * 1000)}"
-        fs, full = self.lake.fs, self.lake.full_path
-        fs.create_dir(full(folder), recursive=True)
         for rel in (damage.file.meta_path, damage.file.path):  # data last: it marks coverage
             try:
-                fs.move(full(rel), full(f"{folder}/{rel.rsplit('/', 1)[1]}"))
+                self.lake.move(rel, f"{folder}/{rel.rsplit('/', 1)[1]}")
             except FileNotFoundError:
                 pass
         target = f"{folder}/{damage.file.path.rsplit('/', 1)[1]}"
@@ -325,7 +333,7 @@ class RawPartition:
             if not sink.closed:
                 sink.close()
             # The compressed size is recorded so that a truncated file is seen by a stat alone.
-            size = self.lake.fs.get_file_info(staged.tmp).size
+            size = staged.size()
             # The sidecar is committed before the data file is renamed into place.
             self.lake.write_json(
                 raw.meta_path,
