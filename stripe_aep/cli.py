@@ -89,7 +89,20 @@ def _cmd_ledger_recover(args: argparse.Namespace) -> int:
     from stripe_aep.aep.recover_ledger import main as recover
     from stripe_aep.config import data_dir_from_env
 
-    path = args.path or os.path.join(data_dir_from_env(), LEDGER_RELATIVE_PATH)
+    path = args.path
+    if not path:
+        from stripe_aep.config import ledger_url_from_env
+
+        target = ledger_url_from_env()
+        if target is not None and target.is_postgres:
+            print(
+                f"STRIPE_AEP_LEDGER_URL names a PostgreSQL ledger ({target.shown}); this command "
+                "moves an SQLite ledger file aside. For PostgreSQL, rename the ledger tables or "
+                "point the URL at a new database (docs/operations.md)",
+                file=sys.stderr,
+            )
+            return 2
+        path = target.path if target else os.path.join(data_dir_from_env(), LEDGER_RELATIVE_PATH)
     return recover([path])
 
 

@@ -513,6 +513,9 @@ class StripeRateSettings:
     endpoint_rps_overrides: Mapping[str, float] = field(default_factory=dict)
     max_in_flight: int | None = None  # None: the mode's default
     read_allocation: int | None = None  # reads per month Stripe allocates the account, if known
+    #: PostgreSQL URL (STRIPE_AEP_LEDGER_URL) through which every process on every machine shares
+    #: the budgets; None: the flock'ed files shared by the processes of one machine
+    budget_url: str | None = field(default=None, repr=False)
 
     def default_account_rps(self, live: bool) -> float:
         return STRIPE_ACCOUNT_LIMITS["live" if live else "test"] * self.safety_factor
@@ -547,12 +550,17 @@ class StripeRateSettings:
             allocation = _bounded_int(
                 env, "STRIPE_READ_ALLOCATION", 0, READ_ALLOCATION_BOUNDS, "reads per month"
             )
+        budget_url = None
+        if (env.get(LEDGER_URL_VARIABLE) or "").strip():
+            ledger = parse_ledger_url(env.get(LEDGER_URL_VARIABLE) or "")
+            budget_url = ledger.url if ledger.is_postgres else None
         return cls(
             safety_factor=safety,
             endpoint_rps=endpoint_rps,
             endpoint_rps_overrides=overrides,
             max_in_flight=in_flight,
             read_allocation=allocation,
+            budget_url=budget_url,
         )
 
 
@@ -575,3 +583,114 @@ def executor_from_env(environ: Mapping[str, str] | None = None) -> str:
             f"Set it to one of {', '.join(EXECUTORS)}, or leave it unset (multiprocess)",
         )
     return value
+
+
+# -- the ledger database (STRIPE_AEP_LEDGER_URL) -------------------------------------------------
+
+LEDGER_URL_VARIABLE = "STRIPE_AEP_LEDGER_URL"
+_LEDGER_URL_EXAMPLES = (
+    "postgresql://user:password@host:5432/database or sqlite:////absolute/path/ledger.sqlite"
+)
+
+
+@dataclass(frozen=True)
+class LedgerUrl:
+    """Where the delivery ledger (and, on PostgreSQL, the partition locks and Stripe budgets) live.
+
+    `url` may carry a password: it is only handed to the database driver. Everything that shows the
+    setting (`shown`, `repr`, error messages) uses the masked form `postgresql://user:***@host/db`.
+    """
+
+    kind: str  # "postgresql" or "sqlite"
+    url: str = field(repr=False)
+    shown: str
+    path: str | None = None  # the SQLite file
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.kind == "postgresql"
+
+    def mask(self, text: str) -> str:
+        """`text` with the password (in every form it may take) masked."""
+        if not self.password:
+            return text
+        from stripe_aep.secrets import SecretMasker
+
+        return SecretMasker([self.password]).mask(text)
+
+
+def _mask_url_password(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if "@" not in netloc:
+        return value
+    userinfo, _, hostport = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}{':***' if ':' in userinfo else ''}@{hostport}{slash}{tail}"
+
+
+def parse_ledger_url(value: str, variable: str = LEDGER_URL_VARIABLE) -> LedgerUrl:
+    """Validate a ledger URL; the error names `variable` and never shows the password."""
+    shown = _mask_url_password(value)
+    fix = f"Set {variable} to {_LEDGER_URL_EXAMPLES}, or unset it for the embedded SQLite ledger"
+    problem = bad_character(value, ascii_only=True, allow_inner_space=False)
+    if problem is not None:
+        # the character may sit in the password: name the problem, never the value
+        raise ConfigError(variable, f"the value contains {problem}", fix)
+    scheme = value.partition("://")[0].lower()
+    if scheme == "sqlite":
+        if not value.startswith("sqlite:////"):
+            raise ConfigError(
+                variable,
+                f"{shown!r} is not an absolute SQLite path (it needs four slashes: sqlite:////…)",
+                fix,
+            )
+        path = value[len("sqlite:///") :]
+        if path.endswith("/") or "?" in path or "#" in path:
+            raise ConfigError(variable, f"{shown!r} does not name a file", fix)
+        return LedgerUrl(kind="sqlite", url=value, shown=shown, path=path)
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            variable, f"{shown!r} is neither a postgresql:// nor a sqlite:// URL", fix
+        )
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        raise ConfigError(variable, f"{shown!r} has an invalid port", fix) from None
+    if not parts.hostname:
+        raise ConfigError(variable, f"{shown!r} names no host", fix)
+    database = parts.path.lstrip("/")
+    if not database or "/" in database:
+        raise ConfigError(variable, f"{shown!r} names no database (…/database)", fix)
+    if parts.fragment:
+        raise ConfigError(variable, f"{shown!r} has a fragment", fix)
+    from urllib.parse import unquote
+
+    password = unquote(parts.password) if parts.password else None
+    return LedgerUrl(kind="postgresql", url=value, shown=shown, password=password)
+
+
+def ledger_url_from_env(
+    environ: Mapping[str, str] | None = None, *, data_dir: str | None = None
+) -> LedgerUrl | None:
+    """`STRIPE_AEP_LEDGER_URL`, validated; None means the embedded SQLite ledger in the data dir.
+
+    With an object-store lake (`s3://…`) there is no local data dir the run pods share, so the
+    setting is then required (named in the error) instead of failing later in every `aep/*` step.
+    """
+    env = os.environ if environ is None else environ
+    raw = (env.get(LEDGER_URL_VARIABLE) or "").strip()
+    if raw:
+        return parse_ledger_url(env.get(LEDGER_URL_VARIABLE) or "")
+    root = data_dir if data_dir is not None else data_dir_from_env(env)
+    if "://" in root:
+        raise ConfigError(
+            LEDGER_URL_VARIABLE,
+            f"it is unset while STRIPE_AEP_DATA_DIR is an object store ({root}); the embedded "
+            "SQLite ledger needs a local folder that every run shares, and run pods share no disk",
+            f"Set {LEDGER_URL_VARIABLE} to a PostgreSQL database every run can reach, e.g. "
+            "postgresql://user:password@host:5432/database",
+        )
+    return None

@@ -7,10 +7,14 @@ from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation.schedules import schedules
 from stripe_aep.automation.sensors import sensors
-from stripe_aep.config import data_dir_from_env, executor_from_env
+from stripe_aep.config import data_dir_from_env, executor_from_env, ledger_url_from_env
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
 EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_process_executor}
+
+# STRIPE_AEP_LEDGER_URL is checked when the code location loads (a malformed URL, or none with an
+# object-store lake, fails here naming the variable) rather than in every aep/* step.
+ledger_url_from_env()
 
 defs = dg.Definitions(
     assets=[*raw_assets, *xdm_assets, *aep_assets],

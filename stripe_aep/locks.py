@@ -219,8 +219,124 @@ class FileLocks(PartitionLocks):
             return None  # free, just taken (not written yet) or being rewritten
 
 
-def locks_for(lake: Lake) -> PartitionLocks:
-    """The lock backend for a lake: files under `<data dir>/locks`, or a local fallback."""
+class PostgresLocks(PartitionLocks):
+    """Session advisory locks in the ledger's PostgreSQL database, for runs on several machines.
+
+    `pg_try_advisory_lock(key)` is the lock: the server releases it when the session ends, so a
+    SIGKILLed (or partitioned-away) holder never blocks anyone once its connection is gone. The
+    table `partition_lock_holders` only describes the holder for a waiter's message; a row counts
+    only while the session that wrote it still holds the lock (checked in `pg_locks`), so a row
+    left by a killed holder is never shown as current. One connection per `PostgresLocks` object,
+    opened on first use and closed when it holds nothing.
+    """
+
+    _DDL = (
+        "CREATE TABLE IF NOT EXISTS partition_lock_holders ("
+        " lock_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, host TEXT NOT NULL,"
+        " pid BIGINT NOT NULL, since DOUBLE PRECISION NOT NULL, backend_pid INTEGER NOT NULL)"
+    )
+
+    def __init__(self, url: str) -> None:
+        from stripe_aep.config import parse_ledger_url
+
+        self.url = url
+        self._target = parse_ledger_url(url)
+        self._conn: Any = None
+        self._held: set[str] = set()
+        self._mutex = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresLocks({self._target.shown!r})"
+
+    @staticmethod
+    def key_of(key: str) -> int:
+        from stripe_aep.postgres import advisory_key
+
+        return advisory_key("partition", key)
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            from stripe_aep.postgres import advisory_key, pg_connect
+
+            conn = pg_connect(self.url, what="partition locks")
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("locks", "schema"),))
+                conn.execute(self._DDL)
+            self._conn = conn
+        return self._conn
+
+    def try_acquire(self, key: str, holder: Holder) -> bool:
+        with self._mutex:
+            if key in self._held:
+                raise RuntimeError(f"{key} is already held by this process (locks do not nest)")
+            conn = self._connection()
+            got = conn.execute(
+                "SELECT pg_try_advisory_lock(%s) AS ok", (self.key_of(key),)
+            ).fetchone()["ok"]
+            if not got:
+                return False
+            self._held.add(key)
+            conn.execute(
+                "INSERT INTO partition_lock_holders (lock_key, run_id, host, pid, since, "
+                "backend_pid) VALUES (%s, %s, %s, %s, %s, pg_backend_pid()) "
+                "ON CONFLICT (lock_key) DO UPDATE SET run_id = EXCLUDED.run_id, "
+                "host = EXCLUDED.host, pid = EXCLUDED.pid, since = EXCLUDED.since, "
+                "backend_pid = EXCLUDED.backend_pid",
+                (key, holder.run_id, holder.host, holder.pid, holder.since),
+            )
+            return True
+
+    def release(self, key: str) -> None:
+        with self._mutex:
+            if key not in self._held:
+                return
+            self._held.discard(key)
+            conn = self._conn
+            try:
+                conn.execute(
+                    "DELETE FROM partition_lock_holders WHERE lock_key = %s "
+                    "AND backend_pid = pg_backend_pid()",
+                    (key,),
+                )
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self.key_of(key),))
+            finally:
+                if not self._held:
+                    self._conn = None
+                    conn.close()  # ends the session: nothing can stay locked by mistake
+
+    def holder(self, key: str) -> Holder | None:
+        with self._mutex:
+            conn = self._connection()
+            # a bigint advisory key shows in pg_locks as classid (high 32 bits) and objid (low)
+            row = conn.execute(
+                "SELECT h.run_id, h.host, h.pid, h.since FROM partition_lock_holders h "
+                "JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.pid = h.backend_pid "
+                "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s "
+                "WHERE h.lock_key = %s",
+                (self.key_of(key), key),
+            ).fetchone()
+            if not self._held and self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        if row is None:
+            return None
+        return Holder(
+            run_id=row["run_id"], host=row["host"], pid=int(row["pid"]), since=row["since"]
+        )
+
+
+def locks_for(lake: Lake, environ: Mapping[str, str] | None = None) -> PartitionLocks:
+    """The lock backend: PostgreSQL when STRIPE_AEP_LEDGER_URL names one (runs on several
+    machines), else files under `<data dir>/locks`, or a local fallback for an object store."""
+    from stripe_aep.config import LEDGER_URL_VARIABLE, parse_ledger_url
+
+    env = os.environ if environ is None else environ
+    raw = (env.get(LEDGER_URL_VARIABLE) or "").strip()
+    if raw:
+        target = parse_ledger_url(env.get(LEDGER_URL_VARIABLE) or "")
+        if target.is_postgres:
+            return PostgresLocks(target.url)
     if lake.is_local:
         return FileLocks(lake.local_path("locks"))
     # An object store has no lock primitive we can rely on: lock on this machine only.

@@ -75,3 +75,24 @@ def external_stripe_emulator():
     for proc in procs:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_settings():
+    """One real PostgreSQL server for the session (stripe_aep_tests/pg.py); skipped without initdb."""
+    from stripe_aep_tests.pg import NO_POSTGRES, postgres_binaries, postgres_server
+
+    if postgres_binaries() is None:
+        pytest.skip(NO_POSTGRES)
+    with postgres_server(db_name="stripe_aep_tests") as settings:
+        yield settings
+
+
+@pytest.fixture
+def postgres_url(postgres_server_settings):
+    """A `postgresql://…` URL of a new, empty database of its own for each test."""
+    import uuid
+
+    from stripe_aep_tests.pg import create_database
+
+    return create_database(postgres_server_settings, f"t_{uuid.uuid4().hex[:12]}")

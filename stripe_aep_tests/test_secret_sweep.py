@@ -232,3 +232,32 @@ def test_unreachable_apis_never_leak(tmp_path):
     assert run.returncode != 0
     events = _event_log_text(tmp_path / "dagster_home")
     assert "STEP_FAILURE" in events and "cannot reach Adobe IMS" in events
+
+
+def test_ledger_url_password_never_leaks(stripe_emulator, tmp_path, postgres_url):
+    """STRIPE_AEP_LEDGER_URL's password: a wrong one fails the step (its Stripe budget connects first), a
+    right one runs it; neither shows in any log, event, file or output."""
+    password = postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    wrong_password = "SweepPgWrong5Tz8Qc1Lm"
+    wrong = postgres_url.replace(f":{password}@", f":{wrong_password}@")
+    base = {"STRIPE_API_KEY": TEST_KEY, "STRIPE_API_BASE": stripe_emulator.url}
+    (tmp_path / "bad").mkdir()
+    bad_env = _env(tmp_path / "bad", STRIPE_AEP_LEDGER_URL=wrong, **base)
+    failed = materialize("stripe/charges", bad_env)
+    (tmp_path / "good").mkdir()
+    good_env = _env(tmp_path / "good", STRIPE_AEP_LEDGER_URL=postgres_url, **base)
+    ran = materialize("stripe/charges", good_env)
+    checked = doctor(good_env)
+    forms = encoded_forms(password) | encoded_forms(wrong_password)
+    for scenario in ("bad", "good"):
+        assert_no_leak(
+            tmp_path / scenario, forms, {"materialize": failed, "run": ran, "doctor": checked}
+        )
+    assert failed.returncode != 0
+    events = _event_log_text(tmp_path / "bad" / "dagster_home")
+    assert (
+        "STEP_FAILURE" in events and "cannot connect to the Stripe rate budget database" in events
+    )
+    assert "STRIPE_AEP_LEDGER_URL" in events and ":***@" in events
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "ASSET_MATERIALIZATION" in _event_log_text(tmp_path / "good" / "dagster_home")

@@ -614,7 +614,7 @@ class _Delivery:
             "(was %s lost, emptied or replaced?); adopting them",
             len(found),
             self.dataset_id,
-            self.ledger.path,
+            self.ledger.where,
         )
         found.sort(key=lambda item: (_ADOPT_ORDER[_adoption(item[0])], item[0].created_ms or 0))
         claimed = set(self.ledger.claims(self.dataset_id, [f.key for _, c in found for f in c]))

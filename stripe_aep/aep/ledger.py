@@ -59,6 +59,7 @@ from typing import Any, Protocol
 
 from stripe_aep.aep.client import BatchState, BatchStatus
 from stripe_aep.aep.errors import AepError, BatchError, DeliveryLockTimeout
+from stripe_aep.postgres import advisory_key, pg_connect
 
 SCHEMA_VERSION = 1
 LEDGER_RELATIVE_PATH = "ledger/aep_batches.sqlite"
@@ -394,6 +395,9 @@ class BatchLedger:
                 )
         with self._lock:
             c.executescript(_DDL)
+        self._check_schema_version()
+
+    def _check_schema_version(self) -> None:
         with self._tx() as tx:
             row = tx.execute("SELECT value FROM ledger_meta WHERE key='schema_version'").fetchone()
             if row is None:
@@ -403,12 +407,19 @@ class BatchLedger:
                 )
             elif str(row["value"]) != str(SCHEMA_VERSION):
                 raise LedgerUnreadable(
-                    f"the delivery ledger {self.path} has schema version {row['value']}, this "
+                    f"the delivery ledger {self.where} has schema version {row['value']}, this "
                     f"code understands {SCHEMA_VERSION}",
-                    hint="run the stripe-aep version that wrote it (upgrade), or move the ledger "
-                    f"aside with `{recovery_command(self.path)}` so the next run rebuilds it "
-                    "from AEP",
+                    hint="run the stripe-aep version that wrote it (upgrade), or "
+                    f"{self._set_aside_hint()} so the next run rebuilds it from AEP",
                 )
+
+    @property
+    def where(self) -> str:
+        """The ledger's location as shown to people (never a password)."""
+        return str(self.path)
+
+    def _set_aside_hint(self) -> str:
+        return f"move the ledger aside with `{recovery_command(self.path)}`"
 
     @classmethod
     def for_data_dir(cls, data_dir: str | os.PathLike[str]) -> BatchLedger:
@@ -561,12 +572,12 @@ class BatchLedger:
                     f"refusing to plan a batch: {len(claimed)} file(s) are already claimed for "
                     f"dataset {dataset_id} (e.g. {next(iter(claimed))})"
                 )
-            cur = c.execute(
+            row = c.execute(
                 "INSERT INTO batch_attempts (dataset_id, external_id, state, owner, created_at, "
-                "updated_at) VALUES (?,?,?,?,?,?)",
+                "updated_at) VALUES (?,?,?,?,?,?) RETURNING attempt_id",
                 (dataset_id, external_id, str(AttemptState.INTENT), _owner(), now, now),
-            )
-            attempt_id = int(cur.lastrowid)
+            ).fetchone()
+            attempt_id = int(row["attempt_id"])
             c.executemany(
                 "INSERT INTO batch_files (attempt_id, file_key, size, rows, state) "
                 "VALUES (?,?,?,?,?)",
@@ -605,10 +616,11 @@ class BatchLedger:
                 "SELECT 1 FROM batch_attempts WHERE external_id=?", (external_id,)
             ).fetchone():
                 external_id = f"{external_id}#{status.batch_id}"
-            cur = c.execute(
+            row = c.execute(
                 "INSERT INTO batch_attempts (dataset_id, external_id, batch_id, state, aep_status, "
                 "records_read, records_written, records_failed, errors, note, owner, created_at, "
-                "updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "RETURNING attempt_id",
                 (
                     dataset_id,
                     external_id,
@@ -625,8 +637,8 @@ class BatchLedger:
                     now,
                     None if state in ACTIVE_STATES else now,
                 ),
-            )
-            attempt_id = int(cur.lastrowid)
+            ).fetchone()
+            attempt_id = int(row["attempt_id"])
             c.executemany(
                 "INSERT INTO batch_files (attempt_id, file_key, size, rows, state) "
                 "VALUES (?,?,?,?,?)",
@@ -803,8 +815,10 @@ class BatchLedger:
     def last_event_id(self) -> int:
         """The id of the newest event (0 for an empty ledger)."""
         with self._lock:
-            row = self._conn.execute("SELECT MAX(event_id) FROM ledger_events").fetchone()
-        return int(row[0] or 0)
+            row = self._conn.execute(
+                "SELECT MAX(event_id) AS last_id FROM ledger_events"
+            ).fetchone()
+        return int(row["last_id"] or 0)
 
     def _claims(
         self, c: sqlite3.Connection, dataset_id: str, keys: Sequence[str]
@@ -918,3 +932,180 @@ class BatchLedger:
             aep_status=last.aep_status if last else None,
             errors=last.errors if last else (),
         )
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+#: the SQLite DDL in PostgreSQL's words: the only differences are the column types
+_PG_DDL = (
+    _DDL.replace(
+        "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+    )
+    .replace("INTEGER", "BIGINT")
+    .replace("REAL", "DOUBLE PRECISION")
+)
+
+
+#: taken (transaction-scoped) by every ledger write: see PostgresBatchLedger
+_WRITE_LOCK = advisory_key("ledger", "writes")
+_SCHEMA_LOCK = advisory_key("ledger", "schema")
+
+
+class _PgConnection:
+    """A psycopg 3 connection that speaks the ledger's SQL as written (SQLite's `?` placeholders,
+    rows read by column name), so the SQL above exists once for both backends."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(self._sql(sql), tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(self._sql(sql), [tuple(r) for r in rows])
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PostgresBatchLedger(BatchLedger):
+    """The ledger in a PostgreSQL database (`STRIPE_AEP_LEDGER_URL=postgresql://…`).
+
+    Same tables, same SQL, same protocol as the SQLite ledger; what differs is how writers exclude
+    each other across processes and machines:
+
+    * every write transaction first takes one transaction-scoped advisory lock
+      (`pg_advisory_xact_lock`), the counterpart of SQLite's `BEGIN IMMEDIATE`. It makes the
+      "refuse files already claimed" check and the insert that claims them atomic across
+      processes, and makes event ids commit in order (a sensor that remembers the last event id
+      never skips one committed late). Writes are a few milliseconds, so one lock is cheap;
+    * the per-dataset delivery lock is a session advisory lock on a connection of its own, which
+      the server releases when that session ends — including when the process is SIGKILLed and the
+      kernel closes its socket;
+    * `external_id` and `batch_id` are unique, so two processes can never record one batch twice.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 60.0) -> None:
+        from stripe_aep.config import parse_ledger_url
+
+        self.url = url
+        self._target = parse_ledger_url(url)
+        self.path = None  # type: ignore[assignment]  # no file: see `where`
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.RLock()
+        self._conn = _PgConnection(pg_connect(url, what="delivery ledger"))
+        try:
+            self._open()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        return self._target.shown
+
+    def __repr__(self) -> str:
+        return f"PostgresBatchLedger({self._target.shown!r})"
+
+    def _set_aside_hint(self) -> str:
+        return (
+            "rename its tables (batch_attempts, batch_files, ledger_events, ledger_meta) or point "
+            "STRIPE_AEP_LEDGER_URL at a new database"
+        )
+
+    def _open(self) -> None:
+        with self._lock, self._conn.raw.transaction():
+            # concurrent first starts would otherwise race on CREATE TABLE IF NOT EXISTS
+            self._conn.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            rows = self._conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()"
+            ).fetchall()
+            have: dict[str, set[str]] = {}
+            for r in rows:
+                have.setdefault(r["table_name"], set()).add(r["column_name"])
+            for table, columns in _EXPECTED_COLUMNS.items():
+                if table in have and not columns <= have[table]:
+                    raise LedgerUnreadable(
+                        f"the delivery ledger {self.where} cannot be read: its table {table} "
+                        f"lacks column(s) {', '.join(sorted(columns - have[table]))}. Nothing "
+                        "was sent",
+                        hint=f"{self._set_aside_hint()}; the next delivery rebuilds the ledger "
+                        "from the batches AEP's Catalog holds for the dataset",
+                    )
+            for statement in _PG_DDL.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+        self._check_schema_version()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._lock, self._conn.raw.transaction():
+            self._conn.execute(f"SET LOCAL lock_timeout = '{int(self._busy_timeout_s * 1000)}ms'")
+            try:
+                self._conn.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK,))
+            except Exception as exc:
+                if type(exc).__name__ == "LockNotAvailable":
+                    raise DeliveryLockTimeout(
+                        f"the delivery ledger {self.where} stayed locked by another process for "
+                        f"over {self._busy_timeout_s:.0f} s",
+                        hint="wait for the other delivery to finish, then run again",
+                    ) from None
+                raise
+            yield self._conn
+
+    @contextlib.contextmanager
+    def dataset_lock(
+        self, dataset_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.2
+    ) -> Iterator[None]:
+        """Exclusive per-dataset delivery lock: a session advisory lock on its own connection."""
+        key = advisory_key("dataset", dataset_id)
+        conn = pg_connect(self.url, what="delivery ledger")
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,)).fetchone()[
+                "ok"
+            ]:
+                if time.monotonic() >= deadline:
+                    raise DeliveryLockTimeout(
+                        f"another delivery to dataset {dataset_id} has been running for "
+                        f"over {timeout_s:.0f} s",
+                        hint="wait for it to finish (see running Dagster runs of aep/*), "
+                        "then run again",
+                    )
+                time.sleep(poll_s)
+            yield
+        finally:
+            conn.close()  # ends the session: the server releases the lock
+
+
+def open_ledger(
+    data_dir: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    *,
+    busy_timeout_s: float = 60.0,
+) -> BatchLedger:
+    """The ledger `STRIPE_AEP_LEDGER_URL` names, or the embedded SQLite one in the data folder.
+
+    Raises `ConfigError` (naming STRIPE_AEP_LEDGER_URL) for a malformed URL, or when the URL is
+    unset while the lake is an object store (run pods share no disk for an SQLite file).
+    """
+    from stripe_aep.config import data_dir_from_env, ledger_url_from_env
+
+    env = os.environ if environ is None else environ
+    root = str(data_dir) if data_dir is not None else data_dir_from_env(env)
+    target = ledger_url_from_env(env, data_dir=root)
+    if target is None:
+        return BatchLedger(Path(root) / LEDGER_RELATIVE_PATH, busy_timeout_s=busy_timeout_s)
+    if target.is_postgres:
+        return PostgresBatchLedger(target.url, busy_timeout_s=busy_timeout_s)
+    return BatchLedger(target.path or "", busy_timeout_s=busy_timeout_s)

@@ -7,7 +7,7 @@ recovery). One factory builds the six assets.
 import dagster as dg
 
 from stripe_aep.aep.deliver import XdmFile, deliver
-from stripe_aep.aep.ledger import BatchLedger
+from stripe_aep.aep.ledger import open_ledger
 from stripe_aep.aep.setup import resolve_dataset_id
 from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days, record_day_figures
@@ -91,7 +91,8 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
             for p in parts
         ]
         client = aep.client()
-        ledger = BatchLedger.for_data_dir(the_lake.local_path(""))
+        # STRIPE_AEP_LEDGER_URL (PostgreSQL, or SQLite) or the SQLite file in a local lake
+        ledger = open_ledger(the_lake.local_path("") if the_lake.is_local else the_lake.root)
         try:
             dataset_id = resolve_dataset_id(client, resource)
             report = deliver(

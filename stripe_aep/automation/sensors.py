@@ -3,7 +3,8 @@
 Three sensors, all STOPPED by default (Dagster UI → Automation → switch on; or set
 `STRIPE_AEP_SENSORS=running` in the code location's environment to start them RUNNING):
 
-* `stripe_aep_batch_status` — reads the delivery ledger (`<STRIPE_AEP_DATA_DIR>/ledger/aep_batches.sqlite`),
+* `stripe_aep_batch_status` — reads the delivery ledger (`STRIPE_AEP_LEDGER_URL`, else
+  `<STRIPE_AEP_DATA_DIR>/ledger/aep_batches.sqlite`),
   records every final or changed AEP batch status on its `aep/<resource>` partition as an
   `AssetObservation`, and requests a re-run of `aep/<resource>` for a day whose batch failed (its
   files were released and are undelivered) or is still pending/stalled long after its run ended.
@@ -50,9 +51,10 @@ from stripe_aep.aep.ledger import (
     Attempt,
     AttemptState,
     BatchLedger,
+    open_ledger,
 )
 from stripe_aep.automation.schedules import ALL_LAYERS
-from stripe_aep.config import RESOURCES, data_dir_from_env
+from stripe_aep.config import RESOURCES, ConfigError, data_dir_from_env, ledger_url_from_env
 from stripe_aep.lake import Lake
 from stripe_aep.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from stripe_aep.secrets import SecretMasker
@@ -222,16 +224,18 @@ def _rerun_reason(ledger: BatchLedger, a: Attempt, where: BatchPartition, now: f
 def evaluate_batch_status(
     context: dg.SensorEvaluationContext, data_dir: str, now: float
 ) -> dg.SensorResult | dg.SkipReason:
-    if "://" in data_dir:
-        return dg.SkipReason(
-            f"STRIPE_AEP_DATA_DIR={data_dir} is an object store; the delivery ledger (and this "
-            "sensor) need a local folder"
+    try:
+        target = ledger_url_from_env(data_dir=data_dir)
+    except ConfigError as exc:
+        return dg.SkipReason(str(exc))  # names STRIPE_AEP_LEDGER_URL and the fix
+    if target is None or not target.is_postgres:
+        path = (
+            Path(target.path) if target and target.path else Path(data_dir) / LEDGER_RELATIVE_PATH
         )
-    path = Path(data_dir) / LEDGER_RELATIVE_PATH
-    if not path.exists():
-        return dg.SkipReason(f"no delivery ledger yet ({path}): nothing was delivered")
+        if not path.exists():
+            return dg.SkipReason(f"no delivery ledger yet ({path}): nothing was delivered")
     cursor = _load_cursor(context.cursor)
-    ledger = BatchLedger(path, busy_timeout_s=5.0)
+    ledger = open_ledger(data_dir, busy_timeout_s=5.0)
     try:
         after = int(cursor.get("event_id", 0))
         if after > ledger.last_event_id():

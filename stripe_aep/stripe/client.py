@@ -198,6 +198,8 @@ class StripeClient:
                 endpoint_overrides=rates.endpoint_rps_overrides,
                 max_in_flight=rates.in_flight_cap(settings.livemode),
                 path=path,
+                # PostgreSQL (STRIPE_AEP_LEDGER_URL): shared by every machine, not just this one
+                shared_url=rates.budget_url if shared_limiter else None,
             )
         self.limiter = limiter
         #: Pages the caller still expects to fetch: ranks endpoints waiting for the account budget

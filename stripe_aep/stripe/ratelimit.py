@@ -25,7 +25,8 @@ How:
   flight; the kernel releases a dead process's locks, so a killed run never leaks a slot.
 - **Shared.** The budgets live in a small file guarded by `flock` (one per key, base URL and account),
   so every process that opens it shares them; without a path they are private to the object.
-  Across machines (Kubernetes) the Dagster pool `stripe_api` caps concurrent steps (docs/operations.md).
+  Across machines (Kubernetes), with `shared_url` (a PostgreSQL URL: STRIPE_AEP_LEDGER_URL) the same
+  record lives in a database row and the in-flight slots are advisory locks (ratelimit_pg.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 #: Requests leave at `rate` per second but arrive with network and scheduling jitter: two requests sent
 #: 1/rate apart can land closer together. Spacing slots 2 % wider keeps every one-second window *as
@@ -175,6 +177,7 @@ class RateBudget:
         path: str | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        shared_url: str | None = None,
     ) -> None:
         if account_rps <= 0 or endpoint_rps <= 0:
             raise ValueError("rates must be positive")
@@ -190,10 +193,18 @@ class RateBudget:
         self._lock = threading.Lock()  # guards the private state and the file descriptor
         self._memory = bytes(_SIZE)
         self._fd: int | None = None
-        if path:
+        self._shared = None
+        slot_locks = None
+        if shared_url:  # every machine: a row in PostgreSQL instead of the file (same record)
+            from stripe_aep.stripe.ratelimit_pg import PgBudgetStore, PgSlotLocks
+
+            key = os.path.basename(path or default_limiter_path("", "", None))
+            self._shared = PgBudgetStore(shared_url, key, _SIZE)
+            slot_locks = PgSlotLocks(shared_url, key) if max_in_flight else None
+        elif path:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._heads: dict[str, threading.Lock] = {}
-        self._slots = _InFlightSlots(path, max_in_flight, self._concurrency_factor)
+        self._slots = _InFlightSlots(path, max_in_flight, self._concurrency_factor, slot_locks)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -210,6 +221,9 @@ class RateBudget:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
         self._slots.close()
 
     # -- the shared state ------------------------------------------------------------------------
@@ -217,6 +231,13 @@ class RateBudget:
     @contextmanager
     def _state(self) -> Iterator[_State]:
         with self._lock:
+            if self._shared is not None:
+                with self._shared.locked() as (data, write):
+                    state = _State(data)
+                    yield state
+                    if state.dirty:
+                        write(state.encode())
+                return
             if self._fd is None:
                 state = _State(self._memory)
                 yield state
@@ -397,8 +418,11 @@ class _InFlightSlots:
     the holder dies.
     """
 
-    def __init__(self, path: str | None, cap: int, factor: Callable[[], float]) -> None:
+    def __init__(
+        self, path: str | None, cap: int, factor: Callable[[], float], shared: Any = None
+    ) -> None:
         self.path, self.cap, self._factor = path, cap, factor
+        self._shared = shared  # ratelimit_pg.PgSlotLocks: advisory locks instead of slot files
         self._cond = threading.Condition()
         self._held: set[int] = set()
         self._fds: dict[int, int] = {}
@@ -410,6 +434,9 @@ class _InFlightSlots:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
 
     def _current_limit(self) -> int:
         now = time.monotonic()
@@ -419,6 +446,11 @@ class _InFlightSlots:
         return self._limit
 
     def _try(self, limit: int) -> int | None:
+        if self._shared is not None:  # one round trip tries every free slot
+            i = self._shared.try_lock_any([i for i in range(limit) if i not in self._held])
+            if i is not None:
+                self._held.add(i)
+            return i
         for i in range(limit):
             if i in self._held:
                 continue
@@ -451,7 +483,9 @@ class _InFlightSlots:
             yield
         finally:
             with self._cond:
-                if self.path:
+                if self._shared is not None:
+                    self._shared.unlock(slot)
+                elif self.path:
                     fcntl.flock(self._fds[slot], fcntl.LOCK_UN)
                 self._held.discard(slot)
                 self._cond.notify()

@@ -203,3 +203,12 @@ def lake(tmp_path) -> Path:
     root = tmp_path / "lake"
     os.makedirs(root, exist_ok=True)
     return root
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_env(request) -> dict[str, str]:
+    """The environment selecting each ledger backend: the embedded SQLite file (no setting), or a
+    fresh database on the tests' real PostgreSQL server (`STRIPE_AEP_LEDGER_URL`)."""
+    if request.param == "sqlite":
+        return {}
+    return {"STRIPE_AEP_LEDGER_URL": request.getfixturevalue("postgres_url")}

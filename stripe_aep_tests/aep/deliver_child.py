@@ -1,7 +1,7 @@
 """Child process for the crash tests: deliver every Parquet file under a lake folder, then exit.
 
 Run as `python -m stripe_aep_tests.aep.deliver_child <lake> <data_dir> <dataset_id>` with the
-`AEP_*` variables pointing at an emulator; `STRIPE_AEP_CRASH_AT` makes `deliver` SIGKILL this process.
+`AEP_*` variables pointing at an emulator (and `STRIPE_AEP_LEDGER_URL` for a PostgreSQL ledger); `STRIPE_AEP_CRASH_AT` makes `deliver` SIGKILL this process.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ from pathlib import Path
 
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.deliver import XdmFile, deliver
-from stripe_aep.aep.ledger import BatchLedger
+from stripe_aep.aep.ledger import open_ledger
 from stripe_aep.aep.settings import AepSettings
 
 
 def main(argv: list[str]) -> int:
     lake, data_dir, dataset_id = Path(argv[0]), argv[1], argv[2]
     max_files = int(argv[3]) if len(argv) > 3 else 1500
+    prefix = argv[4] if len(argv) > 4 else ""  # only the files of one partition folder
     files = [
         XdmFile.from_path(p, p.relative_to(lake).as_posix())
         for p in sorted(lake.rglob("*.parquet"))
+        if p.relative_to(lake).as_posix().startswith(prefix)
     ]
     client = AepClient(AepSettings.from_env(), backoff_base_s=0.01, backoff_max_s=0.05)
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir)  # STRIPE_AEP_LEDGER_URL, else the SQLite file in data_dir
     report = deliver(
         client,
         ledger,

@@ -16,14 +16,22 @@ from pathlib import Path
 import pytest
 
 from stripe_aep.aep.deliver import XdmFile, deliver
-from stripe_aep.aep.ledger import AttemptState, BatchLedger
+from stripe_aep.aep.ledger import AttemptState, open_ledger
 from stripe_aep_tests.aep.conftest import env_for, make_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def child(aep, lake: Path, data_dir: Path, dataset_id: str, crash_at: str | None, max_files=3):
-    env = {**os.environ, **env_for(aep), "PYTHONPATH": str(ROOT)}
+def child(
+    aep,
+    lake: Path,
+    data_dir: Path,
+    dataset_id: str,
+    crash_at: str | None,
+    max_files=3,
+    ledger_env: dict[str, str] | None = None,
+):
+    env = {**os.environ, **env_for(aep), **(ledger_env or {}), "PYTHONPATH": str(ROOT)}
     env.pop("STRIPE_AEP_CRASH_AT", None)
     if crash_at:
         env["STRIPE_AEP_CRASH_AT"] = crash_at
@@ -93,19 +101,19 @@ EXPECTED_AT_CRASH = {
     ],
 )
 def test_sigkill_at_each_step_then_rerun_delivers_every_row_once(
-    aep, lake, tmp_path, dataset_id, crash_at
+    aep, lake, tmp_path, dataset_id, crash_at, ledger_env
 ):
     aep.faults.processing_delay_s = 0.3
     files = make_files(lake, 5, 20)  # 3 + 2 files per batch
     data_dir = tmp_path / "data"
-    crashed = child(aep, lake, data_dir, dataset_id, crash_at)
+    crashed = child(aep, lake, data_dir, dataset_id, crash_at, ledger_env=ledger_env)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
 
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir, ledger_env)
     before = ledger.attempts(dataset_id)
     assert [a.state for a in before] == EXPECTED_AT_CRASH[crash_at]
 
-    rerun = child(aep, lake, data_dir, dataset_id, None)
+    rerun = child(aep, lake, data_dir, dataset_id, None, ledger_env=ledger_env)
     assert rerun.returncode == 0, rerun.stderr
     assert_exactly_once(aep, dataset_id, files)
     assert ledger.pending_batches(dataset_id) == []
@@ -119,13 +127,15 @@ def test_sigkill_at_each_step_then_rerun_delivers_every_row_once(
 
 
 def test_interrupted_batch_whose_files_are_not_offered_again_is_aborted(
-    aep, aep_client, lake, tmp_path, dataset_id
+    aep, aep_client, lake, tmp_path, dataset_id, ledger_env
 ):
     files = make_files(lake, 4, 10)
     data_dir = tmp_path / "data"
-    crashed = child(aep, lake, data_dir, dataset_id, "after_upload:1", max_files=4)
+    crashed = child(
+        aep, lake, data_dir, dataset_id, "after_upload:1", max_files=4, ledger_env=ledger_env
+    )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir, ledger_env)
     [interrupted] = ledger.attempts(dataset_id)
     assert interrupted.state is AttemptState.CREATED
 

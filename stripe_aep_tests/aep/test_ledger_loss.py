@@ -26,6 +26,8 @@ from stripe_aep.aep.ledger import (
     BatchLedger,
     DeliveryState,
     LedgerUnreadable,
+    PostgresBatchLedger,
+    open_ledger,
     recovery_command,
 )
 from stripe_aep_tests.aep.conftest import make_files, write_xdm_file
@@ -71,8 +73,21 @@ def two_days(lake):
     return [*make_files(lake, 3, 10, prefix=DAY1), *make_files(lake, 2, 10, prefix=DAY2)]
 
 
-def lose(path: Path, how: str) -> None:
-    """Damage the (closed) ledger file the way it happens in the field."""
+def lose(ledger: BatchLedger, how: str) -> None:
+    """Lose the (closed) ledger the way it happens in the field: its file, or its tables."""
+    if isinstance(ledger, PostgresBatchLedger):
+        import psycopg
+
+        tables = "batch_files, ledger_events, batch_attempts, ledger_meta"
+        with psycopg.connect(ledger.url, autocommit=True) as db:
+            if how == "emptied":
+                db.execute(f"TRUNCATE {tables} RESTART IDENTITY")
+            else:  # deleted; replaced: dropped, then a new empty ledger in their place
+                db.execute(f"DROP TABLE {tables}")
+        if how == "replaced":
+            PostgresBatchLedger(ledger.url).close()
+        return
+    path = ledger.path
     if how == "deleted":
         path.unlink()
     elif how == "emptied":
@@ -106,11 +121,11 @@ class CatalogListings:
 
 @pytest.mark.parametrize("how", ["deleted", "emptied", "replaced"])
 def test_lost_ledger_is_rebuilt_from_aep_and_nothing_is_sent_twice(
-    aep, aep_client, lake, tmp_path, dataset_id, how, monkeypatch
+    aep, aep_client, lake, tmp_path, dataset_id, how, monkeypatch, ledger_env
 ):
     files = two_days(lake)
     data_dir = tmp_path / "data"
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir, ledger_env)
     first = run(aep_client, ledger, dataset_id, files)
     ledger.close()
     # one batch per folder, each tagged with its folder and its files
@@ -120,10 +135,10 @@ def test_lost_ledger_is_rebuilt_from_aep_and_nothing_is_sent_twice(
         assert b["tags"][TAG_GROUP] == [folder]
         assert sorted(e.split("|")[0] for e in b["tags"][TAG_FILES]) == sorted(b["files"])
 
-    lose(ledger.path, how)
+    lose(ledger, how)
     listings = CatalogListings(aep_client, monkeypatch)
     extra = write_xdm_file(lake, f"{DAY2}/1763773200-1763776800.part0.parquet", 5000, 4)
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir, ledger_env)
     assert ledger.attempts() == []
     again = run(aep_client, ledger, dataset_id, [*files, extra])
 
@@ -209,19 +224,19 @@ def test_unreadable_ledger_fails_naming_it_and_its_recovery_command_which_works(
 
 
 def test_a_previously_failed_batch_is_sent_again_once_after_the_ledger_is_lost(
-    aep, aep_client, lake, tmp_path, dataset_id
+    aep, aep_client, lake, tmp_path, dataset_id, ledger_env
 ):
     files = make_files(lake, 3, 10, prefix=DAY1)
     data_dir = tmp_path / "data"
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir, ledger_env)
     aep.faults.fail_next_batches = 1
     with pytest.raises(AepBatchFailed) as err:
         run(aep_client, ledger, dataset_id, files)
     [(failed_id, _, _)] = err.value.failures
     ledger.close()
-    lose(ledger.path, "deleted")
+    lose(ledger, "deleted")
 
-    ledger = BatchLedger.for_data_dir(data_dir)
+    ledger = open_ledger(data_dir, ledger_env)
     report = run(aep_client, ledger, dataset_id, files)
     assert sorted(report.files) == sorted(f.key for f in files) and report.delivered_rows == 30
     # the failed batch is recorded (files released), not adopted as delivered
@@ -233,8 +248,8 @@ def test_a_previously_failed_batch_is_sent_again_once_after_the_ledger_is_lost(
 
     # and once only: one more run after losing the ledger again sends nothing
     ledger.close()
-    lose(ledger.path, "emptied")
-    ledger = BatchLedger.for_data_dir(data_dir)
+    lose(ledger, "emptied")
+    ledger = open_ledger(data_dir, ledger_env)
     assert run(aep_client, ledger, dataset_id, files).files == []
     assert len(aep_batches(aep, dataset_id)) == 2
     assert_rows_once(aep, dataset_id, files)
@@ -251,7 +266,7 @@ def test_a_batch_still_processing_when_the_ledger_is_lost_is_adopted_and_watched
     first = run(aep_client, ledger, dataset_id, files, wait_timeout_s=0)
     [pending_id] = first.pending_batches
     ledger.close()
-    lose(ledger.path, "deleted")
+    lose(ledger, "deleted")
 
     ledger = BatchLedger.for_data_dir(data_dir)
     second = run(aep_client, ledger, dataset_id, files, wait_timeout_s=0)
@@ -422,7 +437,7 @@ def test_our_batch_with_an_unreadable_file_list_stops_the_folder_instead_of_gues
     ledger = BatchLedger.for_data_dir(data_dir)
     [batch_id] = run(aep_client, ledger, dataset_id, files).batch_ids
     ledger.close()
-    lose(ledger.path, "deleted")
+    lose(ledger, "deleted")
     tags = aep.state.batches[batch_id]["tags"]
     assert tags[TAG_FORMAT] == ["1"] and tags[TAG_FILE_COUNT] == ["2"]
     aep.store.batches[batch_id]["tags"][TAG_FILES] = tags[TAG_FILES][:1]  # as if cut short

@@ -225,3 +225,24 @@ def test_a_partition_with_a_run_in_progress_is_left_to_that_run(instance, data_d
     )
     result, _ = _evaluate(instance, data_dir)
     assert [r.partition_key for r in result.run_requests] == ["2026-11-19"]
+
+
+def test_a_postgres_ledger_is_read_whatever_the_lake(instance, postgres_url, monkeypatch):
+    """With STRIPE_AEP_LEDGER_URL the sensor reads the shared ledger, an object-store lake too."""
+    from stripe_aep.aep.ledger import PostgresBatchLedger
+
+    monkeypatch.setenv("STRIPE_AEP_LEDGER_URL", postgres_url)
+    ledger = PostgresBatchLedger(postgres_url)
+    ok = _batch(ledger, "2026-11-20", "B-PG", parts=3)
+    _status(ledger, ok, "B-PG", "success", BatchState.DONE)
+    result, _ = _evaluate(instance, "s3://stripe-lake/prod")
+    (obs,) = result.asset_events
+    assert (obs.asset_key, obs.partition) == (dg.AssetKey(["aep", "charges"]), "2026-11-20")
+    assert obs.metadata["aep_batch_id"].value == "B-PG" and obs.metadata["files"].value == 3
+    assert json.loads(result.cursor)["event_id"] == ledger.last_event_id()
+    ledger.close()
+
+    monkeypatch.delenv("STRIPE_AEP_LEDGER_URL")  # and without it, an object-store lake says why
+    skipped, _ = _evaluate(instance, "s3://stripe-lake/prod")
+    assert isinstance(skipped, dg.SkipReason)
+    assert "STRIPE_AEP_LEDGER_URL" in skipped.skip_message
