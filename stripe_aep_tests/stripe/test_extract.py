@@ -7,7 +7,12 @@ import sys
 from stripe_aep.config import StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import StripeClient
-from stripe_aep.stripe.extract import PartitionExtractor, cut_windows, fewest_requests
+from stripe_aep.stripe.extract import (
+    ExtractionResult,
+    PartitionExtractor,
+    cut_windows,
+    fewest_requests,
+)
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
 
@@ -217,19 +222,45 @@ def test_a_dense_run_stays_within_ten_percent_of_the_fewest_requests(
     assert result.request_stats["requests"] <= 1.10 * result.min_requests
 
 
-def test_large_windows_are_written_as_they_are_paged(
-    stripe_emulator, stripe_account, tmp_path, monkeypatch
-):
-    """Memory stays flat: a piece writes what it has paged to its end every FLUSH_OBJECTS objects;
-    every object still lands on disk exactly once, with or without splits."""
+def test_large_windows_are_written_as_they_are_paged(tmp_path, monkeypatch):
+    """Memory stays flat: a piece writes what it has paged to its end once it holds FLUSH_BYTES
+    of JSON; every object still lands on disk exactly once, with or without splits, and the bytes
+    held at once stay within pieces × (FLUSH_BYTES + one page), far below the day's size."""
     import stripe_aep.stripe.extract as extract
+    from stripe_aep.emulators.stripe_account import StripeAccount
+    from stripe_aep.emulators.stripe_api import StripeEmulator
 
-    monkeypatch.setattr(extract, "FLUSH_OBJECTS", 150)
-    settings = StripeSettings.build(api_key=TEST_KEY, api_base=stripe_emulator.url, max_rps="1000")
+    flush = 40_000
+    monkeypatch.setattr(extract, "FLUSH_BYTES", flush)
+    stripe_account = StripeAccount(seed=5, start=ACCOUNT_START, days=1, charges_per_day=3000)
+    with StripeEmulator(stripe_account, rate_limit_rps=0) as emulator:
+        result = _extract_large_day(emulator.url, tmp_path)
+    objects = stripe_account.objects("balance_transactions", *day_bounds(ACCOUNT_START))
+    truth = {o["id"] for o in objects}
+    sizes = sorted(len(extract.encode(o)) for o in objects)
+    day_bytes = sum(sizes)
+    assert day_bytes > 10 * flush  # the day is large against the bound
     lake = Lake(str(tmp_path))
-    result = PartitionExtractor(
+    part = RawPartition(lake, "balance_transactions", ACCOUNT_START)
+    ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
+    assert len(ids) == len(set(ids)) and set(ids) == truth
+    assert result.objects == result.new_objects == len(truth)
+    assert part.gaps(day_bounds(ACCOUNT_START)[1]) == []
+    # Written in many parts as it was paged, merged into one file at the end.
+    assert len(result.windows) >= day_bytes // (flush + 100 * sizes[-1])
+    assert len(part.files()) == 1
+    # Bounded buffer: each running piece holds under FLUSH_BYTES plus the page that crossed it
+    # (and the objects of that page's oldest second, kept for the next part).
+    page = 100 * sizes[-1]
+    assert 0 < result.peak_buffered_bytes <= 4 * (flush + 2 * page)  # 4 = the run's concurrency
+    assert result.peak_buffered_bytes < day_bytes / 2
+
+
+def _extract_large_day(url: str, root) -> ExtractionResult:
+    settings = StripeSettings.build(api_key=TEST_KEY, api_base=url, max_rps="1000")
+    return PartitionExtractor(
         StripeClient(settings, shared_limiter=False),
-        lake,
+        Lake(str(root)),
         "balance_transactions",
         concurrency=4,
         visibility_lag_seconds=0,
@@ -237,12 +268,3 @@ def test_large_windows_are_written_as_they_are_paged(
         split_budget=1.0,
         account_id="acct_test",
     ).run([ACCOUNT_START])
-    truth = {
-        o["id"] for o in stripe_account.objects("balance_transactions", *day_bounds(ACCOUNT_START))
-    }
-    assert len(result.windows) > len(truth) // 150 // 2  # written in many parts
-    part = RawPartition(lake, "balance_transactions", ACCOUNT_START)
-    ids = [o["id"] for f in part.files() for o in read_objects(lake, f)]
-    assert len(ids) == len(set(ids)) and set(ids) == truth
-    assert result.objects == result.new_objects == len(truth)
-    assert part.gaps(day_bounds(ACCOUNT_START)[1]) == []
