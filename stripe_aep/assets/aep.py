@@ -7,7 +7,7 @@ recovery). One factory builds the six assets.
 import dagster as dg
 
 from stripe_aep.aep.deliver import XdmFile, deliver
-from stripe_aep.aep.ledger import open_ledger
+from stripe_aep.aep.ledger import BatchLedger, open_ledger
 from stripe_aep.aep.setup import resolve_dataset_id
 from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days, record_day_figures
