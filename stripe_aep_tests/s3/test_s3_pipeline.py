@@ -17,8 +17,6 @@ import json
 import dagster as dg
 import pytest
 
-import stripe_aep.assets.aep as aep_assets_module
-from stripe_aep.aep.ledger import BatchLedger
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
@@ -329,21 +327,15 @@ def aep_setup(monkeypatch):
 def test_delivery_uploads_the_xdm_parts_it_reads_from_s3_exactly_once(
     s3_server, s3_bucket, s3_root, stripe_emulator, stripe_account, aep_setup, monkeypatch, tmp_path
 ):
-    """stripe → xdm → aep with the lake on S3. The delivery ledger is still a local SQLite file
-    (`aep/ledger.py` insists on a local `STRIPE_AEP_DATA_DIR`; `STRIPE_AEP_LEDGER_URL` will replace
-    this): the test points it at a local folder the smallest way the code allows."""
+    """stripe → xdm → aep with the lake on S3. An object-store lake needs STRIPE_AEP_LEDGER_URL (the
+    code refuses the embedded ledger there); an SQLite ledger at an absolute path is the smallest
+    one (the PostgreSQL ledger with the lake on S3: stripe_aep_tests/e2e/test_distributed.py)."""
     from stripe_aep_tests.assets.test_chain import read_back_ids
 
     client, datasets = aep_setup
-    ledger_dir = tmp_path / "ledger-home"
-
-    class LocalLedger(BatchLedger):
-        @classmethod
-        def for_data_dir(cls, data_dir):
-            return super().for_data_dir(ledger_dir)
-
-    monkeypatch.setattr(aep_assets_module, "BatchLedger", LocalLedger)
-    monkeypatch.setattr(Lake, "local_path", lambda self, rel: str(ledger_dir / rel))
+    ledger_file = tmp_path / "ledger-home" / "aep_batches.sqlite"
+    ledger_file.parent.mkdir()
+    monkeypatch.setenv("STRIPE_AEP_LEDGER_URL", f"sqlite:///{ledger_file}")
     resources = _resources(stripe_emulator.url, s3_root)
     selection = [a for a in (*raw_assets, *xdm_assets, *aep_assets) if a.key.path[-1] == "charges"]
     run_config = {"ops": {"aep__charges": {"config": {"poll_interval_seconds": 0.05}}}}
@@ -358,7 +350,7 @@ def test_delivery_uploads_the_xdm_parts_it_reads_from_s3_exactly_once(
         lake = Lake(s3_root)
         parts = [p.path for d in days for p in XdmPartition(lake, "charges", d).parts()]
         assert parts and {f"stripe-aep/{p}" for p in parts} <= reads  # read from S3
-        assert (ledger_dir / "ledger").is_dir()
+        assert ledger_file.is_file()
         batches = len(client.list_batches(dataset_id=datasets["charges"]))
         _materialize(selection, resources, instance, days, run_config=run_config)
         assert len(client.list_batches(dataset_id=datasets["charges"])) == batches
