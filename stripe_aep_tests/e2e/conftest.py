@@ -79,11 +79,18 @@ def _setup(env: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def deployment(home: Path, instance_yaml: Path, extra_env: dict[str, str] | None = None):
+def deployment(
+    home: Path,
+    instance_yaml: Path,
+    extra_env: dict[str, str] | None = None,
+    charges_per_day: int = 60,
+):
     today = dt.datetime.now(dt.UTC).date()
     first = today - dt.timedelta(days=PAST_DAYS + 1)
     # live=True: today's objects appear as the clock passes their `created`, as in a real account.
-    account = StripeAccount(seed=23, start=first, days=PAST_DAYS + 2, charges_per_day=60, live=True)
+    account = StripeAccount(
+        seed=23, start=first, days=PAST_DAYS + 2, charges_per_day=charges_per_day, live=True
+    )
     lake_root = home / "lake"
     with (
         # Stripe's published limits for a test key (a sandbox): 25 requests/s for the account and
