@@ -42,6 +42,8 @@ from collections import Counter, defaultdict
 
 import requests
 
+from stripe_aep.emulators.stripe_limits import busiest_second
+
 LIVE_KEY = "sk_live_" + "benchmark0000000000000000"  # built at run time: no live-looking literal
 RESOURCES = ("charges", "subscriptions", "refunds", "balance_transactions", "customers", "prices")
 TAP_STREAMS = ("charges", "customers", "subscriptions", "balance_transactions")
@@ -132,22 +134,14 @@ def audit(url: str) -> dict:
     for record in log:
         by_endpoint[record["endpoint"]].append(record["t"])
 
-    def worst(times: list[float]) -> int:
-        times, best, j = sorted(times), 0, 0
-        for i, t in enumerate(times):
-            while times[j] <= t - 1.0:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
-
     return {
         "requests": len(log),
         "429_by_reason": dict(
             Counter(r["limited_by"] or "none" for r in log if r["status"] == 429)
         ),
         "500s": sum(1 for r in log if r["status"] == 500),
-        "worst_endpoint_window": max(worst(ts) for ts in by_endpoint.values()),
-        "worst_account_window": worst([t for ts in by_endpoint.values() for t in ts]),
+        "worst_endpoint_window": max(busiest_second(ts) for ts in by_endpoint.values()),
+        "worst_account_window": busiest_second(t for ts in by_endpoint.values() for t in ts),
     }
 
 

@@ -76,6 +76,13 @@ class FileTooLargeError(AepError):
 class DeliveryLockTimeout(AepError):
     """Another delivery to the same dataset held the ledger lock for too long."""
 
+    @classmethod
+    def for_dataset(cls, dataset_id: str, timeout_s: float) -> DeliveryLockTimeout:
+        return cls(
+            f"another delivery to dataset {dataset_id} has been running for over {timeout_s:.0f} s",
+            hint="wait for it to finish (see running Dagster runs of aep/*), then run again",
+        )
+
 
 @dataclass(frozen=True)
 class BatchError:

@@ -538,12 +538,7 @@ class BatchLedger:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise DeliveryLockTimeout(
-                            f"another delivery to dataset {dataset_id} has been running for "
-                            f"over {timeout_s:.0f} s",
-                            hint="wait for it to finish (see running Dagster runs of aep/*), "
-                            "then run again",
-                        ) from None
+                        raise DeliveryLockTimeout.for_dataset(dataset_id, timeout_s) from None
                     time.sleep(poll_s)
             os.ftruncate(fd, 0)
             os.write(fd, _owner().encode())
@@ -1076,12 +1071,7 @@ class PostgresBatchLedger(BatchLedger):
                 "ok"
             ]:
                 if time.monotonic() >= deadline:
-                    raise DeliveryLockTimeout(
-                        f"another delivery to dataset {dataset_id} has been running for "
-                        f"over {timeout_s:.0f} s",
-                        hint="wait for it to finish (see running Dagster runs of aep/*), "
-                        "then run again",
-                    )
+                    raise DeliveryLockTimeout.for_dataset(dataset_id, timeout_s)
                 time.sleep(poll_s)
             yield
         finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from stripe_aep.config import RESOURCES
+from stripe_aep.emulators.stripe_limits import busiest_second
 from stripe_aep_tests.e2e.conftest import (
     ALL_ASSET_PATHS,
     Deployment,
@@ -361,14 +362,6 @@ def test_stripe_saw_no_more_than_its_published_limits(dev, five_day_backfill):
     by_endpoint: dict[str, list[float]] = {}
     for record in log:
         by_endpoint.setdefault(record.endpoint, []).append(record.t)
-
-    def busiest_second(times: list[float]) -> int:
-        times, first, busiest = sorted(times), 0, 0
-        for last, t in enumerate(times):
-            while times[first] <= t - 1.0:
-                first += 1
-            busiest = max(busiest, last - first + 1)
-        return busiest
 
     account = busiest_second([r.t for r in log])
     per_endpoint = {e: busiest_second(ts) for e, ts in by_endpoint.items()}

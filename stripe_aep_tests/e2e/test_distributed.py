@@ -34,6 +34,7 @@ import yaml
 from stripe_aep.assets.aep import AEP_POOL
 from stripe_aep.assets.raw import STRIPE_POOL
 from stripe_aep.config import RESOURCES
+from stripe_aep.emulators.stripe_limits import busiest_second
 from stripe_aep_tests.e2e.conftest import ALL_ASSET_PATHS, Deployment, deployment
 from stripe_aep_tests.e2e.harness import wait_for
 from stripe_aep_tests.paths import REPO_ROOT
@@ -161,15 +162,6 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
         at_once += step
         most = max(most, at_once)
     return most
-
-
-def _busiest_second(times: list[float]) -> int:
-    times, first, busiest = sorted(times), 0, 0
-    for last, t in enumerate(times):
-        while times[first] <= t - 1.0:
-            first += 1
-        busiest = max(busiest, last - first + 1)
-    return busiest
 
 
 def _wait_no_run_in_progress(dist: Deployment) -> list[dict]:
@@ -335,8 +327,8 @@ def test_stripe_saw_no_more_than_a_test_keys_limits_across_all_runs(dist, parall
     by_endpoint: dict[str, list[float]] = {}
     for record in log:
         by_endpoint.setdefault(record.endpoint, []).append(record.t)
-    account = _busiest_second([r.t for r in log])
-    per_endpoint = {e: _busiest_second(ts) for e, ts in by_endpoint.items()}
+    account = busiest_second([r.t for r in log])
+    per_endpoint = {e: busiest_second(ts) for e, ts in by_endpoint.items()}
     assert account <= TEST_KEY_RPS, (account, per_endpoint)
     assert max(per_endpoint.values()) <= TEST_KEY_RPS, per_endpoint
     limited = [r.limited_by for r in log if r.status == 429]

@@ -22,7 +22,7 @@ from stripe_aep.emulators.stripe_api import (
     create_app,
     endpoint_of,
 )
-from stripe_aep.emulators.stripe_limits import ModeLimiter
+from stripe_aep.emulators.stripe_limits import ModeLimiter, busiest_second
 from stripe_aep_tests.emulators.stripe_fixtures import (  # noqa: F401 - fixtures
     HEADERS,
     KEY,
@@ -32,12 +32,6 @@ from stripe_aep_tests.emulators.stripe_fixtures import (  # noqa: F401 - fixture
     live_profile,
     start_emulator,
 )
-
-
-def worst_window(times: list[float]) -> int:
-    """The most arrivals in any one-second window [t, t + 1) of the log."""
-    times = sorted(times)
-    return max((sum(1 for a in times if t <= a < t + 1) for t in times), default=0)
 
 
 def audit(log) -> dict[str, dict[str, int]]:
@@ -51,10 +45,10 @@ def audit(log) -> dict[str, dict[str, int]]:
             by_endpoint[(record.mode, record.endpoint)].append(record.t)
     result: dict[str, dict[str, int]] = {}
     for mode, times in by_mode.items():
-        result[mode] = {"account": worst_window(times)}
+        result[mode] = {"account": busiest_second(times)}
         for (m, endpoint), endpoint_times in by_endpoint.items():
             if m == mode:
-                result[mode][endpoint] = worst_window(endpoint_times)
+                result[mode][endpoint] = busiest_second(endpoint_times)
     return result
 
 
@@ -299,3 +293,11 @@ def test_live_profile_fixture_serves_live_limits(account, start_emulator):
     assert state.livemode and state.faults.error_rate == 0.01
     assert state.limiters["live"].account.rps == 100
     assert state.limits.endpoint_rate("GET /v1/customers") == 25
+
+
+def test_busiest_second_counts_what_a_per_second_limit_counts():
+    """Arrivals less than a second apart share a window; exactly one second apart they do not."""
+    assert busiest_second([]) == 0
+    assert busiest_second([0.0, 0.5, 0.999, 1.0, 1.5]) == 3
+    assert busiest_second([2.0, 0.0, 1.0]) == 1
+    assert busiest_second([0.1 * i for i in range(30)]) == 10  # float sums: 0.1 * 10 != 1.0
