@@ -136,6 +136,8 @@ def record_run_metadata(
         "run_pages": sum(f["pages"] for f in figures.values()),
         "run_requests": requests,
         "run_min_requests": result.min_requests,
+        # Windows split while paging (each costs at most one extra, partial, page per pass).
+        "run_splits": result.splits,
         "run_requests_per_minimum": round(requests / result.min_requests, 3)
         if result.min_requests
         else 0.0,
