@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -53,13 +54,16 @@ def test_round_trip_lists_only_the_folder_prefix_and_leaves_no_temporaries(
 
 
 def test_failed_write_publishes_nothing_and_keeps_the_previous_version(
-    s3_server, s3_bucket, s3_root
+    s3_server, s3_bucket, s3_root, tmp_path, monkeypatch
 ):
+    # A temporary folder of this test's own: the end-to-end tests run beside this suite and spool
+    # their own uploads into the shared one.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     lake = Lake(s3_root)
-    spools_before = _spools()
     lake.write_json("m/manifest.json", {"version": 1})
     with pytest.raises(RuntimeError), lake.write_atomic("m/manifest.json") as out:
         out.write(b'{"version": 2, "trunc')
+        assert [p for p in os.listdir(tmp_path) if p.startswith(SPOOL_PREFIX)]
         raise RuntimeError("crash mid-write")
     assert lake.read_json("m/manifest.json") == {"version": 1}
     stream, staged = lake.open_staged("m/part0.parquet")
@@ -68,13 +72,7 @@ def test_failed_write_publishes_nothing_and_keeps_the_previous_version(
     staged.discard()
     assert s3_server.keys(s3_bucket) == ["stripe-aep/m/manifest.json"]
     # No spool file is left behind either.
-    assert _spools() <= spools_before
-
-
-def _spools() -> set[str]:
-    import tempfile
-
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith(SPOOL_PREFIX)}
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(SPOOL_PREFIX)]
 
 
 def test_sigkill_mid_write_leaves_the_bucket_as_it_was(s3_server, s3_bucket, s3_root, tmp_path):
