@@ -146,15 +146,24 @@ def live_files(files: list[RawFile]) -> list[RawFile]:
     return RawPartition._split_live(files)[0]
 
 
-class RawPartition:
-    """One resource × one UTC day on the lake."""
+#: Layers laid out as raw partitions: `stripe` holds what the created-window listings returned;
+#: `changes` holds the versions of objects observed later (from events and re-reads), one file per
+#: window of the source that revealed them.
+RAW_LAYERS = ("stripe", "changes")
 
-    def __init__(self, lake: Lake, resource: str, day: dt.date) -> None:
+
+class RawPartition:
+    """One resource × one UTC day on the lake (of the `stripe` layer unless `layer` says otherwise)."""
+
+    def __init__(self, lake: Lake, resource: str, day: dt.date, layer: str = "stripe") -> None:
+        if layer not in RAW_LAYERS:
+            raise ValueError(f"unknown raw layer {layer!r}; expected one of {RAW_LAYERS}")
         self.lake = lake
         self.resource = resource
         self.day = day
+        self.layer = layer
         self.start, self.end = day_bounds(day)
-        self.folder = f"stripe/{resource}/{day.isoformat()}"
+        self.folder = f"{layer}/{resource}/{day.isoformat()}"
 
     def _all_files(self) -> list[RawFile]:
         return raw_files(f.path for f in self.lake.list_files(self.folder, suffix=".jsonl.zst"))
