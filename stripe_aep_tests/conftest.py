@@ -96,3 +96,37 @@ def postgres_url(postgres_server_settings):
     from stripe_aep_tests.pg import create_database
 
     return create_database(postgres_server_settings, f"t_{uuid.uuid4().hex[:12]}")
+
+
+#: The tenant of the tests that set up the AEP emulator through `aep_setup`.
+AEP_TEST_TENANT = "stripeaep"
+
+
+@pytest.fixture
+def aep_emulator():
+    """The AEP emulator on a free port, with a short batch-processing delay."""
+    from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
+
+    with AepEmulator(faults=AepFaults(processing_delay_s=0.05)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def aep_setup(aep_emulator, monkeypatch):
+    """`stripe-aep setup` run against the AEP emulator (schemas, datasets of the six resources),
+    with the AEP variables set for the test: yields (client, datasets)."""
+    from stripe_aep.aep.client import AepClient
+    from stripe_aep.aep.settings import AepSettings
+    from stripe_aep.aep.setup import run_setup
+    from stripe_aep.config import RESOURCES
+    from stripe_aep.xdm import schema_registry_payloads
+    from stripe_aep_tests.aep.conftest import env_for
+
+    env = env_for(aep_emulator)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = AepClient(AepSettings.from_env(env))
+    payloads = {r: schema_registry_payloads(r, AEP_TEST_TENANT) for r in RESOURCES}
+    datasets = run_setup(client, tenant=AEP_TEST_TENANT, payloads=payloads, environ={})
+    yield client, datasets
+    client.close()

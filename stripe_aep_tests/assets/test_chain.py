@@ -6,47 +6,23 @@ import json
 
 import dagster as dg
 import pyarrow.parquet as pq
-import pytest
 
 from stripe_aep.aep.client import AepClient
-from stripe_aep.aep.settings import AepSettings
-from stripe_aep.aep.setup import run_setup
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import RESOURCES
-from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
 from stripe_aep.lake import Lake
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.client import FILTER_PASSES
 from stripe_aep.stripe.rawstore import day_bounds
-from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep.xdm_lake import XdmPartition
-from stripe_aep_tests.aep.conftest import env_for
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
 
 TENANT = "stripeaep"
 EXPORT = "/data/foundation/export"
 DAYS = [ACCOUNT_START, ACCOUNT_START + dt.timedelta(days=1)]
 ALL_ASSETS = [*raw_assets, *xdm_assets, *aep_assets]
-
-
-@pytest.fixture
-def aep_emulator():
-    with AepEmulator(faults=AepFaults(processing_delay_s=0.05)) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def aep_setup(aep_emulator, monkeypatch):
-    env = env_for(aep_emulator)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    client = AepClient(AepSettings.from_env(env))
-    payloads = {r: schema_registry_payloads(r, TENANT) for r in RESOURCES}
-    datasets = run_setup(client, tenant=TENANT, payloads=payloads, environ={})
-    yield client, datasets
-    client.close()
 
 
 def _resources(stripe_url, root):

@@ -130,3 +130,14 @@ def deployment(
 def require_binary(path: str, install: str) -> None:
     if not os.access(path, os.X_OK):
         pytest.skip(f"{path} not found: install it with `{install}` (.ci/run does)")
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A real PostgreSQL server of the module's own (its `dagster` database for the instance)."""
+    from stripe_aep_tests.pg import NO_POSTGRES, postgres_binaries, postgres_server
+
+    if postgres_binaries() is None:
+        pytest.skip(NO_POSTGRES)
+    with postgres_server() as settings:
+        yield settings

@@ -38,7 +38,7 @@ from stripe_aep.emulators.stripe_limits import busiest_second
 from stripe_aep_tests.e2e.conftest import ALL_ASSET_PATHS, Deployment, deployment
 from stripe_aep_tests.e2e.harness import wait_for
 from stripe_aep_tests.paths import REPO_ROOT
-from stripe_aep_tests.pg import create_database, postgres_binaries, postgres_server, postgres_url
+from stripe_aep_tests.pg import create_database, postgres_url
 
 # s3_server: the session's moto_server fixture, imported so pytest registers it here
 from stripe_aep_tests.s3.conftest import (  # noqa: F401
@@ -56,17 +56,6 @@ TEST_KEY_RPS = 25
 PREFIX = "stripe-aep"
 CHARGES_PER_DAY = 1000
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if postgres_binaries() is None:
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in "
-            "/usr/lib/postgresql/*/bin: `apt-get install -y postgresql` (.ci/run does)"
-        )
-    with postgres_server() as settings:
-        yield settings
 
 
 @pytest.fixture(scope="module")

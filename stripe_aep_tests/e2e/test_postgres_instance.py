@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 
 from stripe_aep_tests.e2e.conftest import deployment
-from stripe_aep_tests.e2e.harness import postgres_binaries, postgres_server
 from stripe_aep_tests.e2e.test_dagster_dev import (
     assert_backfill_delivered_exactly_once,
     launch_five_day_backfill,
@@ -20,17 +19,6 @@ from stripe_aep_tests.e2e.test_dagster_dev import (
 from stripe_aep_tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(1800)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if postgres_binaries() is None:
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in "
-            "/usr/lib/postgresql/*/bin: `apt-get install -y postgresql` (.ci/run does)"
-        )
-    with postgres_server() as settings:
-        yield settings
 
 
 @pytest.fixture(scope="module")

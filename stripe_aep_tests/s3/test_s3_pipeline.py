@@ -303,27 +303,6 @@ def test_an_xdm_conversion_failing_before_its_manifest_is_never_half_seen(
         assert set(xdm.manifests()) == set(first) and xdm.pending(TENANT) == []
 
 
-@pytest.fixture
-def aep_setup(monkeypatch):
-    from stripe_aep.aep.client import AepClient
-    from stripe_aep.aep.settings import AepSettings
-    from stripe_aep.aep.setup import run_setup
-    from stripe_aep.config import RESOURCES
-    from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
-    from stripe_aep.xdm import schema_registry_payloads
-    from stripe_aep_tests.aep.conftest import env_for
-
-    with AepEmulator(faults=AepFaults(processing_delay_s=0.05)) as emulator:
-        env = env_for(emulator)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        client = AepClient(AepSettings.from_env(env))
-        payloads = {r: schema_registry_payloads(r, TENANT) for r in RESOURCES}
-        datasets = run_setup(client, tenant=TENANT, payloads=payloads, environ={})
-        yield client, datasets
-        client.close()
-
-
 def test_delivery_uploads_the_xdm_parts_it_reads_from_s3_exactly_once(
     s3_server, s3_bucket, s3_root, stripe_emulator, stripe_account, aep_setup, monkeypatch, tmp_path
 ):
