@@ -10,11 +10,10 @@ import sys
 
 from stripe_aep.stripe.ratelimit import RateBudget
 from stripe_aep_tests.stripe.test_rate_model import (
-    LIVE_KEY,
-    _as_client,
     _audit,
     _days,
     _start,
+    launch_one_resource,
 )
 from stripe_aep_tests.stripe.test_ratelimit import FakeClock
 
@@ -60,20 +59,14 @@ def test_processes_sharing_only_the_database_stay_within_every_limit(
         ("subscriptions", 0, 3),
     ]
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                ONE_RESOURCE,
-                LIVE_KEY,
-                url,
-                str(tmp_path / f"lake{i}"),
-                resource,
-                (first + dt.timedelta(days=offset)).isoformat(),
-                str(days),
-            ],
+        launch_one_resource(
+            ONE_RESOURCE,
+            url,
+            tmp_path / f"lake{i}",
+            resource,
+            first + dt.timedelta(days=offset),
+            days,
             env=_alone(tmp_path, str(i), postgres_url),
-            preexec_fn=_as_client,
         )
         for i, (resource, offset, days) in enumerate(runs)
     ]

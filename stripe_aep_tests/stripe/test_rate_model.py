@@ -74,6 +74,21 @@ def _as_client():
     os.nice(5)
 
 
+def launch_one_resource(
+    script: str,
+    url: str,
+    lake: object,
+    resource: str,
+    first: dt.date,
+    days: int,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """One client process running `script` (argv: key, Stripe URL, lake, resource, first day,
+    days) at a lower priority than the emulator."""
+    argv = [LIVE_KEY, url, str(lake), resource, first.isoformat(), str(days)]
+    return subprocess.Popen([sys.executable, "-c", script, *argv], env=env, preexec_fn=_as_client)
+
+
 def _days():
     today = dt.datetime.now(dt.UTC).date()
     return today - dt.timedelta(days=DAYS), today - dt.timedelta(days=1)
@@ -126,20 +141,7 @@ def test_six_resources_at_once_share_the_account(external_stripe_emulator, tmp_p
     url = _start(external_stripe_emulator, charges_per_day=5000)
     first, _ = _days()
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                ONE_RESOURCE,
-                LIVE_KEY,
-                url,
-                str(tmp_path / "lake"),
-                resource,
-                first.isoformat(),
-                str(DAYS),
-            ],
-            preexec_fn=_as_client,
-        )
+        launch_one_resource(ONE_RESOURCE, url, tmp_path / "lake", resource, first, DAYS)
         for resource in (
             "charges",
             "subscriptions",
