@@ -24,6 +24,7 @@ and generation time nearly unchanged.
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import heapq
 import json
@@ -264,6 +265,43 @@ class EventVersions:
     def at(self, when: int) -> str:
         i = bisect.bisect_right(self._times, when) - 1
         return self.history[max(i, 0)][1]
+
+
+def parse_version_history(text: str) -> list[tuple[int | str, str]]:
+    """`--event-api-versions` text: comma-separated `VERSION[@SINCE]` (SINCE a unix time or
+    YYYY-MM-DD; an entry without it applies from the beginning), e.g.
+    `2026-06-24.dahlia,2026-07-29.dahlia@2026-03-03`."""
+    entries: list[tuple[int | str, str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        version, _, since = item.partition("@")
+        if not since:
+            entries.append((0, version))
+        elif since.isdigit():
+            entries.append((int(since), version))
+        elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+            entries.append((since, version))
+        else:
+            raise ValueError(
+                f"--event-api-versions: {item!r} should be VERSION or VERSION@YYYY-MM-DD "
+                "(or VERSION@<unix seconds>)"
+            )
+    if not entries:
+        raise ValueError("--event-api-versions needs at least one version")
+    return entries
+
+
+def add_event_version_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--event-api-versions", default=None, metavar="VERSION[@YYYY-MM-DD],...",
+        help="the account's API version over time, which renders each event's data (default: "
+        "the older vendored version until the account's middle day, the newest from then on)",
+    )  # fmt: skip
+
+
+def event_versions_option(args: argparse.Namespace) -> list[tuple[int | str, str]] | None:
+    """`StripeAccount(event_api_versions=...)` from `--event-api-versions` (ValueError if bad)."""
+    text = getattr(args, "event_api_versions", None)
+    return None if text is None else parse_version_history(text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ import requests
 
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
-from stripe_aep.emulators.stripe_events import EVENT_RESOURCES, previous_attributes
+from stripe_aep.emulators.stripe_events import (
+    EVENT_RESOURCES,
+    parse_version_history,
+    previous_attributes,
+)
 from stripe_aep.specs import stripe as stripe_specs
 from stripe_aep_tests.emulators.stripe_fixtures import HEADERS, day_bounds
 
@@ -373,6 +377,16 @@ def test_event_api_versions_are_an_account_option():
         make(charges_per_day=10, event_api_versions=[(0, "2026-13-01.nope")])
     with pytest.raises(ValueError, match="newer than the newest vendored"):
         make(charges_per_day=10, event_api_versions=[(0, "2026-10-28.endive")])
+
+
+def test_event_api_versions_option_text():
+    assert parse_version_history("2026-06-24.dahlia,2026-07-29.dahlia@2026-03-03") == [
+        (0, OLD),
+        ("2026-03-03", NEW),
+    ]
+    assert parse_version_history(f"{NEW}@1772496000") == [(1772496000, NEW)]
+    with pytest.raises(ValueError, match="VERSION@YYYY-MM-DD"):
+        parse_version_history(f"{NEW}@yesterday")
 
 
 # ---- retention -------------------------------------------------------------------------------
