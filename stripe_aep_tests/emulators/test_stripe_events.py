@@ -92,12 +92,19 @@ def _page_all(emulator, params: dict, limit: int, backwards: bool = False) -> li
 
 def test_every_object_has_one_creation_event_of_its_type(account, events):
     created = defaultdict(list)
-    for event in events:
+    pending = set()
+    for event in reversed(events):
         obj = event["data"]["object"]
         resource = OBJECT_RESOURCE[obj["object"]]
+        if event["type"] == "charge.succeeded" and event["created"] > obj["created"]:
+            assert obj["id"] in pending  # a pending charge's success: an update
+            continue
         if event["type"] in CREATION[resource]:
             assert event["created"] == obj["created"]
             created[resource].append(obj["id"])
+            if event["type"] == "charge.pending":
+                pending.add(obj["id"])
+    assert pending
     deleted = {
         e["data"]["object"]["id"]
         for e in events
