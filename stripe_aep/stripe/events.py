@@ -328,14 +328,23 @@ class LostWindows:
         windows = self.load()
         known = {w.key for w in windows}
         new = []
+        changed = False
         for hole in holes:
             w = LostWindow(hole.gte, hole.lt, int(now))
             if w.key in known:
                 continue
+            # A hole left unfetched loses a little more each scan: extend the open window it
+            # continues instead of recording a new one every tick.
+            previous = next((o for o in windows if o.status == "open" and o.lt == hole.gte), None)
+            if previous is not None:
+                previous.lt = hole.lt
+                previous.partitions = affected_partitions(self.lake, previous.lt)
+                changed = True
+                continue
             w.partitions = affected_partitions(self.lake, hole.lt)
             windows.append(w)
             new.append(w)
-        if new:
+        if new or changed:
             self.save(windows)
         return new
 
