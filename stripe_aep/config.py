@@ -35,7 +35,13 @@ OBJECT_NAMES: dict[str, str] = {
     "balance_transactions": "balance_transaction",
     "customers": "customer",
     "prices": "price",
+    "events": "event",
 }
+
+#: Stripe's Events API (`/v1/events`): not a seventh resource (no XDM mapping, no AEP dataset) but
+#: the raw asset `stripe/events` that tells which objects of the six changed (docs/operations.md,
+#: "Change capture: events, freshness and reads"). Laid out on the lake exactly like a resource.
+EVENTS = "events"
 
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 #: Pinned so object shapes never change under us when the account's default version moves: the

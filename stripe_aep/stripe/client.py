@@ -34,20 +34,54 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from stripe_aep.config import StripeSettings, redact_key
+from stripe_aep.config import EVENTS, StripeSettings, redact_key
 from stripe_aep.secrets import SecretMasker, describe_exception
 from stripe_aep.stripe.ratelimit import RATE_REASONS, RateBudget, default_limiter_path
 
 PAGE_LIMIT = 100
 
+#: The event types `stripe/events` asks for, explicitly: Stripe accepts at most 20 in `types[]`
+#: (API reference, "List all events": "up to 20 strings containing specific event names"), and a
+#: wildcard would not do (`customer.*` also matches discount, source, tax-id and subscription
+#: events). One pass of 20 covers the six resources; docs/operations.md ("Change capture: events,
+#: freshness and reads") says why each omitted type is safe. Balance transactions have no events.
+EVENT_TYPES: tuple[str, ...] = (
+    # charges: the creation types (succeeded/failed/pending) feed the new-object probe
+    "charge.succeeded",
+    "charge.failed",
+    "charge.pending",
+    "charge.captured",
+    "charge.expired",
+    "charge.refunded",
+    "charge.updated",
+    "charge.dispute.created",  # a dispute object: the charge's `disputed` flips (re-fetched)
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "price.created",
+    "price.updated",
+    "price.deleted",
+    # for every refund since 2024-10-28.acacia (Stripe changelog "refund webhook update")
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+)
+#: Stripe's cap on `types[]` in one `GET /v1/events`.
+MAX_EVENT_TYPES = 20
+
 #: Extra filters per resource: the list calls needed to see *every* object (Stripe hides some by default).
-FILTER_PASSES: dict[str, tuple[dict[str, str], ...]] = {
+FILTER_PASSES: dict[str, tuple[dict[str, Any], ...]] = {
     "charges": ({},),
     "subscriptions": ({"status": "all"},),
     "refunds": ({},),
     "balance_transactions": ({},),
     "customers": ({},),
     "prices": ({"active": "true"}, {"active": "false"}),
+    # `requests` sends a list as repeated `types[]=…` parameters, the form Stripe reads
+    EVENTS: ({"types[]": list(EVENT_TYPES)},),
 }
 
 #: The Dashboard permission a restricted key needs to read each resource.
@@ -58,6 +92,7 @@ READ_PERMISSION: dict[str, str] = {
     "balance_transactions": "Balance: Read (rak_balance_read)",
     "customers": "Customers: Read (rak_customer_read)",
     "prices": "Products and Prices: Read (rak_plan_read)",
+    "events": "Events: Read (rak_event_read)",
     "account": "Account: Read",
 }
 
@@ -349,6 +384,14 @@ class StripeClient:
                 f"keys), or use a key that has it. {said}",
                 **kwargs,
             )
+        if status == 404 and "{id}" in endpoint_of(path):
+            # A retrieve: the object is unknown to this account (never existed, or a deletion
+            # Stripe does not keep); the base URL answered, so it is not a configuration problem.
+            return StripeInvalidRequestError(
+                f"Stripe has no object at GET {path} (404{' ' + code if code else ''}) for "
+                f"STRIPE_ACCOUNT={self.settings.account or '(the key’s own account)'}. {said}",
+                **kwargs,
+            )
         if status == 404:
             return StripeInvalidRequestError(
                 f"Stripe answered 404 for {path}: check STRIPE_API_BASE "
@@ -412,6 +455,25 @@ class StripeClient:
                 if not page.has_more:
                     break
                 after = page.objects[-1]["id"]
+
+    def retrieve(self, resource: str, object_id: str) -> dict[str, Any]:
+        """`GET /v1/<resource>/<id>`: one object as the pinned version renders it now.
+
+        Its own endpoint for Stripe's per-endpoint limit (`GET /v1/customers/{id}`, not the list's),
+        through the same account budget, in-flight cap and retries as the lists. A deleted customer
+        comes back as `{"id", "object", "deleted": true}`; an unknown id is a 404 that raises
+        `StripeInvalidRequestError` with Stripe's message and request id."""
+        if not object_id or "/" in object_id or "?" in object_id:
+            raise ValueError(f"not a Stripe object id: {object_id!r}")
+        body, request_id = self.get(f"/v1/{resource}/{object_id}")
+        if not isinstance(body, dict) or body.get("id") != object_id:
+            raise StripeError(
+                f"GET /v1/{resource}/{object_id} did not return that object; is STRIPE_API_BASE "
+                f"({self.settings.api_base}) a Stripe API?",
+                request_id=request_id,
+            )
+        self.stats.add(objects=1)
+        return body
 
     def retrieve_account(self) -> dict[str, Any]:
         body, _ = self.get("/v1/account")

@@ -154,6 +154,7 @@ class PartitionExtractor:
         min_split_pages: float = MIN_SPLIT_PAGES,
         split_budget: float = SPLIT_BUDGET,
         account_id: str | None = None,
+        oldest_fetchable: Callable[[float], int] | None = None,
     ) -> None:
         self.client = client
         self.lake = lake
@@ -169,6 +170,10 @@ class PartitionExtractor:
         self.split_budget = split_budget
         self.endpoint = endpoint_of(f"/v1/{resource}")
         self._account_id = account_id or client.settings.account
+        # `now -> oldest created second the endpoint still returns` (the Events API keeps 30
+        # days): older gaps are left uncovered, never written as empty windows that would claim
+        # coverage of what can no longer be fetched (stripe_aep/stripe/events.py reports them).
+        self.oldest_fetchable = oldest_fetchable
         self._stop = threading.Event()
         self._damaged: list[str] = []
         self._buffer_lock = threading.Lock()
@@ -213,7 +218,9 @@ class PartitionExtractor:
         return self._account_id or None
 
     def plan(self, days: Sequence[dt.date], refresh: bool) -> list[_Piece]:
-        until = int(self.clock()) - self.lag
+        now = self.clock()
+        until = int(now) - self.lag
+        floor = self.oldest_fetchable(now) if self.oldest_fetchable else None
         gaps: list[tuple[RawPartition, int, int]] = []
         refreshes: list[tuple[RawPartition, int, int]] = []
         for day in days:
@@ -222,9 +229,17 @@ class PartitionExtractor:
             # (or, for a merged file, the parts it superseded count again if still there).
             self._damaged.extend(d.message() for d in part.heal())
             part.cleanup_superseded()
-            gaps.extend((part, a, b) for a, b in part.gaps(until))
+            for a, b in part.gaps(until):
+                if floor is not None:
+                    a = max(a, floor)
+                if b > a:
+                    gaps.append((part, a, b))
             if refresh:
-                refreshes.extend((part, a, b) for a, b in part.coverage())
+                refreshes.extend(
+                    (part, max(a, floor or a), b)
+                    for a, b in part.coverage()
+                    if b > max(a, floor or a)
+                )
         tasks: list[_Piece] = []
         stamp = int(self.clock())
         passes = len(FILTER_PASSES[self.resource])
@@ -289,7 +304,12 @@ class PartitionExtractor:
                 result.windows.append((lo, hi))
             if piece.refresh is not None and not lines:
                 return
-            raw = piece.part.write(lo, hi, lines, meta(), refresh=piece.refresh)
+            # When the window's state was read: the start of its first request (a lower bound of
+            # every page's time; version times and the events probe compare against it).
+            fetched_at = piece.fetched_at if piece.fetched_at is not None else int(self.clock())
+            raw = piece.part.write(
+                lo, hi, lines, {**meta(), "fetched_at": fetched_at}, refresh=piece.refresh
+            )
             with lock:
                 result.new_objects += len(lines)
                 result.day_new_objects[day] = result.day_new_objects.get(day, 0) + len(lines)
@@ -395,6 +415,8 @@ class PartitionExtractor:
             params = {"created[gte]": lower, "created[lt]": piece.lt, **extra}
             after = None
             while not self._stop.is_set():
+                if piece.fetched_at is None:
+                    piece.fetched_at = int(self.clock())
                 page = self.client.list_page(self.resource, params, after)
                 piece.pages += 1
                 added = 0
@@ -459,6 +481,7 @@ class _Piece:
         self.pass_index = 0
         self.pages = 0  # successful list pages of this piece
         self.flushed_to = lt  # [flushed_to, lt) is already written (see _fetch)
+        self.fetched_at: int | None = None  # Unix second its first request started
         self.finished = False
         self.lock = threading.Lock()
 

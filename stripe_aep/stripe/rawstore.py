@@ -382,12 +382,15 @@ class RawPartition:
         if len(merged) != 1:
             return None
 
-        def chunks():
-            for p in parts:
-                objects = self.read_meta(p)["objects"]
-                yield self.lake.read_bytes(p.path), objects
+        metas = [self.read_meta(p) for p in parts]
 
-        meta = {**meta, "merged_from": len(parts)}
+        def chunks():
+            for p, part_meta in zip(parts, metas, strict=True):
+                yield self.lake.read_bytes(p.path), part_meta["objects"]
+
+        # The merged file's state is as old as its oldest part's.
+        fetched = min(fetched_at(p, m) for p, m in zip(parts, metas, strict=True))
+        meta = {**meta, "merged_from": len(parts), "fetched_at": fetched}
         total = self._write_chunks(*merged[0], chunks(), meta, compressed=True)
         for p in parts:
             self.lake.delete(p.path)
@@ -400,6 +403,14 @@ class RawPartition:
             self.lake.delete(f.path)
             self.lake.delete(f.meta_path)
         return len(superseded)
+
+
+def fetched_at(raw: RawFile, meta: dict[str, Any]) -> int:
+    """When a listing file's objects were read (Unix s): the sidecar's `fetched_at` (the start of
+    the first request of its window's pages), or, for files written before it was recorded, the
+    window's end `lt` (the pages were necessarily requested after it)."""
+    value = meta.get("fetched_at")
+    return int(value) if isinstance(value, int | float) else raw.lt
 
 
 def read_objects(lake: Lake, raw: RawFile) -> list[dict[str, Any]]:

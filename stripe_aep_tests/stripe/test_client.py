@@ -2,11 +2,16 @@
 
 import pytest
 
-from stripe_aep.config import DEFAULT_RATE_SAFETY_FACTOR, StripeSettings
+from stripe_aep.config import DEFAULT_RATE_SAFETY_FACTOR, EVENTS, StripeSettings
 from stripe_aep.stripe.client import (
+    EVENT_TYPES,
+    FILTER_PASSES,
+    MAX_EVENT_TYPES,
+    READ_PERMISSION,
     StripeAuthenticationError,
     StripeClient,
     StripeError,
+    StripeInvalidRequestError,
     StripePermissionError,
     StripeRetriesExhausted,
 )
@@ -193,3 +198,54 @@ def test_observed_request_rate_never_exceeds_the_budget(external_stripe_emulator
     assert worst <= budget
     assert len(arrivals) == 60
     assert arrivals[-1] - arrivals[0] >= (60 - 1) / client_budget - 0.05
+
+
+# -- retrieve (GET /v1/<resource>/<id>) and the events type set --------------------------------
+
+
+def test_retrieve_returns_the_object_through_its_own_endpoint_budget(
+    stripe_emulator, stripe_settings, stripe_account, monkeypatch
+):
+    gte, lt = day_bounds(ACCOUNT_START)
+    truth = stripe_account.objects("customers", gte=gte, lt=lt)[3]
+    client = _client(stripe_settings)
+    endpoints = []
+    acquire = client.limiter.acquire
+    monkeypatch.setattr(
+        client.limiter,
+        "acquire",
+        lambda ep, demand=0.0: endpoints.append(ep) or acquire(ep, demand),
+    )
+    got = client.retrieve("customers", truth["id"])
+    assert got["id"] == truth["id"] and got["object"] == "customer"
+    assert got["email"] == truth["email"]
+    # Stripe counts a retrieve against its own endpoint, not the list's
+    assert endpoints == ["GET /v1/customers/{id}"]
+    assert client.stats.requests == 1 and client.stats.objects == 1
+    assert stripe_emulator.log[-1].path == f"/v1/customers/{truth['id']}"
+
+
+def test_retrieve_of_an_unknown_id_is_stripes_own_404(stripe_emulator, stripe_settings):
+    client = _client(stripe_settings)
+    with pytest.raises(StripeInvalidRequestError) as exc:
+        client.retrieve("charges", "ch_doesnotexist")
+    message = str(exc.value)
+    assert exc.value.status == 404 and exc.value.code == "resource_missing"
+    assert "No such charge: 'ch_doesnotexist'" in message  # Stripe's own words
+    assert "Request-Id: req_" in message and exc.value.request_id
+    assert client.stats.requests == 1  # a 404 is not retried
+
+
+def test_retrieve_refuses_what_is_not_an_id(stripe_settings):
+    client = _client(stripe_settings)
+    with pytest.raises(ValueError):
+        client.retrieve("charges", "ch_1/refunds")
+    assert client.stats.requests == 0
+
+
+def test_event_types_fit_one_request_and_name_no_wildcard():
+    assert len(EVENT_TYPES) <= MAX_EVENT_TYPES == 20
+    assert len(set(EVENT_TYPES)) == len(EVENT_TYPES)
+    assert not any("*" in t for t in EVENT_TYPES)
+    assert FILTER_PASSES[EVENTS] == ({"types[]": list(EVENT_TYPES)},)
+    assert "rak_event_read" in READ_PERMISSION[EVENTS]
