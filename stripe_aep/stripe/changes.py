@@ -100,7 +100,7 @@ from stripe_aep.stripe.rawstore import (
     RawPartition,
     day_bounds,
     day_of,
-    merge_intervals,
+    fetched_at,
     read_objects,
     subtract,
 )
@@ -213,15 +213,6 @@ def change_info(
         "source": source,
         "deleted": bool(deleted),
     }
-
-
-def fetched_at(meta: dict[str, Any], raw: RawFile) -> int:
-    """When a listing file's window was fetched: the sidecar's `fetched_at` (events9), else a lower
-    bound: the refresh stamp of a refresh file, the window's end for a base file."""
-    value = meta.get("fetched_at")
-    if isinstance(value, int | float):
-        return int(value)
-    return int(raw.refresh) if raw.refresh is not None else int(raw.lt)
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -384,7 +375,7 @@ class StateStore:
             "gte": raw.gte,
             "lt": raw.lt,
             "refresh": raw.refresh,
-            "fetched_at": fetched_at(meta, raw),
+            "fetched_at": fetched_at(raw, meta),
             "objects": objects,
         }
         if self.resource == "balance_transactions":
@@ -402,12 +393,11 @@ class StateStore:
             return False, None
         index = self.listing(day)
         window_time = None
-        for stem, entry in index["files"].items():
+        for entry in index["files"].values():
             if obj_id in entry["objects"]:
                 return True, _Known(int(entry["fetched_at"]), entry["objects"][obj_id], False, None)
             if entry.get("refresh") is None and entry["gte"] <= created < entry["lt"]:
                 window_time = int(entry["fetched_at"])
-            del stem
         return True, _Known(window_time or 0, None, False, None)
 
     def latest(self, obj_id: str, created: int) -> tuple[bool, _Known | None]:
@@ -633,10 +623,15 @@ class ChangeDeriver:
             decided.append((obj, change, known))
         lines: list[tuple[str, bytes, dict[str, Any]]] = []
         for obj, change, known in decided:
-            if not change["deleted"] and known is not None and known.hash is not None:
-                if not known.deleted and self.state.hash(obj) == known.hash:
-                    figures.unchanged += 1
-                    continue
+            if (
+                not change["deleted"]
+                and known is not None
+                and known.hash is not None
+                and not known.deleted
+                and self.state.hash(obj) == known.hash
+            ):
+                figures.unchanged += 1
+                continue
             if change["deleted"] and known is not None and known.deleted:
                 figures.unchanged += 1
                 continue
@@ -759,7 +754,6 @@ class ChangeDeriver:
             pending = {k: v for k, v in pending.items() if k not in versions}
             summary["days"][day.isoformat()] = {"stems": stems, "pending": pending}
         summary["complete"] = True
-        summary["days"] = {d: e for d, e in summary["days"].items() if e.get("pending") or True}
         self.lake.write_json(path, summary)
         return summary
 
@@ -958,7 +952,7 @@ def bt_clusters(created: Sequence[int], gap: int = BT_CLUSTER_GAP_SECONDS) -> li
             clusters[-1][1] = c
         else:
             clusters.append([c, c])
-    return merge_intervals((a, b + 1) for a, b in clusters)
+    return [(a, b + 1) for a, b in clusters]
 
 
 def _is_day(name: str) -> bool:
