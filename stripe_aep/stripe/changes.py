@@ -162,6 +162,25 @@ def event_object(event: dict[str, Any]) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
+def at_pinned_version(
+    obj: dict[str, Any], object_name: str, rendered_at: str | None, pinned: str | None
+) -> dict[str, Any]:
+    """A payload that cannot be re-fetched (a deleted object), as close to the pinned version as
+    the vendored shapes allow: fields that arrived after the pinned version are dropped when the
+    event was rendered at a newer one. Fields an older rendering lacks cannot be invented."""
+    from stripe_aep.specs.stripe import fields_newer_than, version_key
+
+    if not rendered_at or not pinned or rendered_at == pinned:
+        return obj
+    try:
+        if version_key(rendered_at) <= version_key(pinned):
+            return obj
+        newer = fields_newer_than(object_name, pinned)
+    except (ValueError, KeyError):
+        return obj  # a version or object the vendored shapes do not describe: keep it whole
+    return {k: v for k, v in obj.items() if k not in newer}
+
+
 def _values_at(value: Any, parts: Sequence[str]) -> Any:
     """The value at a mapping input path (`a.b`, `items.data[].price`): lists map element-wise."""
     if not parts:
@@ -612,7 +631,7 @@ class ChangeDeriver:
             kind = str(newest.get("type", ""))
             if kind in DELETION_TYPES:
                 change = change_info(when, newest["id"], kind, "event", True)
-                decided.append((payload, change, known))
+                decided.append((self._pinned(newest), change, known))
                 continue
             same_second = sum(1 for e in group if int(e["created"]) == when) > 1
             if same_second or newest.get("api_version") != self.api_version:
@@ -639,6 +658,11 @@ class ChangeDeriver:
             version[CHANGE_KEY] = change
             lines.append((obj["id"], change_line(obj, change), version))
         self._write(changes, gte, lt, lines, figures, source="events")
+
+    def _pinned(self, event: dict[str, Any]) -> dict[str, Any]:
+        return at_pinned_version(
+            event_object(event), self.object_name, event.get("api_version"), self.api_version
+        )
 
     def _latest_or_subsumed(self, obj_id: str, created: int, when: int) -> _Known | None | object:
         """The object's latest known row, or `_SUBSUMED` when the event makes no version (not
@@ -677,7 +701,7 @@ class ChangeDeriver:
                     raise
                 fetched = None
             if fetched is None or fetched.get("deleted") is True:
-                payload = event_object(newest)
+                payload = self._pinned(newest)
                 return payload, change_info(when, newest["id"], kind, "refetch", True), known
             return fetched, change_info(when, newest["id"], kind, "refetch", False), known
 

@@ -19,6 +19,7 @@ from stripe_aep.stripe.changes import (
     BT_AVAILABLE,
     STATE_ROOT,
     ChangeDeriver,
+    at_pinned_version,
     DayFigures,
     bt_clusters,
     event_order,
@@ -164,6 +165,16 @@ def test_mapping_reads_metadata_but_not_the_invoice_footer():
     assert mapped_hash(sub, subs) == mapped_hash(expanded, subs)
     other = {"items": {"data": [{**item, "quantity": 2}]}, "customer": "cus_1"}
     assert mapped_hash(sub, subs) != mapped_hash(other, subs)
+
+
+def test_tombstone_payload_drops_fields_newer_than_the_pinned_version():
+    refund = {"id": "re_1", "object": "refund", "customer": "cus_1", "amount": 5}
+    # `customer` arrived on refunds with 2026-07-29.dahlia (specs/stripe): a payload rendered
+    # there loses it for a pipeline pinned to 2026-06-24.dahlia; other renderings are kept.
+    newer = at_pinned_version(refund, "refund", "2026-07-29.dahlia", "2026-06-24.dahlia")
+    assert newer == {"id": "re_1", "object": "refund", "amount": 5}
+    assert at_pinned_version(refund, "refund", "2026-06-24.dahlia", "2026-07-29.dahlia") == refund
+    assert at_pinned_version(refund, "refund", PINNED, PINNED) == refund
 
 
 def test_latest_event_wins(lake):
