@@ -310,6 +310,15 @@ class StateStore:
 
     # versions -----------------------------------------------------------------------------
 
+    def forget(self, keep: Iterable[dt.date] = ()) -> None:
+        """Drop what was read of days other than `keep`: once their locks were released (or
+        before they are taken) another run may have changed them."""
+        kept = set(keep)
+        for cache in (self._versions, self._listing):
+            for day in [d for d in cache if d not in kept]:
+                del cache[day]
+        self._dirty &= kept
+
     def versions(self, day: dt.date) -> dict[str, list]:
         if day not in self._versions:
             path = f"{self.root}/versions/{day.isoformat()}.json"
@@ -474,6 +483,7 @@ class ChangeDeriver:
         """Hold the state locks of `days` not held by the caller (and `extra` keys, e.g.
         "pending", after them)."""
         wanted = sorted(d for d in set(days) if d not in self.held)
+        self.state.forget(keep=self.held)
         with ExitStack() as stack:
             if wanted:
                 stack.enter_context(
@@ -499,7 +509,10 @@ class ChangeDeriver:
                         wait_seconds=self.lock_wait,
                     )
                 )
-            yield
+            try:
+                yield
+            finally:
+                self.state.forget(keep=self.held)
 
     # the state's consistency with the lake ------------------------------------------------
 
@@ -757,6 +770,7 @@ class ChangeDeriver:
         from the listing index. Caller holds the "pending" lock."""
         path = self._pending_path()
         summary = self.lake.read_json(path) if self.lake.exists(path) else {"days": {}}
+        changed = not summary.get("complete")
         todo = set(days)
         if not summary.get("complete"):
             todo.update(
@@ -777,8 +791,10 @@ class ChangeDeriver:
             versions = self.state.versions(day)
             pending = {k: v for k, v in pending.items() if k not in versions}
             summary["days"][day.isoformat()] = {"stems": stems, "pending": pending}
+            changed = True
         summary["complete"] = True
-        self.lake.write_json(path, summary)
+        if changed:
+            self.lake.write_json(path, summary)
         return summary
 
     def reread_balance_transactions(
