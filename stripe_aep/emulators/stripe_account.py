@@ -25,13 +25,25 @@ import gc
 import json
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
+import orjson
+
 from stripe_aep.config import OBJECT_NAMES, RESOURCES
+from stripe_aep.emulators.stripe_events import (
+    EVENT_RESOURCES,
+    EventQuery,
+    EventVersions,
+    Mutation,
+    Timeline,
+    dump_object,
+)
+from stripe_aep.specs import stripe as stripe_specs
 
 __all__ = ["OBJECT_NAMES", "RESOURCES", "StripeAccount"]
 
@@ -316,6 +328,35 @@ class ResourceIndex:
             lo = max(lo, bisect.bisect_right(neg, -lt))
         return lo, max(lo, hi)
 
+    def invalidate(self) -> None:
+        """Forget the cached filter positions (a filter column changed)."""
+        self._value_positions.clear()
+
+    def remove(self, object_ids: set[str]) -> None:
+        """Take objects out of the list (deleted customers and prices are not listed)."""
+        keep = [i for i, object_id in enumerate(self.ids) if object_id not in object_ids]
+        self.neg_created = [self.neg_created[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.blobs = [self.blobs[i] for i in keep]
+        self.columns = {name: [values[i] for i in keep] for name, values in self.columns.items()}
+        self.position = {object_id: i for i, object_id in enumerate(self.ids)}
+        self.invalidate()
+
+    def insert(self, created: int, object_id: str, blob: bytes, columns: tuple) -> None:
+        """Add an object made now (a refund and its balance transaction), in list order."""
+        if object_id in self.position:
+            raise ValueError(f"{object_id} already exists")
+        i = bisect.bisect_left(self.neg_created, -created)
+        while i < len(self.ids) and self.neg_created[i] == -created and self.ids[i] > object_id:
+            i += 1
+        self.neg_created.insert(i, -created)
+        self.ids.insert(i, object_id)
+        self.blobs.insert(i, blob)
+        for values, value in zip(self.columns.values(), columns, strict=True):
+            values.insert(i, value)
+        self.position = {oid: p for p, oid in enumerate(self.ids)}
+        self.invalidate()
+
     def positions_with(self, column: str, values: frozenset) -> list[int]:
         """Sorted positions whose `column` value is in `values` (cached per column and value set)."""
         key = (column, values)
@@ -392,6 +433,7 @@ class StripeAccount:
         live: bool = False,
         clock: Callable[[], float] = time.time,
         account_id: str = "acct_1EmulatorLocal00",
+        event_api_versions: Sequence[tuple[int | str | dt.date, str]] | None = None,
     ) -> None:
         if not isinstance(days, int) or days < 1:
             raise ValueError(f"days must be a positive integer, got {days!r}")
@@ -418,8 +460,47 @@ class StripeAccount:
         self.horizon = self.end_ts if live else min(self.end_ts, int(generated_at) + 1)
         self._now_at_generation = int(generated_at)
         self._rng = random.Random(seed)
-        self._indexes = _Generator(self).run()
+        self.event_versions = EventVersions(self._version_history(event_api_versions))
+        self.lock = threading.RLock()
+        generator = _Generator(self)
+        self._indexes = generator.run()
+        self._timeline = Timeline(
+            self._indexes, generator.plans, int(generated_at), live, self.event_versions,
+            generator.charge_creation_types,
+        )  # fmt: skip
+        # UTC days whose balance transactions are still pending (available_on = day + 2 days).
+        self._pending_txn_days = sorted(
+            day for day in range(self.start_ts // DAY, self.end_ts // DAY)
+            if (day + 2) * DAY > int(generated_at)
+        )  # fmt: skip
+        self._runtime_rng = random.Random(f"{seed}:runtime")
         self.account_json = self._account_object()
+
+    def _version_history(
+        self, history: Sequence[tuple[int | str | dt.date, str]] | None
+    ) -> list[tuple[int, str]]:
+        """The account's API version over time (`event_api_versions`), as unix seconds.
+
+        Default: the older vendored version until the middle day of the account, the newest one
+        from then on, so consumers pinned to one version meet event payloads of the other."""
+        if history is None:
+            oldest, newest = (
+                stripe_specs.vendored_versions()[0],
+                stripe_specs.newest_vendored_version(),
+            )
+            return [(0, oldest), (self.start_ts + (self.days // 2) * DAY, newest)]
+        entries = []
+        for since, version in history:
+            if isinstance(since, bool) or not isinstance(since, int | str | dt.date):
+                raise TypeError(
+                    "event_api_versions entries are (since, version) with since a unix time, a "
+                    f"date or 'YYYY-MM-DD', got {since!r}"
+                )
+            if isinstance(since, int):
+                entries.append((since, version))
+            else:
+                entries.append((_day_timestamp(_parse_start(since, self.start, 1)), version))
+        return entries
 
     # ---- ground truth -------------------------------------------------------------------
 
@@ -438,23 +519,95 @@ class StripeAccount:
     ) -> list[dict[str, Any]]:
         """ALL objects of `resource` visible now (including canceled subscriptions and inactive
         prices), newest first, optionally restricted to `gte <= created < lt`."""
-        index = self.index(resource)
-        lo, hi = index.created_range(gte=gte, lt=lt)
-        lo = max(lo, index.first_visible(self.visible_now()))
-        return [json.loads(blob) for blob in index.blobs[lo:hi]]
+        with self.lock:
+            self.sync()
+            index = self.index(resource)
+            lo, hi = index.created_range(gte=gte, lt=lt)
+            lo = max(lo, index.first_visible(self.visible_now()))
+            blobs = index.blobs[lo:hi]
+        return [json.loads(blob) for blob in blobs]
 
     def ids(self, resource: str, gte: int | None = None, lt: int | None = None) -> list[str]:
         """The ids of `objects(resource, gte, lt)`, in the same order, without parsing any JSON
         (cheap ground truth for large accounts)."""
-        index = self.index(resource)
-        lo, hi = index.created_range(gte=gte, lt=lt)
-        lo = max(lo, index.first_visible(self.visible_now()))
-        return index.ids[lo:hi]
+        with self.lock:
+            self.sync()
+            index = self.index(resource)
+            lo, hi = index.created_range(gte=gte, lt=lt)
+            lo = max(lo, index.first_visible(self.visible_now()))
+            return index.ids[lo:hi]
 
     def total(self, resource: str) -> int:
         """Number of objects of `resource` visible now."""
-        index = self.index(resource)
-        return len(index) - index.first_visible(self.visible_now())
+        with self.lock:
+            self.sync()
+            index = self.index(resource)
+            return len(index) - index.first_visible(self.visible_now())
+
+    # ---- change over time ---------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the served state to the clock's now (live accounts): apply the planned
+        mutations the clock has reached and make balance transactions available once their
+        `available_on` has passed (which emits no event: Stripe has none for it)."""
+        if not self.live:
+            return
+        with self.lock:
+            now = int(self.clock())
+            self._timeline.sync(now)
+            while self._pending_txn_days and (self._pending_txn_days[0] + 2) * DAY <= now:
+                day = self._pending_txn_days.pop(0)
+                index = self._indexes["balance_transactions"]
+                lo, hi = index.created_range(gte=day * DAY, lt=(day + 1) * DAY)
+                blobs = index.blobs
+                for position in range(lo, hi):
+                    blobs[position] = blobs[position].replace(
+                        b'"status":"pending"', b'"status":"available"', 1
+                    )
+
+    def events(
+        self, gte: int | None = None, lt: int | None = None, *, include_expired: bool = False
+    ) -> list[dict[str, Any]]:
+        """Ground truth: every event `GET /v1/events` serves now (created within the last 30
+        days of the clock, and `gte <= created < lt`), newest first, as it renders them.
+        `include_expired` adds the events older than Stripe's 30 days of retention."""
+        with self.lock:
+            self.sync()
+            query = EventQuery(limit=10**12, created_min=gte,
+                               created_max=None if lt is None else lt - 1)  # fmt: skip
+            now = int(self.clock())
+            timeline = self._timeline
+            entries, _ = timeline.page(query, now, retention=not include_expired)
+            return [orjson.loads(timeline.render(entry)) for entry in entries]
+
+    def current(self, resource: str, object_id: str) -> dict[str, Any] | None:
+        """The object as `GET /v1/<resource>/<id>` at the newest vendored version returns it
+        now: None if it does not exist (yet) or is a deleted price, the deleted stub
+        `{"id", "object": "customer", "deleted": true}` for a deleted customer."""
+        with self.lock:
+            self.sync()
+            index = self.index(resource)
+            position = index.position.get(object_id)
+            if position is not None and position >= index.first_visible(self.visible_now()):
+                return json.loads(index.blobs[position])
+            if object_id in self._timeline.graveyard and resource == "customers":
+                return deleted_customer(object_id)
+            return None
+
+    def mutate(self, resource: str, object_id: str, kind: str, **fields: Any) -> list[str]:
+        """Apply one change to an object at the clock's now, record its event(s) and return
+        their ids (creation events of objects it makes included, e.g. a refund's).
+
+        Kinds: customers `update` (fields: email, name, phone, address, description,
+        metadata) and `delete`; prices `deactivate`, `update` (nickname, metadata, active) and
+        `delete`; subscriptions `cancel` and `update` (status, metadata, cancel_at_period_end);
+        charges `refund` (amount: default what is left), `capture`, `dispute` and `update`
+        (description, metadata). The object's planned future mutations are dropped: its fate is
+        the caller's from now on. ValueError names what is wrong.
+        """
+        with self.lock:
+            self.sync()
+            return _mutate(self, resource, object_id, kind, fields)
 
     def totals(self) -> dict[str, int]:
         return {resource: self.total(resource) for resource in RESOURCES}
@@ -484,6 +637,12 @@ class StripeAccount:
             sample["external_accounts"], url=f"/v1/accounts/{self.account_id}/external_accounts"
         )
         return json.dumps(sample, separators=(",", ":")).encode()
+
+
+def deleted_customer(object_id: str) -> dict[str, Any]:
+    """What retrieving a deleted customer returns: "a subset of the customer's information,
+    including a deleted property that's set to true" (docs.stripe.com/api/customers/retrieve)."""
+    return {"id": object_id, "object": "customer", "deleted": True}
 
 
 def _parse_start(start: dt.date | str | None, today: dt.date, days: int) -> dt.date:
@@ -556,6 +715,12 @@ class _Generator:
         self.refund_plan = _Pattern(
             rng, (("none", 85), ("full", 6), ("partial", 6), ("two_partial", 3))
         )
+        # Mutations over time draw from their own stream, so planning them leaves the objects'
+        # stream (and every object's creation state) as it was.
+        self.plan_rng = random.Random(f"{account.seed}:mutations")
+        self.plans: list[Mutation] = []
+        self.charge_creation_types: dict[str, str] = {}
+        self.prices: list[tuple[str, int, bool]] = []  # (id, created, active at creation)
 
     # ---- templates from Stripe's samples ------------------------------------------------
 
@@ -750,6 +915,28 @@ class _Generator:
             return None
         return created + self.rng.randint(1, min(room, max_delay))
 
+    def plan_later(self, created: int, max_delay: int, min_delay: int = 1) -> int | None:
+        """A time `min_delay`..`max_delay` s after `created` before the horizon (mutation stream)."""
+        room = self.horizon - 1 - created
+        if room < min_delay:
+            return None
+        return created + self.plan_rng.randint(min_delay, min(room, max_delay))
+
+    def plan(
+        self,
+        time: int,
+        resource: str,
+        object_id: str,
+        type: str,
+        changes: dict[str, Any] | None = None,
+        remove: bool = False,
+    ) -> None:
+        """Plan a mutation of an object (applied when the clock reaches `time`)."""
+        event_id = "evt_" + self.plan_rng.randbytes(24).translate(_ID_TABLE).decode()
+        self.plans.append(
+            Mutation(time, resource, object_id, type, changes, event_id, remove, len(self.plans))
+        )
+
     # ---- the run ------------------------------------------------------------------------
 
     def run(self) -> dict[str, ResourceIndex]:
@@ -761,6 +948,8 @@ class _Generator:
             if d1 <= d0:
                 break  # days after the clock (non-live): nothing was created yet
             self.generate_day(d0, d1, cpd, first_day=day == 0)
+        self.plan_customer_changes()
+        self.plan_price_changes()
         return {resource: self.build_index(resource) for resource in RESOURCES}
 
     def generate_day(self, d0: int, d1: int, cpd: int, first_day: bool) -> None:
@@ -886,6 +1075,7 @@ class _Generator:
             blob,
             (active, kind, currency, product, record.lookup_key),
         )
+        self.prices.append((record.id, created, active and not force_recurring_active))
 
     # ---- customers ----------------------------------------------------------------------
 
@@ -938,6 +1128,80 @@ class _Generator:
         self.customer_created.append(created)
         self.add("customers", created, object_id, blob, (email,))
 
+    def plan_customer_changes(self) -> None:
+        """About 3% of customers are edited (`customer.updated`: email, name, phone, address or
+        metadata; some in their creation second, a quarter of those edits twice in one second)
+        and about 1% deleted days later (`customer.deleted`), only customers with no
+        subscription and after their last charge, as an account would tidy up."""
+        rng = self.plan_rng
+        subscribed = {row[3][1] for row in self.rows["subscriptions"]}
+        last_used: dict[str, int] = {}
+        for created, _, _, columns in self.rows["charges"]:
+            customer = columns[0]
+            if customer is not None and last_used.get(customer, 0) < created:
+                last_used[customer] = created
+        for customer in self.customers:
+            roll = rng.random()
+            if roll < 0.03:
+                delay_kind = rng.random()
+                if delay_kind < 0.3:
+                    edited_at = customer.created  # in the creation second: a tie
+                elif delay_kind < 0.7:
+                    edited_at = customer.created + rng.randint(1, 3600)
+                else:
+                    edited_at = customer.created + rng.randint(DAY, 5 * DAY)
+                if edited_at >= self.horizon:
+                    continue
+                for _ in range(2 if rng.random() < 0.25 else 1):
+                    self.plan(edited_at, "customers", customer.id, "customer.updated",
+                              self.customer_edit())  # fmt: skip
+            elif roll < 0.04 and customer.id not in subscribed:
+                after = max(customer.created, last_used.get(customer.id, 0))
+                deleted_at = self.plan_later(after, 6 * DAY, min_delay=DAY)
+                if deleted_at is not None:
+                    self.plan(deleted_at, "customers", customer.id, "customer.deleted",
+                              remove=True)  # fmt: skip
+
+    def customer_edit(self) -> dict[str, Any]:
+        """New values for one or two of a customer's editable fields."""
+        rng = self.plan_rng
+        changes: dict[str, Any] = {}
+        for name in rng.sample(
+            ("email", "name", "phone", "address", "metadata"), rng.randint(1, 2)
+        ):
+            if name == "email":
+                changes["email"] = f"customer{rng.randint(1, 10**9)}@example.org"
+            elif name == "name":
+                changes["name"] = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+            elif name == "phone":
+                changes["phone"] = f"+1555{rng.randint(1_000_000, 9_999_999)}"
+            elif name == "address":
+                city, country, state, postal_code = rng.choice(CITIES)
+                changes["address"] = {
+                    "city": city, "country": country,
+                    "line1": f"{rng.randint(1, 999)} Market Street", "line2": None,
+                    "postal_code": postal_code, "state": state,
+                }  # fmt: skip
+            else:
+                changes["metadata"] = {"crm_segment": rng.choice(("smb", "mid", "enterprise"))}
+        return changes
+
+    def plan_price_changes(self) -> None:
+        """About 4% of active prices are deactivated (`price.updated`, `active` false) and about
+        1.5% of the prices no subscription uses are deleted (`price.deleted`), within days."""
+        rng = self.plan_rng
+        used = {row[3][3] for row in self.rows["subscriptions"]}
+        for price_id, created, deactivatable in self.prices:
+            roll = rng.random()
+            if roll < 0.04 and deactivatable:
+                when = self.plan_later(created, 5 * DAY)
+                if when is not None:
+                    self.plan(when, "prices", price_id, "price.updated", {"active": False})
+            elif 0.04 <= roll < 0.055 and price_id not in used and price_id != self.prices[0][0]:
+                when = self.plan_later(created, 5 * DAY)
+                if when is not None:
+                    self.plan(when, "prices", price_id, "price.deleted", remove=True)
+
     def customer_before(self, created: int) -> _CustomerRecord | None:
         count = bisect.bisect_right(self.customer_created, created)
         return self.customers[int(self.rng.random() * count)] if count else None
@@ -977,7 +1241,6 @@ class _Generator:
         outcome = self.outcome_json(reason, advice, int(rand() * 61), old_shape)
 
         refunds = self.plan_refunds(created, amount, currency) if captured else []
-        amount_refunded = sum(refund_amount for _, refund_amount in refunds)
         txn_id = None
         if captured:
             txn_id = self.new_id("txn_")
@@ -985,7 +1248,7 @@ class _Generator:
             "id": charge_id,
             "amount": amount,
             "amount_captured": amount if captured else 0,
-            "amount_refunded": amount_refunded,
+            "amount_refunded": 0,  # refunds come later, each a `charge.refunded` mutation
             "balance_transaction": txn_id,
             "billing_details": billing,
             "calculated_statement_descriptor": "EMULATOR SHOP",
@@ -1006,7 +1269,7 @@ class _Generator:
             "receipt_url": None
             if failed
             else f"https://pay.stripe.com/receipts/payment/{charge_id[3:]}",
-            "refunded": bool(refunds) and amount_refunded == amount,
+            "refunded": False,
             "status": "failed" if failed else "succeeded",
             "transfer_group": f"group_{payment_intent[3:11]}" if rand() < 0.05 else None,
         }
@@ -1018,8 +1281,13 @@ class _Generator:
             template.render(values),
             (values["customer"], payment_intent, values["transfer_group"]),
         )
+        if failed:
+            self.charge_creation_types[charge_id] = "charge.failed"
         if not captured:
+            if not failed:
+                self.plan_capture(charge_id, created, amount, currency, values["description"])
             return
+        self.plan_charge_changes(charge_id, created, amount, refunds)
         settle_currency, settle_amount, rate = self.settle(currency, amount)
         fee = self.fee(settle_currency, settle_amount)
         self.add_txn(
@@ -1046,6 +1314,45 @@ class _Generator:
                 bnpl,
                 rate,
             )
+
+    def plan_charge_changes(
+        self, charge_id: str, created: int, amount: int, refunds: list[tuple[int, int]]
+    ) -> None:
+        """A succeeded charge's refunds (`charge.refunded` each; the refund objects and their
+        balance transactions are created at the same second) and, rarely, a dispute days later
+        (`charge.updated`: `disputed` becomes true)."""
+        refunded = 0
+        for refund_created, refund_amount in refunds:
+            refunded += refund_amount
+            self.plan(
+                refund_created, "charges", charge_id, "charge.refunded",
+                {"amount_refunded": refunded, "refunded": refunded == amount},
+            )  # fmt: skip
+        if self.plan_rng.random() < 0.006:
+            disputed_at = self.plan_later(created, 6 * DAY, min_delay=DAY)
+            if disputed_at is not None:
+                self.plan(disputed_at, "charges", charge_id, "charge.updated", {"disputed": True})
+
+    def plan_capture(
+        self, charge_id: str, created: int, amount: int, currency: str, description: str | None
+    ) -> None:
+        """Half the uncaptured (authorized) charges are captured within two days: `captured`,
+        `amount_captured` and a balance transaction created at the capture (`charge.captured`)."""
+        rng = self.plan_rng
+        if rng.random() >= 0.5:
+            return
+        captured_at = self.plan_later(created, 2 * DAY)
+        if captured_at is None:
+            return
+        txn_id = "txn_" + rng.randbytes(24).translate(_ID_TABLE).decode()
+        self.plan(
+            captured_at, "charges", charge_id, "charge.captured",
+            {"captured": True, "amount_captured": amount, "balance_transaction": txn_id},
+        )  # fmt: skip
+        settle_currency, settle_amount, rate = self.settle(currency, amount)
+        fee = self.fee(settle_currency, settle_amount)
+        self.add_txn(txn_id, captured_at, settle_amount, settle_currency, description or "Payment",
+                     rate, fee, "charge", charge_id, "charge")  # fmt: skip
 
     def card_details(self, amount: int, old_shape: bool, failed: bool) -> RawJSON:
         pick, rand = self.pick, self.rng.random
@@ -1257,17 +1564,25 @@ class _Generator:
             anchor = trial_end
         period_start = anchor if status != "trialing" else created
         period_end = _add_interval(period_start, price.interval, price.interval_count)
-        canceled_at = ended_at = cancel_at = None
-        cancel_at_period_end = False
+        canceled_at = None
         reason = None
+        scheduled_cancel = False
         if status == "canceled":
             canceled_at = self.later(created, 2 * DAY) or created
-            ended_at = canceled_at
             reason = rng.choice(("cancellation_requested", "payment_failed", "payment_disputed"))
-        elif status == "incomplete_expired":
-            ended_at = created + 23 * 3600
         elif status == "active" and rng.random() < 0.1:
-            cancel_at_period_end, cancel_at = True, period_end
+            scheduled_cancel = True
+        # The subscription is created in its first status; `status` is where it is heading.
+        if trial_start is not None:
+            initial = "trialing"
+        elif status in ("incomplete", "incomplete_expired"):
+            initial = "incomplete"
+        else:
+            initial = "active"
+        initial = self.plan_subscription_changes(
+            sub_id, created, status, initial, trial_end, canceled_at, reason, scheduled_cancel,
+            period_end,
+        )  # fmt: skip
         send_invoice = rng.random() < 0.15
         quantity = rng.choice((1, 1, 1, 2, 5))
         item_id = "si_" + self.new_id("")
@@ -1353,24 +1668,24 @@ class _Generator:
         values = {
             "id": sub_id,
             "billing_cycle_anchor": anchor,
-            "cancel_at": cancel_at,
-            "canceled_at": canceled_at,
-            "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
+            "cancel_at": period_end if initial == "active+cancel" else None,
+            "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
             "collection_method": "send_invoice" if send_invoice else "charge_automatically",
             "created": created,
             "currency": price.currency,
             "customer": customer.id,
             "days_until_due": 30 if send_invoice else None,
             "default_payment_method": None if send_invoice else self.new_id("pm_"),
-            "ended_at": ended_at,
+            "ended_at": None,
             "items": RawJSON(_dump_with_raw(items)),
             "latest_invoice": self.new_id("in_"),
             "metadata": self.metadata(),
             "start_date": created,
-            "status": status,
+            "status": initial.removesuffix("+cancel"),
             "trial_end": trial_end,
             "trial_start": trial_start,
-            "cancel_at_period_end": cancel_at_period_end,
+            "cancel_at_period_end": initial == "active+cancel",
             "current_period_start": period_start,
             "current_period_end": period_end,
             "quantity": quantity,
@@ -1381,8 +1696,66 @@ class _Generator:
             created,
             sub_id,
             template.render(values),
-            (status, customer.id, values["collection_method"], price.id),
+            (values["status"], customer.id, values["collection_method"], price.id),
         )
+
+    def plan_subscription_changes(
+        self,
+        sub_id: str,
+        created: int,
+        target: str,
+        initial: str,
+        trial_end: int | None,
+        canceled_at: int | None,
+        reason: str | None,
+        scheduled_cancel: bool,
+        period_end: int,
+    ) -> str:
+        """Plan the way from `initial` to `target` (each status change a
+        `customer.subscription.updated`; an end adds `customer.subscription.deleted` in the same
+        second). Returns the status the subscription is created with ("active+cancel": active,
+        already scheduled to cancel at the period's end)."""
+        updated, deleted = "customer.subscription.updated", "customer.subscription.deleted"
+        plan = self.plan
+        if (
+            initial == "trialing"
+            and trial_end is not None
+            and trial_end < self.horizon
+            and (canceled_at is None or trial_end < canceled_at)
+        ):
+            plan(trial_end, "subscriptions", sub_id, updated, {"status": "active"})
+        if target == "canceled" and canceled_at is not None:
+            if reason == "payment_failed" and initial == "active" and canceled_at - created >= 2:
+                failed_at = created + self.plan_rng.randint(1, canceled_at - created - 1)
+                plan(failed_at, "subscriptions", sub_id, updated, {"status": "past_due"})
+            plan(canceled_at, "subscriptions", sub_id, updated, {
+                "status": "canceled", "canceled_at": canceled_at, "ended_at": canceled_at,
+                "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
+            })  # fmt: skip
+            plan(canceled_at, "subscriptions", sub_id, deleted)
+        elif target in ("past_due", "unpaid"):
+            failed_at = self.plan_later(created, 4 * DAY)
+            if failed_at is None:
+                return target
+            plan(failed_at, "subscriptions", sub_id, updated, {"status": "past_due"})
+            unpaid_at = self.plan_later(failed_at, 2 * DAY) if target == "unpaid" else None
+            if unpaid_at is not None:
+                plan(unpaid_at, "subscriptions", sub_id, updated, {"status": "unpaid"})
+        elif target == "incomplete_expired":
+            # Stripe: an incomplete subscription whose first invoice is not paid in 23 hours
+            # becomes incomplete_expired, a terminal status (docs.stripe.com/billing/subscriptions/overview).
+            expired_at = created + 23 * 3600
+            if expired_at < self.horizon:
+                plan(expired_at, "subscriptions", sub_id, updated,
+                     {"status": "incomplete_expired", "ended_at": expired_at})  # fmt: skip
+                plan(expired_at, "subscriptions", sub_id, deleted)
+        elif scheduled_cancel:
+            scheduled_at = self.plan_later(created, 3 * DAY)
+            if scheduled_at is None:
+                return "active+cancel"
+            plan(scheduled_at, "subscriptions", sub_id, updated,
+                 {"cancel_at_period_end": True, "cancel_at": period_end})  # fmt: skip
+        return initial
 
 
 def _dump_with_raw(document: Mapping[str, Any]) -> str:
@@ -1395,6 +1768,239 @@ def _dump_with_raw(document: Mapping[str, Any]) -> str:
             encoded = encode_json_value(value)
         parts.append(f"{_encode_str(key)}:{encoded}")
     return "{" + ",".join(parts) + "}"
+
+
+# --------------------------------------------------------------------------------------------
+# Mutations made now (StripeAccount.mutate, POST /_emulator/mutate)
+
+#: Fields each `update` kind may set, per resource.
+UPDATABLE_FIELDS = {
+    "customers": frozenset(("email", "name", "phone", "address", "description", "metadata")),
+    "prices": frozenset(("nickname", "metadata", "active", "lookup_key")),
+    "subscriptions": frozenset(("status", "metadata", "cancel_at_period_end", "cancel_at")),
+    "charges": frozenset(("description", "metadata")),
+}
+MUTATION_KINDS = {
+    "customers": ("update", "delete"),
+    "prices": ("deactivate", "update", "delete"),
+    "subscriptions": ("cancel", "update"),
+    "charges": ("refund", "capture", "dispute", "update"),
+}
+ENDED_SUBSCRIPTION_STATUSES = frozenset(("canceled", "incomplete_expired"))
+
+
+def _mutate(
+    account: StripeAccount, resource: str, object_id: str, kind: str, fields: dict[str, Any]
+) -> list[str]:
+    if resource not in RESOURCES:
+        raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(RESOURCES)}")
+    if resource not in MUTATION_KINDS:
+        raise ValueError(
+            f"{resource} cannot be mutated: Stripe emits no events for them"
+            + (" (they become available on `available_on` by themselves)"
+               if resource == "balance_transactions" else "")
+        )  # fmt: skip
+    if kind not in MUTATION_KINDS[resource]:
+        raise ValueError(
+            f"unknown mutation {kind!r} of {resource}; expected one of "
+            f"{', '.join(MUTATION_KINDS[resource])}"
+        )
+    timeline = account._timeline
+    index = account.index(resource)
+    position = index.position.get(object_id)
+    if position is None or position < index.first_visible(account.visible_now()):
+        if object_id in timeline.graveyard:
+            raise ValueError(f"{OBJECT_NAMES[resource]} {object_id} is deleted")
+        raise LookupError(f"No such {OBJECT_NAMES[resource]}: '{object_id}'")
+    unknown = set(fields) - (UPDATABLE_FIELDS[resource] if kind == "update" else {"amount"}
+                             if kind == "refund" else set())  # fmt: skip
+    if unknown:
+        raise ValueError(f"{kind} of {resource} does not take {sorted(unknown)}")
+    obj = json.loads(index.blobs[position])
+    now = int(account.clock())
+    rng = account._runtime_rng
+
+    def new_id(prefix: str) -> str:
+        return prefix + rng.randbytes(24).translate(_ID_TABLE).decode()
+
+    def change(type: str, changes: dict | None = None, remove: bool = False, oid: str = object_id,
+               on: str = resource) -> Mutation:  # fmt: skip
+        return Mutation(now, on, oid, type, changes, new_id("evt_"), remove)
+
+    mutations: list[Mutation] = []
+    created_events: list[str] = []
+    if resource == "customers":
+        if kind == "update":
+            mutations.append(change("customer.updated", dict(fields) or {
+                "email": f"customer{rng.randint(1, 10**9)}@example.org"}))  # fmt: skip
+        else:
+            # "Permanently deletes a customer. It cannot be undone. Also immediately cancels any
+            # active subscriptions on the customer." (docs.stripe.com/api/customers/delete)
+            subscriptions = account.index("subscriptions")
+            for p in subscriptions.positions_with("customer", frozenset((object_id,))):
+                if subscriptions.columns["status"][p] not in ENDED_SUBSCRIPTION_STATUSES:
+                    sub_id = subscriptions.ids[p]
+                    mutations += _cancel(change, sub_id, now, "cancellation_requested")
+            mutations.append(change("customer.deleted", remove=True))
+    elif resource == "prices":
+        if kind == "deactivate":
+            if not obj["active"]:
+                raise ValueError(f"price {object_id} is already inactive")
+            mutations.append(change("price.updated", {"active": False}))
+        elif kind == "update":
+            if not fields:
+                raise ValueError("update of prices needs at least one field")
+            mutations.append(change("price.updated", dict(fields)))
+        else:
+            mutations.append(change("price.deleted", remove=True))
+    elif resource == "subscriptions":
+        status = fields.get("status")
+        if kind == "cancel" or status in ENDED_SUBSCRIPTION_STATUSES:
+            if obj["status"] in ENDED_SUBSCRIPTION_STATUSES:
+                raise ValueError(f"subscription {object_id} has already ended ({obj['status']})")
+            extra = {k: v for k, v in fields.items() if k != "status"}
+            mutations += _cancel(change, object_id, now, "cancellation_requested",
+                                 status or "canceled", extra)  # fmt: skip
+        else:
+            if not fields:
+                raise ValueError("update of subscriptions needs at least one field")
+            mutations.append(change("customer.subscription.updated", dict(fields)))
+    else:
+        mutations, created_events = _mutate_charge(account, obj, kind, fields, change, new_id, now)
+    return timeline.record(mutations) + created_events
+
+
+def _cancel(
+    change: Callable[..., Mutation],
+    sub_id: str,
+    now: int,
+    reason: str,
+    status: str = "canceled",
+    extra: dict[str, Any] | None = None,
+) -> list[Mutation]:
+    """A subscription ending now: `customer.subscription.updated` (the status change) and
+    `customer.subscription.deleted` ("Occurs whenever a customer's subscription ends"), in the
+    same second."""
+    changes: dict[str, Any] = {"status": status, "ended_at": now}
+    if status == "canceled":
+        changes.update(canceled_at=now, cancellation_details={
+            "comment": None, "feedback": None, "reason": reason})  # fmt: skip
+    changes.update(extra or {})
+    return [
+        change("customer.subscription.updated", changes, oid=sub_id, on="subscriptions"),
+        change("customer.subscription.deleted", oid=sub_id, on="subscriptions"),
+    ]
+
+
+def _mutate_charge(
+    account: StripeAccount,
+    charge: dict[str, Any],
+    kind: str,
+    fields: dict[str, Any],
+    change: Callable[..., Mutation],
+    new_id: Callable[[str], str],
+    now: int,
+) -> tuple[list[Mutation], list[str]]:
+    charge_id = charge["id"]
+    if kind == "update":
+        if not fields:
+            raise ValueError("update of charges needs at least one field")
+        return [change("charge.updated", dict(fields))], []
+    if kind == "dispute":
+        if charge["disputed"]:
+            raise ValueError(f"charge {charge_id} is already disputed")
+        return [change("charge.updated", {"disputed": True})], []
+    if charge["status"] != "succeeded":
+        raise ValueError(f"charge {charge_id} has status {charge['status']}: nothing to {kind}")
+    currency, amount = charge["currency"], charge["amount"]
+    settle_currency, settle_amount, rate = _settle(currency, amount)
+    if kind == "capture":
+        if charge["captured"]:
+            raise ValueError(f"charge {charge_id} is already captured")
+        txn_id = new_id("txn_")
+        fee = _Generator.fee(settle_currency, settle_amount)
+        _insert_txn(account, txn_id, now, settle_amount, settle_currency,
+                    charge["description"] or "Payment", rate, fee, "charge", charge_id)  # fmt: skip
+        return [change("charge.captured", {"captured": True, "amount_captured": amount,
+                                           "balance_transaction": txn_id})], []  # fmt: skip
+    # refund
+    if not charge["captured"]:
+        raise ValueError(f"charge {charge_id} is not captured: cancel its authorization instead")
+    remaining = amount - charge["amount_refunded"]
+    refund_amount = fields.get("amount", remaining)
+    if isinstance(refund_amount, bool) or not isinstance(refund_amount, int):
+        raise ValueError(f"amount must be an integer in minor units, got {refund_amount!r}")
+    if not 0 < refund_amount <= remaining:
+        raise ValueError(
+            f"amount must be between 1 and what is left to refund ({remaining}), "
+            f"got {refund_amount}"
+        )
+    refund_id, txn_id = new_id("re_"), new_id("txn_")
+    refund = dict(load_samples()[0]["refund"])
+    refund.update(
+        id=refund_id, amount=refund_amount, balance_transaction=txn_id, charge=charge_id,
+        created=now, currency=currency, metadata={}, payment_intent=charge["payment_intent"],
+        reason="requested_by_customer", status="succeeded", customer=charge["customer"],
+        payment_method=charge["payment_method"],
+        destination_details={"card": {"reference": None, "reference_status": "pending",
+                                      "reference_type": "acquirer_reference_number",
+                                      "type": "refund"}, "type": "card"},
+    )  # fmt: skip
+    account.index("refunds").insert(
+        now, refund_id, dump_object(refund), (charge_id, charge["payment_intent"])
+    )
+    if rate is None:
+        settle_refund = refund_amount
+    else:
+        settle_refund = round(refund_amount / 10 ** CURRENCY_EXPONENT.get(currency, 2) * rate * 100)
+    _insert_txn(account, txn_id, now, -settle_refund, settle_currency,
+                f"REFUND FOR CHARGE ({charge_id})", rate, 0, "refund", refund_id)  # fmt: skip
+    refunded = charge["amount_refunded"] + refund_amount
+    mutation = change(
+        "charge.refunded", {"amount_refunded": refunded, "refunded": refunded == amount}
+    )
+    return [mutation], ["evt_" + refund_id[len(EVENT_RESOURCES["refunds"]) :]]
+
+
+def _settle(currency: str, amount: int) -> tuple[str, int, float | None]:
+    if currency in SETTLEMENT_CURRENCIES:
+        return currency, amount, None
+    rate = USD_RATE[currency]
+    major = amount / 10 ** CURRENCY_EXPONENT.get(currency, 2)
+    return "usd", round(major * rate * 100), rate
+
+
+def _insert_txn(
+    account: StripeAccount,
+    txn_id: str,
+    created: int,
+    amount: int,
+    currency: str,
+    description: str,
+    rate: float | None,
+    fee: int,
+    kind: str,
+    source: str,
+) -> None:
+    """A balance transaction made now: pending until `available_on` (two days later, at 00:00)."""
+    available_on = (created // DAY + 2) * DAY
+    txn = dict(load_samples()[0]["balance_transaction"])
+    fee_details = []
+    if fee:
+        fee_details = [{"amount": fee, "application": None, "currency": currency,
+                        "description": "Stripe processing fees", "type": "stripe_fee"}]  # fmt: skip
+    txn.update(
+        id=txn_id, amount=amount, available_on=available_on, created=created, currency=currency,
+        description=description, exchange_rate=rate, fee=fee, fee_details=fee_details,
+        net=amount - fee, reporting_category=kind, source=source,
+        status="available" if available_on <= created else "pending", type=kind,
+    )  # fmt: skip
+    account.index("balance_transactions").insert(
+        created, txn_id, dump_object(txn), (kind, currency, source)
+    )
+    day = created // DAY
+    if day not in account._pending_txn_days:
+        bisect.insort(account._pending_txn_days, day)
 
 
 def _add_interval(start: int, interval: str, count: int) -> int:

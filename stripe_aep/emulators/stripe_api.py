@@ -54,8 +54,10 @@ from stripe_aep.emulators.stripe_account import (
     RESOURCES,
     ResourceIndex,
     StripeAccount,
+    deleted_customer,
     settle_heap,
 )
+from stripe_aep.emulators.stripe_events import EventQueryError, parse_event_query
 from stripe_aep.emulators.stripe_limits import (
     ACCOUNT_RATE_LIMITS,
     CONCURRENCY_SECONDS,
@@ -92,7 +94,10 @@ READ_PERMISSIONS = {
     "balance_transactions": "rak_balance_read",
     "customers": "rak_customer_read",
     "prices": "rak_plan_read",
+    "events": "rak_event_read",
 }
+#: What a restricted key can be granted: the six resources and the events.
+GRANTABLE = (*RESOURCES, "events")
 
 SUBSCRIPTION_STATUSES = frozenset(
     ("active", "canceled", "incomplete", "incomplete_expired", "past_due", "paused", "trialing",
@@ -502,11 +507,11 @@ class _EmulatorState:
                     f"restricted_keys: {redact_key(key)!r} is not a {self.mode} restricted key "
                     f"(expected '{prefix}<alphanumerics>')"
                 )
-            unknown = set(allowed) - set(RESOURCES)
+            unknown = set(allowed) - set(GRANTABLE)
             if unknown:
                 raise ValueError(
                     f"restricted_keys[{redact_key(key)!r}]: unknown resources {sorted(unknown)}; "
-                    f"expected a subset of {list(RESOURCES)}"
+                    f"expected a subset of {list(GRANTABLE)}"
                 )
         self.account = account
         self.limits = limits
@@ -601,10 +606,13 @@ async def _list_objects(request: Request) -> Response:
     if request.method != "GET":
         return _read_only(request)
     state = _state(request)
-    index = state.account.index(resource)
+    account = state.account
     try:
         query = parse_list_query(resource, request.query_params.multi_items())
-        blobs, has_more = list_page(index, query, state.visible_from(index))
+        with account.lock:
+            account.sync()
+            index = account.index(resource)
+            blobs, has_more = list_page(index, query, state.visible_from(index))
     except _BadRequest as error:
         return error.response()
     blobs = state.render(blobs, resource, _version(request))
@@ -629,17 +637,71 @@ async def _retrieve_object(request: Request) -> Response:
     if request.method != "GET":
         return _read_only(request)
     state = _state(request)
-    index = state.account.index(resource)
+    account = state.account
     object_id = request.path_params["object_id"]
-    position = index.position.get(object_id)
-    if position is None or position < state.visible_from(index):
+    with account.lock:
+        account.sync()
+        index = account.index(resource)
+        position = index.position.get(object_id)
+        visible = position is not None and position >= state.visible_from(index)
+        blob = index.blobs[position] if visible else None
+        if blob is None and resource == "customers" and account.current(resource, object_id):
+            # A deleted customer: Stripe returns the deleted stub, not a 404.
+            return JSONResponse(deleted_customer(object_id))
+    if blob is None:
+        # Deleted prices too: the emulator answers like for an id that never existed.
         return stripe_error(
             404,
             f"No such {OBJECT_NAMES[resource]}: '{object_id}'",
             code="resource_missing",
             param="id",
         )
-    (blob,) = state.render([index.blobs[position]], resource, _version(request))
+    (blob,) = state.render([blob], resource, _version(request))
+    return Response(blob, media_type="application/json")
+
+
+async def _list_events(request: Request) -> Response:
+    """`GET /v1/events`: newest first, 30 days, each event at its own API version."""
+    if request.method != "GET":
+        return _read_only(request)
+    state = _state(request)
+    account = state.account
+    try:
+        query = parse_event_query(request.query_params.multi_items())
+        with account.lock:
+            account.sync()
+            timeline = account._timeline
+            entries, has_more = timeline.page(query, int(account.clock()))
+            blobs = [timeline.render(entry, state.livemode) for entry in entries]
+    except EventQueryError as error:
+        return stripe_error(400, str(error), code=error.code, param=error.param)
+    body = b"".join(
+        (
+            b'{"object":"list","data":[',
+            b",".join(blobs),
+            b'],"has_more":',
+            b"true" if has_more else b"false",
+            b',"url":"/v1/events"}',
+        )
+    )
+    return Response(body, media_type="application/json")
+
+
+async def _retrieve_event(request: Request) -> Response:
+    """`GET /v1/events/<id>`: an event of the last 30 days, else 404."""
+    if request.method != "GET":
+        return _read_only(request)
+    state = _state(request)
+    account = state.account
+    event_id = request.path_params["event_id"]
+    with account.lock:
+        account.sync()
+        entry = account._timeline.find(event_id, int(account.clock()))
+        blob = account._timeline.render(entry, state.livemode) if entry else None
+    if blob is None:
+        return stripe_error(
+            404, f"No such event: '{event_id}'", code="resource_missing", param="id"
+        )
     return Response(blob, media_type="application/json")
 
 
@@ -706,6 +768,34 @@ async def _control_faults(request: Request) -> Response:
         if "error_seed" in changes:
             state.fault_rng.seed(state.faults.error_seed)
     return JSONResponse(dataclasses.asdict(state.faults))
+
+
+async def _control_mutate(request: Request) -> Response:
+    """Apply one mutation now: `{"resource", "id", "kind", "fields": {...}}` →
+    `{"event_ids": [...]}` (StripeAccount.mutate over HTTP, for tests in other processes)."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except json.JSONDecodeError as error:
+        return JSONResponse({"error": f"the body must be a JSON object: {error}"}, 400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "the body must be a JSON object"}, 400)
+    unknown = sorted(set(body) - {"resource", "id", "kind", "fields"})
+    missing = [name for name in ("resource", "id", "kind") if not isinstance(body.get(name), str)]
+    fields = body.get("fields", {})
+    if unknown or missing or not isinstance(fields, dict):
+        return JSONResponse(
+            {"error": "expected {\"resource\": str, \"id\": str, \"kind\": str, \"fields\": "
+                      f"{{...}}}}; unknown keys {unknown}, missing or not strings {missing}"},
+            400,
+        )  # fmt: skip
+    account = _state(request).account
+    try:
+        event_ids = account.mutate(body["resource"], body["id"], body["kind"], **fields)
+    except LookupError as error:
+        return JSONResponse({"error": str(error).strip("'\"")}, 404)
+    except (ValueError, TypeError) as error:
+        return JSONResponse({"error": str(error)}, 400)
+    return JSONResponse({"event_ids": event_ids})
 
 
 async def _control_reset(request: Request) -> Response:
@@ -1000,7 +1090,10 @@ def create_app(
         Route("/_emulator/log", _control_log, methods=["GET"]),
         Route("/_emulator/faults", _control_faults, methods=["GET", "POST"]),
         Route("/_emulator/reset", _control_reset, methods=["POST"]),
+        Route("/_emulator/mutate", _control_mutate, methods=["POST"]),
         Route("/v1/account", _account, methods=any_method),
+        Route("/v1/events", _list_events, methods=any_method),
+        Route("/v1/events/{event_id}", _retrieve_event, methods=any_method),
         Route("/v1/{resource}", _list_objects, methods=any_method),
         Route("/v1/{resource}/{object_id}", _retrieve_object, methods=any_method),
         Route("/v1/{rest:path}", _not_found, methods=any_method),
