@@ -3,6 +3,7 @@
 import dagster as dg
 
 from stripe_aep.assets.aep import aep_assets
+from stripe_aep.assets.events import events_asset
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation.schedules import schedules
@@ -17,7 +18,7 @@ EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_proce
 ledger_url_from_env()
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *xdm_assets, *aep_assets],
+    assets=[events_asset, *raw_assets, *xdm_assets, *aep_assets],
     executor=EXECUTORS[executor_from_env()],
     schedules=schedules,
     sensors=sensors,

@@ -4,18 +4,20 @@ Thin Dagster layer over `stripe_aep.stripe.extract`: one factory builds the six 
 """
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 
 import dagster as dg
 
 from stripe_aep.assets import ASSET_OWNERS
-from stripe_aep.config import RESOURCES, StripeSettings, start_date_from_env
+from stripe_aep.config import EVENTS, RESOURCES, StripeSettings, start_date_from_env
 from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
 from stripe_aep.stripe.changes import STATE_LAYER, ChangeDeriver, DayFigures
 from stripe_aep.stripe.client import FILTER_PASSES, StripeClient
+from stripe_aep.stripe.events import Probe, probe
 from stripe_aep.stripe.extract import ExtractionResult, PartitionExtractor
 from stripe_aep.stripe.rawstore import RawPartition
 
@@ -30,10 +32,14 @@ class RawExtractConfig(dg.Config):
     arrivals). Costs API calls even for closed days; off by default."""
 
     reread: bool = False
-    """List the partitions' whole days again and write a version of every object whose mapped
-    state changed since its latest known version, and a tombstone of every object no longer listed
-    (deleted customers and prices vanish from lists). What the 30-day-edge automation launches when
-    events older than Stripe's 30 days of history were missed; costs a full listing of each day."""
+    """Re-read the partitions' objects as Stripe returns them now, as new versions (the events that
+    would have told their changes were lost past Stripe's 30-day retention). The sensor
+    `stripe_aep_events_edge` sets it on the runs it launches; off by default."""
+
+
+def _now() -> float:
+    """The raw assets' clock (the idle-reads benchmark replaces it with a simulated one)."""
+    return time.time()
 
 
 def _iso(ts: int) -> str:
@@ -67,7 +73,7 @@ def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) ->
     path = READS_LEDGER.format(resource=resource)
     ledger = lake.read_json(path) if lake.exists(path) else {}
     days = ledger.setdefault("days", {})
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.fromtimestamp(_now(), dt.UTC).date()
     days[today.isoformat()] = int(days.get(today.isoformat(), 0)) + requests
     horizon = (today - dt.timedelta(days=30)).isoformat()
     ledger["days"] = {d: n for d, n in days.items() if d > horizon}
@@ -75,7 +81,7 @@ def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) ->
         ledger["last_fresh_tick_reads"] = requests
     lake.write_json(path, ledger)
     used, per_tick = 0, 0
-    for other in RESOURCES:
+    for other in (EVENTS, *RESOURCES):
         other_path = READS_LEDGER.format(resource=other)
         data = (
             ledger
@@ -113,7 +119,7 @@ def record_run_metadata(
     record_day_figures(context, figures)
     stats = result.request_stats
     requests = int(stats["requests"])
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.fromtimestamp(_now(), dt.UTC).date()
     reads = _record_reads(lake, resource, requests, fresh_tick=days == [today])
     allocation = settings.rates.read_allocation
     by_reason = {
@@ -131,7 +137,7 @@ def record_run_metadata(
     if allocation and reads["projected_monthly_reads"] > allocation:
         context.log.warning(
             f"Stripe read allocation: the schedules' projected reads "
-            f"({reads['projected_monthly_reads']} a month for the six resources) exceed "
+            f"({reads['projected_monthly_reads']} a month for the six resources and the events) exceed "
             f"STRIPE_READ_ALLOCATION={allocation}. Stripe may throttle the account; run the "
             "fresh-data schedule less often, or ask Stripe for a larger allocation"
         )
@@ -163,6 +169,44 @@ def record_run_metadata(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def events_probe(
+    lake: Lake,
+    resource: str,
+    days: list[dt.date],
+    config: RawExtractConfig,
+    settings: StripeSettings,
+) -> Probe | None:
+    """The events probe applies to a plain run of today's partition alone (the fresh-data tick);
+    the close-out, backfills, refresh and re-read runs always list. None when it does not apply."""
+    now = _now()
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    if days != [today] or config.refresh or config.reread:
+        return None
+    return probe(lake, resource, today, now, settings.visibility_lag_seconds)
+
+
+def skipped_listing(lake: Lake, resource: str, days: list[dt.date]) -> ExtractionResult:
+    """The result of a run whose listing the probe skipped: no request, the cursor unchanged."""
+    result = ExtractionResult(resource, [d.isoformat() for d in days])
+    for day in days:
+        result.cursors[day.isoformat()] = RawPartition(lake, resource, day).cursor()
+    result.request_stats = {"requests": 0, "retries": 0, "rate_limited_429": 0}
+    return result
+
+
+def with_probe_metadata(
+    context: dg.AssetExecutionContext, materialized: dg.MaterializeResult, decision: Probe | None
+) -> dg.MaterializeResult:
+    if decision is None:
+        return materialized
+    if decision.skip:
+        context.log.info(f"listing skipped by events: {decision.reason}")
+    metadata = dict(materialized.metadata or {})
+    metadata["listing_skipped_by_events"] = decision.skip
+    metadata["listing_probe"] = decision.reason
+    return dg.MaterializeResult(metadata=metadata)
+
+
 def derive_versions(
     context: dg.AssetExecutionContext,
     client: StripeClient,
@@ -183,6 +227,7 @@ def derive_versions(
         run_id=context.run_id,
         start_date=start_date_from_env(),
         held_days=days,
+        clock=_now,
         visibility_lag_seconds=settings.visibility_lag_seconds,
     )
     figures = {day.isoformat(): DayFigures() for day in days}
@@ -222,6 +267,8 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
             "a closed, fully covered day costs no API call unless `refresh` is set."
         ),
         metadata={"stripe_endpoint": f"/v1/{resource}"},
+        # One run lists the events first: the probe below reads them (docs/operations.md).
+        deps=[dg.AssetKey(["stripe", EVENTS])],
     )
     def raw_asset(
         context: dg.AssetExecutionContext,
@@ -238,6 +285,7 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
             resource,
             concurrency=settings.concurrency,
             visibility_lag_seconds=settings.visibility_lag_seconds,
+            clock=_now,
         )
         try:
             # One writer per partition: a second run of these days waits here (see locks.py).
@@ -251,7 +299,11 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
                     lake.lake(), STATE_LAYER, resource, days, run_id=context.run_id, log=context.log
                 ),
             ):
-                result = extractor.run(days, refresh=config.refresh)
+                decision = events_probe(lake.lake(), resource, days, config, settings)
+                if decision is not None and decision.skip:
+                    result = skipped_listing(lake.lake(), resource, days)
+                else:
+                    result = extractor.run(days, refresh=config.refresh)
                 before = client.stats.as_dict()
                 derive_versions(
                     context, client, lake.lake(), resource, days, settings, config.reread
@@ -266,7 +318,8 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
             client.close()
         for message in result.damaged:
             context.log.warning(message)
-        return record_run_metadata(context, lake.lake(), resource, result, settings)
+        materialized = record_run_metadata(context, lake.lake(), resource, result, settings)
+        return with_probe_metadata(context, materialized, decision)
 
     return raw_asset
 

@@ -1,6 +1,6 @@
 """Sensors that let the pipeline heal itself: batches AEP left pending, days never delivered, failures.
 
-Three sensors, all STOPPED by default (Dagster UI → Automation → switch on; or set
+Four sensors, all STOPPED by default (Dagster UI → Automation → switch on; or set
 `STRIPE_AEP_SENSORS=running` in the code location's environment to start them RUNNING):
 
 * `stripe_aep_batch_status` — reads the delivery ledger (`STRIPE_AEP_LEDGER_URL`, else
@@ -11,6 +11,11 @@ Three sensors, all STOPPED by default (Dagster UI → Automation → switch on; 
 * `stripe_aep_gaps` — finds days between `STRIPE_START_DATE` and today that were never delivered,
   whose last delivery failed, or whose raw/XDM folders vanished from the lake, and launches bounded
   range runs of all 18 assets for them, newest first.
+* `stripe_aep_events_edge` — when the `stripe/events` asset found events lost past Stripe's 30-day
+  retention (a marker on the lake, `_meta/stripe_events/lost_windows.json`), launches bounded range
+  runs of `stripe/<resource>` (run config `reread: true`), `xdm/<resource>` and `aep/<resource>`
+  over the partitions whose listings were fetched before the lost window's end, and records them
+  in the marker so they are launched once.
 * `stripe_aep_run_failure` — on a failed run, writes the failing step's own error (e.g. Stripe's
   "missing permission" with its request id) as an `AssetObservation` on every partition of the asset
   that step materializes, so the asset page shows why a partition is missing.
@@ -58,6 +63,7 @@ from stripe_aep.config import RESOURCES, ConfigError, data_dir_from_env, ledger_
 from stripe_aep.lake import Lake
 from stripe_aep.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from stripe_aep.secrets import SecretMasker
+from stripe_aep.stripe.events import LostWindow, LostWindows
 
 #: Tag on every run a sensor of this module requests (the in-flight bound counts these).
 SENSOR_TAG = "stripe_aep/sensor"
@@ -571,4 +577,99 @@ def run_failure_sensor(context: dg.RunFailureSensorContext):
         context.instance.report_runless_asset_event(observation)
 
 
-sensors = [aep_batch_status_sensor, gaps_sensor, run_failure_sensor]
+# -- the 30-day edge of the events --------------------------------------------------------------
+
+EVENTS_EDGE_SENSOR = "stripe_aep_events_edge"
+#: Tag naming the lost events window a re-read run was launched for.
+LOST_WINDOW_TAG = "stripe_aep/lost_events_window"
+
+
+def reread_requests(window: LostWindow, all_days: Sequence[str]) -> list[dg.RunRequest]:
+    """Bounded range runs of `stripe/<r>` (with `reread: true`), `xdm/<r>` and `aep/<r>` over the
+    partitions whose listings were fetched before the lost window's end, newest first."""
+    index = {d: i for i, d in enumerate(all_days)}
+    requests = []
+    for resource, days in sorted(window.partitions.items()):
+        known = sorted((d for d in days if d in index), key=index.__getitem__, reverse=True)
+        ranges: list[list[str]] = []
+        for day in known:
+            cur = ranges[-1] if ranges else None
+            if cur and index[cur[-1]] - index[day] == 1 and len(cur) < MAX_PARTITIONS_PER_RUN:
+                cur.append(day)
+            else:
+                ranges.append([day])
+        for members in ranges:
+            first, last = members[-1], members[0]
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"reread:{window.key}:{resource}:{first}..{last}",
+                    asset_selection=[
+                        dg.AssetKey([layer, resource]) for layer in ("stripe", "xdm", "aep")
+                    ],
+                    run_config={"ops": {f"stripe__{resource}": {"config": {"reread": True}}}},
+                    tags={
+                        SENSOR_TAG: EVENTS_EDGE_SENSOR,
+                        LOST_WINDOW_TAG: window.key,
+                        RANGE_START_TAG: first,
+                        RANGE_END_TAG: last,
+                    },
+                )
+            )
+    return requests
+
+
+def evaluate_events_edge(
+    context: dg.SensorEvaluationContext, data_dir: str, now: float
+) -> dg.SensorResult | dg.SkipReason:
+    """Launch the re-reads of every open lost events window, at most `MAX_RUNS_IN_FLIGHT` runs at
+    a time; the marker on the lake records the runs launched and, once all are, the window's new
+    status (`reread_launched`), so no tick launches them twice."""
+    lake = Lake(data_dir)
+    marker = LostWindows(lake)
+    windows = [w for w in marker.load() if w.status == "open"]
+    if not windows:
+        return dg.SkipReason("no lost events window waits for a re-read")
+    now_dt = dt.datetime.fromtimestamp(now, dt.UTC)
+    days = daily_partitions.get_partition_keys(current_time=now_dt)
+    budget = MAX_RUNS_IN_FLIGHT - runs_in_flight(context.instance, EVENTS_EDGE_SENSOR)
+    requests: list[dg.RunRequest] = []
+    for window in windows:
+        planned = reread_requests(window, days)
+        pending = [r for r in planned if r.run_key not in set(window.runs)]
+        take = pending[: max(0, budget - len(requests))]
+        for request in take:
+            context.log.warning(
+                "lost events window %s: re-reading %s",
+                window.as_dict()["window"],
+                request.run_key,
+            )
+        requests.extend(take)
+        launched = [r.run_key for r in take]
+        if len(take) == len(pending):
+            marker.mark_launched(window.key, launched)
+        elif launched:
+            marker.add_runs(window.key, launched)
+    if not requests:
+        return dg.SkipReason(
+            f"{len(windows)} lost events window(s) wait for a re-read; "
+            f"{max(0, budget)} run slot(s) free"
+        )
+    return dg.SensorResult(run_requests=requests)
+
+
+@dg.sensor(
+    name=EVENTS_EDGE_SENSOR,
+    target=ALL_LAYERS,
+    minimum_interval_seconds=300,
+    default_status=default_sensor_status(),
+    description=(
+        "When events older than Stripe's 30-day retention were never fetched (the stripe/events "
+        "warning), re-reads the partitions whose listings predate the lost window: bounded range "
+        "runs of stripe/<resource> with `reread: true`, xdm/<resource> and aep/<resource>."
+    ),
+)
+def events_edge_sensor(context: dg.SensorEvaluationContext):
+    return evaluate_events_edge(context, data_dir_from_env(), _now())
+
+
+sensors = [aep_batch_status_sensor, gaps_sensor, run_failure_sensor, events_edge_sensor]

@@ -284,7 +284,8 @@ class LostWindow:
 
     @property
     def key(self) -> str:
-        return f"{self.gte}-{self.lt}"
+        """Stable while an open window grows (its end moves, never its start)."""
+        return str(self.gte)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -328,16 +329,38 @@ class LostWindows:
         windows = self.load()
         known = {w.key for w in windows}
         new = []
+        changed = False
         for hole in holes:
             w = LostWindow(hole.gte, hole.lt, int(now))
             if w.key in known:
+                same = next(o for o in windows if o.key == w.key)
+                if hole.lt > same.lt and same.status == "open":
+                    same.lt = hole.lt
+                    same.partitions = affected_partitions(self.lake, same.lt)
+                    changed = True
+                continue
+            # A hole left unfetched loses a little more each scan: extend the open window it
+            # continues instead of recording a new one every tick.
+            previous = next((o for o in windows if o.status == "open" and o.lt == hole.gte), None)
+            if previous is not None:
+                previous.lt = hole.lt
+                previous.partitions = affected_partitions(self.lake, previous.lt)
+                changed = True
                 continue
             w.partitions = affected_partitions(self.lake, hole.lt)
             windows.append(w)
             new.append(w)
-        if new:
+        if new or changed:
             self.save(windows)
         return new
+
+    def add_runs(self, key: str, runs: Sequence[str]) -> None:
+        """Record re-read runs launched for a window that still has more to launch."""
+        windows = self.load()
+        for w in windows:
+            if w.key == key:
+                w.runs = sorted(set(w.runs) | set(runs))
+        self.save(windows)
 
     def mark_launched(self, key: str, runs: Sequence[str]) -> None:
         windows = self.load()

@@ -1,0 +1,115 @@
+"""`stripe/events`: Stripe's events for the six resources, one folder per UTC day of the event's `created`.
+
+The same extractor, client, budgets, pool, cursor-from-files and atomic storage as the raw resources
+(`stripe_aep.stripe.extract`), on `/v1/events` with the explicit `types[]` of `EVENT_TYPES` (one pass,
+Stripe's limit of 20). The raw assets depend on it, so one run lists the events first: today's
+listing is then skipped when the events show nothing new (the probe, `stripe_aep.stripe.events`),
+and the changes they carry are derived into versions.
+
+Events older than Stripe's 30-day retention are never asked for (a window Stripe no longer serves
+would be written as empty and claim coverage it does not have). After each run the asset checks that
+the events on the lake cover what the listing snapshots rely upon; a lost window becomes a warning
+here (log and metadata, every run until the re-reads are launched) and a marker on the lake that the
+sensor `stripe_aep_events_edge` acts upon.
+"""
+
+import dagster as dg
+
+from stripe_aep.assets import ASSET_OWNERS
+from stripe_aep.assets.raw import (
+    STRIPE_POOL,
+    RawExtractConfig,
+    _now,
+    partition_days,
+    record_run_metadata,
+)
+from stripe_aep.config import EVENTS
+from stripe_aep.lake import Lake
+from stripe_aep.locks import hold_partitions
+from stripe_aep.partitions import backfill_policy, daily_partitions
+from stripe_aep.resources import LakeResource, StripeResource
+from stripe_aep.stripe.client import EVENT_TYPES
+from stripe_aep.stripe.events import LostWindows, oldest_fetchable, scan_coverage
+from stripe_aep.stripe.extract import PartitionExtractor
+
+
+def edge_metadata(context: dg.AssetExecutionContext, lake: Lake, lag: int) -> dict:
+    """Check the events coverage (the 30-day edge); warn in the log and the metadata."""
+    report = scan_coverage(lake, _now(), lag)
+    windows = LostWindows(lake).load()
+    open_windows = [w for w in windows if w.status == "open"]
+    launched = [w for w in windows if w.status != "open"]
+    warnings = []
+    if open_windows:
+        warnings.append(
+            "events LOST past Stripe's 30-day retention: "
+            + ", ".join(
+                f"{w.as_dict()['window']} ({sum(len(d) for d in w.partitions.values())} "
+                "partition(s) to re-read)"
+                for w in open_windows
+            )
+            + "; the listings fetched before these windows' ends may no longer equal Stripe's "
+            "state. The sensor stripe_aep_events_edge re-reads them (switch it on in Automation), "
+            f"see {LostWindows.__module__} and docs/operations.md"
+        )
+    if report.fetchable:
+        warnings.append(report.warning().split(" | ")[-1])
+    text = " | ".join(warnings)
+    if text:
+        context.log.warning(text)
+    return {
+        "events_needed_from": report.needed_from or 0,
+        "events_lost_windows_open": len(open_windows),
+        "events_lost_windows_reread": len(launched),
+        "events_fetchable_holes": len(report.fetchable),
+        "events_coverage_warning": text or "none: the events cover every listing snapshot",
+    }
+
+
+@dg.asset(
+    key=["stripe", EVENTS],
+    group_name="stripe",
+    partitions_def=daily_partitions,
+    backfill_policy=backfill_policy,
+    kinds={"stripe", "json"},
+    owners=ASSET_OWNERS,
+    pool=STRIPE_POOL,
+    description=(
+        "Raw Stripe events of the six resources (explicit types[], one pass of "
+        f"{len(EVENT_TYPES)} types), lossless JSON lines, one folder per UTC day of the event's "
+        "`created`. Incremental like the raw resources; never asks for events older than Stripe's "
+        "30-day retention, and warns (metadata `events_coverage_warning`) when a window the "
+        "listings rely upon was lost."
+    ),
+    metadata={"stripe_endpoint": "/v1/events", "event_types": ", ".join(EVENT_TYPES)},
+)
+def events_asset(
+    context: dg.AssetExecutionContext,
+    config: RawExtractConfig,
+    stripe: StripeResource,
+    lake: LakeResource,
+) -> dg.MaterializeResult:
+    settings = stripe.settings()
+    client = stripe.client()
+    days = partition_days(context)
+    store = lake.lake()
+    extractor = PartitionExtractor(
+        client,
+        store,
+        EVENTS,
+        concurrency=settings.concurrency,
+        visibility_lag_seconds=settings.visibility_lag_seconds,
+        clock=_now,
+        oldest_fetchable=oldest_fetchable,
+    )
+    try:
+        with hold_partitions(store, "stripe", EVENTS, days, run_id=context.run_id, log=context.log):
+            result = extractor.run(days, refresh=config.refresh)
+    finally:
+        client.close()
+    for message in result.damaged:
+        context.log.warning(message)
+    materialized = record_run_metadata(context, store, EVENTS, result, settings)
+    metadata = dict(materialized.metadata or {})
+    metadata.update(edge_metadata(context, store, settings.visibility_lag_seconds))
+    return dg.MaterializeResult(metadata=metadata)

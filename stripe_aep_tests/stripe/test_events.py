@@ -1,0 +1,272 @@
+"""The events side of change capture: fetched_at in sidecars, the probe, the 30-day edge, the asset."""
+
+import datetime as dt
+import time
+
+import dagster as dg
+import pytest
+
+import stripe_aep.assets.raw as raw_module
+from stripe_aep.assets.events import events_asset
+from stripe_aep.assets.raw import raw_assets
+from stripe_aep.config import EVENTS, RESOURCES, StripeSettings
+from stripe_aep.lake import Lake
+from stripe_aep.resources import LakeResource, StripeResource
+from stripe_aep.stripe.client import EVENT_TYPES, StripeClient
+from stripe_aep.stripe.events import (
+    COVERAGE_STATE_PATH,
+    EVENTS_RETENTION_SECONDS,
+    Hole,
+    LostWindows,
+    oldest_fetchable,
+    probe,
+    scan_coverage,
+)
+from stripe_aep.stripe.extract import PartitionExtractor, encode
+from stripe_aep.stripe.rawstore import RawPartition, day_bounds, fetched_at, read_objects
+from stripe_aep_tests.conftest import TEST_KEY
+from stripe_aep_tests.stripe.fake_stripe import FakeStripe
+
+DAY = dt.date(2026, 3, 10)
+START, END = day_bounds(DAY)
+LAG = 120
+
+
+def _customer(cid: str, created: int) -> dict:
+    return {"id": cid, "object": "customer", "created": created, "email": f"{cid}@x.test"}
+
+
+def _event(eid: str, etype: str, obj: dict, created: int) -> dict:
+    return {
+        "id": eid,
+        "object": "event",
+        "type": etype,
+        "created": created,
+        "data": {"object": obj},
+    }
+
+
+def _write(lake, resource, day, gte, lt, objects, **meta):
+    part = RawPartition(lake, resource, day)
+    return part.write(gte, lt, [encode(o) for o in objects], meta)
+
+
+# -- fetched_at ---------------------------------------------------------------------------------
+
+
+def test_merged_file_keeps_the_oldest_fetch_time_of_its_parts(tmp_path):
+    lake = Lake(str(tmp_path))
+    part = RawPartition(lake, "customers", DAY)
+    a = _write(lake, "customers", DAY, START, START + 100, [], fetched_at=START + 500)
+    b = _write(lake, "customers", DAY, START + 100, START + 200, [], fetched_at=START + 300)
+    c = _write(lake, "customers", DAY, START + 200, START + 300, [])  # written before fetched_at
+    merged = part.merge([a, b, c], {"api_version": "v"})
+    meta = part.read_meta(merged)
+    assert meta["fetched_at"] == START + 300  # min(500, 300, lt of the part without it = 300)
+    assert fetched_at(c, {}) == START + 300
+
+
+def test_listing_sidecars_record_when_their_first_request_started(tmp_path):
+    fake = FakeStripe()
+    for i in range(250):
+        fake.add("customers", _customer(f"cus_{i:04d}", START + 10 * i))
+    ticks = iter(range(END + 1000, END + 100000))
+    with fake.serve() as server:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=server.url, max_rps="1000")
+        client = StripeClient(settings, shared_limiter=False)
+        extractor = PartitionExtractor(
+            client,
+            Lake(str(tmp_path)),
+            "customers",
+            concurrency=4,
+            visibility_lag_seconds=0,
+            clock=lambda: float(next(ticks)),
+            max_piece_seconds=900,  # several pieces, merged at the end
+        )
+        result = extractor.run([DAY])
+    lake = Lake(str(tmp_path))
+    part = RawPartition(lake, "customers", DAY)
+    (merged,) = part.files()
+    meta = part.read_meta(merged)
+    assert meta["merged_from"] > 1 and result.objects == 250
+    # the plan read the clock first; every piece's first request after it: the merged file keeps
+    # the earliest of them, earlier than the last clock reading of the run
+    assert END + 1000 < meta["fetched_at"] < next(ticks)
+
+
+# -- the probe ----------------------------------------------------------------------------------
+
+
+def _probe_lake(tmp_path, events, listed_until=START + 3600, events_until=END):
+    lake = Lake(str(tmp_path))
+    _write(lake, "customers", DAY, START, listed_until, [], fetched_at=listed_until + 5)
+    _write(lake, EVENTS, DAY, START, events_until, events)
+    return lake
+
+
+def test_probe_skips_when_the_events_show_nothing_new(tmp_path):
+    old = _customer("cus_old", START - 86400)
+    lake = _probe_lake(tmp_path, [_event("evt_1", "customer.updated", old, START + 7200)])
+    decision = probe(lake, "customers", DAY, END + LAG, LAG)
+    assert decision.skip and decision.events_read == 1
+    assert "show no customer created" in decision.reason
+
+
+def test_probe_lists_when_an_event_shows_a_new_object(tmp_path):
+    new = _customer("cus_new", START + 5000)
+    lake = _probe_lake(tmp_path, [_event("evt_2", "customer.created", new, START + 5000)])
+    decision = probe(lake, "customers", DAY, END + LAG, LAG)
+    assert not decision.skip and "cus_new" in decision.reason and "evt_2" in decision.reason
+    # an event of another resource never triggers the customers listing
+    assert probe(lake, "prices", DAY, END + LAG, LAG).skip
+
+
+def test_probe_lists_when_the_events_do_not_cover_the_gap(tmp_path):
+    lake = _probe_lake(tmp_path, [], events_until=START + 1800)  # events end before the gap
+    decision = probe(lake, "customers", DAY, END + LAG, LAG)
+    assert not decision.skip and "do not cover" in decision.reason
+    lake2 = _probe_lake(tmp_path / "b", [], events_until=END - 3600)  # end well before the gap's
+    decision = probe(lake2, "customers", DAY, END + LAG, LAG)
+    assert not decision.skip and "before the raw gap's end" in decision.reason
+
+
+def test_probe_never_skips_balance_transactions(tmp_path):
+    lake = _probe_lake(tmp_path, [])
+    assert not probe(lake, "balance_transactions", DAY, END + LAG, LAG).skip
+
+
+# -- the 30-day edge ----------------------------------------------------------------------------
+
+
+def test_events_extractor_never_claims_windows_past_the_retention(tmp_path):
+    fake = FakeStripe()
+    now = float(END + 40 * 86400)  # DAY is 40 days old
+    with fake.serve() as server:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=server.url, max_rps="1000")
+        extractor = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            EVENTS,
+            concurrency=2,
+            visibility_lag_seconds=LAG,
+            clock=lambda: now,
+            oldest_fetchable=oldest_fetchable,
+        )
+        result = extractor.run([DAY, dt.datetime.fromtimestamp(now - 86400 * 29.5, dt.UTC).date()])
+    assert all(a >= oldest_fetchable(now) for a, _ in result.windows)
+    assert RawPartition(Lake(str(tmp_path)), EVENTS, DAY).coverage() == []
+    sent = [q for p, q in fake.log if p == "/v1/events"]
+    assert sent and all(int(q["created[gte]"][0]) >= oldest_fetchable(now) for q in sent)
+    assert all(q["types[]"] == list(EVENT_TYPES) for q in sent)
+
+
+def test_a_hole_older_than_the_retention_is_recorded_as_lost(tmp_path):
+    lake = Lake(str(tmp_path))
+    listed_at = START + 3600
+    _write(lake, "customers", DAY, START, END, [_customer("c", START)], fetched_at=listed_at)
+    later = DAY + dt.timedelta(days=5)
+    _write(lake, "prices", later, *day_bounds(later), [], fetched_at=day_bounds(later)[1] + 60)
+    now = float(END + 40 * 86400)
+    # the events were fetched for the last 10 days only: the 30 days before are a hole
+    for i in range(11):
+        day = dt.datetime.fromtimestamp(now, dt.UTC).date() - dt.timedelta(days=i)
+        lo, hi = day_bounds(day)
+        if min(hi, int(now) - LAG) > lo:
+            _write(lake, EVENTS, day, lo, min(hi, int(now) - LAG), [])
+    report = scan_coverage(lake, now, LAG)
+    assert report.needed_from == listed_at
+    (lost,) = report.lost
+    assert lost.gte == listed_at and lost.lt == oldest_fetchable(now)
+    (hole,) = report.fetchable  # still fetchable: from the retention's edge to the 10 days
+    assert hole.gte == oldest_fetchable(now)
+    assert "LOST" in report.warning() and "run stripe/events" in report.warning()
+    (window,) = LostWindows(lake).load()
+    assert (window.gte, window.lt, window.status) == (lost.gte, lost.lt, "open")
+    # customers fetched before the hole's end, prices too (fetched 5 days after DAY, < lt)
+    assert window.partitions == {"customers": [DAY.isoformat()], "prices": [later.isoformat()]}
+    # a second scan neither records it again nor re-reads the old sidecars
+    again = scan_coverage(lake, now + 900, LAG)
+    # the unfetched hole lost 15 more minutes: the open window grows, no second one
+    assert again.lost == [Hole(lost.lt, oldest_fetchable(now + 900))]
+    (window,) = LostWindows(lake).load()
+    assert (window.gte, window.lt) == (lost.gte, oldest_fetchable(now + 900))
+    assert lake.read_json(COVERAGE_STATE_PATH)["final_through"] >= oldest_fetchable(now)
+
+
+def test_no_listing_means_no_coverage_needed(tmp_path):
+    report = scan_coverage(Lake(str(tmp_path)), time.time(), LAG)
+    assert report.needed_from is None and not report.lost and not report.fetchable
+    assert EVENTS_RETENTION_SECONDS == 30 * 86400
+
+
+# -- the asset and the probe in one run -----------------------------------------------------------
+
+
+@pytest.fixture
+def fake_today(monkeypatch):
+    """A fresh-data tick's clock: today = DAY, 15 minutes apart per tick."""
+    clock = {"now": float(START + 10 * 3600)}
+    monkeypatch.setattr(raw_module, "_now", lambda: clock["now"])
+    import stripe_aep.assets.events as events_module
+
+    monkeypatch.setattr(events_module, "_now", lambda: clock["now"])
+    return clock
+
+
+def _tick(fake_url, root, instance):
+    resources = {
+        "stripe": StripeResource(
+            api_key=TEST_KEY, api_base=fake_url, max_rps="1000", visibility_lag_seconds=str(LAG)
+        ),
+        "lake": LakeResource(root=str(root)),
+    }
+    result = dg.materialize(
+        [events_asset, *raw_assets],
+        resources=resources,
+        partition_key=DAY.isoformat(),
+        instance=instance,
+    )
+    assert result.success
+    return {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_an_idle_tick_costs_two_requests_and_a_new_customer_one_more(tmp_path, fake_today):
+    fake = FakeStripe()
+    old = fake.add("customers", _customer("cus_old", START - 86400))
+    with fake.serve() as server, dg.instance_for_test() as instance:
+        _tick(server.url, tmp_path, instance)  # the first tick of the day lists everything
+        fake_today["now"] += 900
+        before = len(fake.paths())
+        meta = _tick(server.url, tmp_path, instance)
+        idle = fake.paths()[before:]
+        assert sorted(idle) == ["/v1/balance_transactions", "/v1/events"], idle
+        for resource in set(RESOURCES) - {"balance_transactions"}:
+            assert meta[resource]["listing_skipped_by_events"].value is True, resource
+            assert meta[resource]["run_requests"].value == 0
+        assert meta["balance_transactions"]["listing_skipped_by_events"].value is False
+        cursor_before = RawPartition(Lake(str(tmp_path)), "customers", DAY).cursor()
+
+        # a customer is created (and an old one updated): the next tick lists customers once more
+        new = fake.add("customers", _customer("cus_new", int(fake_today["now"]) + 10))
+        fake.add_event("customer.created", new, new["created"])
+        fake.add_event("customer.updated", {**old, "email": "x@y.test"}, new["created"] + 5)
+        fake_today["now"] += 900
+        before = len(fake.paths())
+        meta = _tick(server.url, tmp_path, instance)
+        sent = fake.paths()[before:]
+        assert sorted(sent) == ["/v1/balance_transactions", "/v1/customers", "/v1/events"], sent
+        assert meta["customers"]["listing_skipped_by_events"].value is False
+        assert "cus_new" in meta["customers"]["listing_probe"].value
+        assert meta["events"]["run_new_objects"].value == 2
+    lake = Lake(str(tmp_path))
+    ids = {
+        o["id"] for f in RawPartition(lake, "customers", DAY).files() for o in read_objects(lake, f)
+    }
+    assert "cus_new" in ids
+    assert RawPartition(lake, "customers", DAY).cursor() > cursor_before
+    reads = lake.read_json("_meta/stripe_reads/events.json")
+    # the events' own reads ledger: one per tick, plus the first write's one-off /v1/account
+    assert sum(reads["days"].values()) == 3 + 1
