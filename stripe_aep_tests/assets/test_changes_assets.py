@@ -210,3 +210,219 @@ def test_reread_mode_writes_only_changed_objects_and_tombstones(stripe_emulator,
         again = _materialize(instance, stripe_emulator.url, tmp_path, ACCOUNT_START, reread=True)
         assert sorted(f.path for f in lake.list_files("changes", recursive=True)) == files
         assert (again["versions"], again["tombstones"]) == (0, 0)
+
+
+def _latest_rows(lake, resource, days):
+    """The latest row per object id across the listing and the changes layers (version time:
+    `fetched_at` for a listing row, `_change.time` for a version)."""
+    latest: dict[str, tuple[int, dict]] = {}
+
+    def offer(obj, when):
+        if obj["id"] not in latest or when > latest[obj["id"]][0]:
+            latest[obj["id"]] = (when, obj)
+
+    for day in days:
+        part = RawPartition(lake, resource, day)
+        for f in part.files():
+            when = lake.read_json(f.meta_path)["fetched_at"]
+            for obj in read_objects(lake, f):
+                offer(obj, when)
+        for f in RawPartition(lake, resource, day, layer="changes").files():
+            for obj in read_objects(lake, f):
+                offer(obj, obj["_change"]["time"])
+    return {oid: obj for oid, (_, obj) in latest.items()}
+
+
+def test_mutations_in_the_emulator_end_as_its_current_state(tmp_path, monkeypatch):
+    """A live emulator account: listings first, then an hour of changes (its planned mutations,
+    plus an edit, two edits in one second and a deletion made here); after the events and
+    customers runs, the latest row of every customer equals what Stripe returns now (a tombstone
+    for the deleted one), and a re-run writes nothing."""
+    import stripe_aep.assets.events as events_module
+    import stripe_aep.assets.raw as raw_module
+    from stripe_aep.emulators.stripe_account import StripeAccount
+
+    first = dt.date(2026, 11, 18)
+    days = [first + dt.timedelta(days=i) for i in range(3)]
+    now = [day_bounds(days[-1])[0] + 12 * 3600.0]
+    clock = lambda: now[0]  # noqa: E731
+    monkeypatch.setattr(raw_module, "_now", clock)
+    monkeypatch.setattr(events_module, "_now", clock)
+    account = StripeAccount(
+        seed=21, start=first, days=3, charges_per_day=40, live=True, clock=clock
+    )
+    assets = [events_module.events_asset, *CUSTOMERS]
+    lake = Lake(str(tmp_path))
+    with StripeEmulator(account, rate_limit_rps=0) as emulator, dg.instance_for_test() as instance:
+
+        def run(day):
+            result = dg.materialize(
+                assets,
+                resources=_resources(emulator.url, tmp_path),
+                partition_key=day.isoformat(),
+                instance=instance,
+            )
+            assert result.success
+            return {
+                e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()
+            }
+
+        for day in days:
+            run(day)
+        listed = sorted(_latest_rows(lake, "customers", days))
+        edited, twice, deleted = listed[0], listed[1], listed[2]
+        now[0] += 600
+        account.mutate("customers", edited, "update", email="edited@example.com")
+        account.mutate("customers", twice, "update", name="First")
+        account.mutate("customers", twice, "update", name="Second")  # the same second
+        now[0] += 600
+        account.mutate("customers", deleted, "delete")
+        now[0] += 2400
+        meta = {day: run(day)["customers"] for day in days}
+        today = meta[days[-1]]
+        assert today["versions"] >= 2 and today["tombstones"] >= 1
+        assert today["refetched"] >= 1  # the two edits in one second
+        latest = _latest_rows(lake, "customers", days)
+        for oid, row in latest.items():
+            current = account.current("customers", oid)
+            body = {k: v for k, v in row.items() if k != "_change"}
+            if current is None or current.get("deleted"):
+                assert row.get("_change", {}).get("deleted") is True, oid
+            else:
+                assert body == current, oid
+        assert latest[twice]["name"] == "Second"
+        assert latest[edited]["email"] == "edited@example.com"
+        assert latest[deleted]["_change"]["deleted"] is True
+        # Nothing twice: a re-run of every day writes nothing.
+        files = sorted(f.path for f in lake.list_files("changes", recursive=True))
+        again = {day: run(day)["customers"] for day in days}
+        assert sorted(f.path for f in lake.list_files("changes", recursive=True)) == files
+        assert all(m["versions"] == m["tombstones"] == 0 for m in again.values())
+
+
+def test_a_day_of_planned_mutations_ends_as_the_emulators_current_state(tmp_path, monkeypatch):
+    """The emulator's own planned mutations (charges captured, refunded, disputed; subscriptions
+    changing status; customers edited and deleted; prices deactivated) over a day and a half: the
+    latest row of every object of the four mutable resources equals Stripe's current object."""
+    import stripe_aep.assets.events as events_module
+    import stripe_aep.assets.raw as raw_module
+    from stripe_aep.emulators.stripe_account import StripeAccount
+
+    first = dt.date(2026, 11, 18)
+    now = [day_bounds(first + dt.timedelta(days=2))[0] + 6 * 3600.0]
+    clock = lambda: now[0]  # noqa: E731
+    monkeypatch.setattr(raw_module, "_now", clock)
+    monkeypatch.setattr(events_module, "_now", clock)
+    account = StripeAccount(
+        seed=33, start=first, days=3, charges_per_day=60, live=True, clock=clock
+    )
+    mutable = ("charges", "subscriptions", "customers", "prices")
+    assets = [events_module.events_asset] + [a for a in raw_assets if a.key.path[-1] in mutable]
+    lake = Lake(str(tmp_path))
+    with StripeEmulator(account, rate_limit_rps=0) as emulator, dg.instance_for_test() as instance:
+
+        def run(day):
+            result = dg.materialize(
+                assets,
+                resources=_resources(emulator.url, tmp_path),
+                partition_key=day.isoformat(),
+                instance=instance,
+            )
+            assert result.success
+            return {
+                e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()
+            }
+
+        days = [first + dt.timedelta(days=i) for i in range(3)]
+        for day in days:
+            run(day)
+        now[0] += 36 * 3600  # a day and a half of the account's planned changes
+        days.append(days[-1] + dt.timedelta(days=1))
+        totals = dict.fromkeys(("versions", "tombstones", "refetched"), 0)
+        for day in days:
+            for resource, figures in run(day).items():
+                if resource in mutable:
+                    for key in totals:
+                        totals[key] += figures[key]
+        assert totals["versions"] > 0, totals
+        mismatched = []
+        for resource in mutable:
+            for oid, row in _latest_rows(lake, resource, days).items():
+                current = account.current(resource, oid)
+                if current is None or current.get("deleted"):
+                    if row.get("_change", {}).get("deleted") is not True:
+                        mismatched.append((resource, oid, "not a tombstone"))
+                elif {k: v for k, v in row.items() if k != "_change"} != current:
+                    mismatched.append((resource, oid, row.get("_change")))
+        assert mismatched == [], mismatched[:5]
+
+
+def test_balance_transactions_become_available_through_narrow_rereads(tmp_path, monkeypatch):
+    """Listed while pending; once `available_on` has passed, one run of today's partition re-lists
+    only the windows holding the due ones and writes them as available. Before that, and after,
+    the re-read costs no request."""
+    import stripe_aep.assets.raw as raw_module
+    from stripe_aep.emulators.stripe_account import StripeAccount
+
+    day = dt.date(2026, 11, 18)
+    start, end = day_bounds(day)
+    now = [end + 3600.0]  # the next day: the day's transactions are pending (available on day + 2)
+    clock = lambda: now[0]  # noqa: E731
+    monkeypatch.setattr(raw_module, "_now", clock)
+    account = StripeAccount(seed=5, start=day, days=1, charges_per_day=30, live=True, clock=clock)
+    bts = [a for a in raw_assets if a.key.path[-1] == "balance_transactions"]
+    lake = Lake(str(tmp_path))
+    with StripeEmulator(account, rate_limit_rps=0) as emulator, dg.instance_for_test() as instance:
+
+        def run(partition):
+            before = len(emulator.log)
+            result = dg.materialize(
+                bts,
+                resources=_resources(emulator.url, tmp_path),
+                partition_key=partition.isoformat(),
+                instance=instance,
+            )
+            assert result.success
+            (event,) = result.get_asset_materialization_events()
+            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+            return meta, [r for r in emulator.log[before:] if r.path == "/v1/balance_transactions"]
+
+        run(day)
+        listed = [o for f in RawPartition(lake, "balance_transactions", day).files()
+                  for o in read_objects(lake, f)]  # fmt: skip
+        pending = {o["id"]: o for o in listed if o["status"] == "pending"}
+        assert pending, "the day's transactions should still be pending"
+        today = day + dt.timedelta(days=1)
+        meta, lists = run(today)  # not due yet: only today's own (empty) listing
+        assert meta["bt_reread_requests"] == 0 and meta["bt_became_available"] == 0
+        assert all(r.query.get("created[gte]") == str(day_bounds(today)[0]) for r in lists)
+
+        now[0] = start + 2 * 86400 + 600  # past available_on (day + 2)
+        later = day + dt.timedelta(days=2)
+        meta, lists = run(later)
+        rereads = [r for r in lists if int(r.query["created[gte]"]) < day_bounds(later)[0]]
+        assert meta["bt_reread_requests"] == len(rereads) >= 1
+        lo = min(o["created"] for o in pending.values())
+        hi = max(o["created"] for o in pending.values()) + 1
+        for r in rereads:  # narrow: within the span of the pending ones
+            assert lo <= int(r.query["created[gte]"]) < int(r.query["created[lt]"]) <= hi
+        assert meta["bt_became_available"] == len(pending)
+        versions = {v["id"]: v for v in _changes_of(lake, "balance_transactions", later)}
+        assert set(versions) == set(pending)
+        for tid, version in versions.items():
+            assert version["status"] == "available"
+            assert version["_change"]["time"] == pending[tid]["available_on"]
+            assert version["_change"]["event_type"] == "balance_transaction.available"
+            body = {k: v for k, v in version.items() if k != "_change"}
+            assert body == account.current("balance_transactions", tid)
+        # Nothing left pending: the next run costs no re-read and writes nothing.
+        meta, _ = run(later)
+        assert meta["bt_reread_requests"] == 0 and meta["bt_became_available"] == 0
+        assert len(_changes_of(lake, "balance_transactions", later)) == len(pending)
+
+
+def _changes_of(lake, resource, day):
+    part = RawPartition(lake, resource, day, layer="changes")
+    return [o for f in part.files() for o in read_objects(lake, f)]
