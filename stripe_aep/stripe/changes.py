@@ -925,7 +925,9 @@ class ChangeDeriver:
                 if obj is not None:
                     if created is not None and created >= until:
                         continue
-                    if not latest.deleted and self.state.hash(obj) == latest.hash:
+                    # A tombstone of an object still listed (a canceled subscription: status=all
+                    # lists it) stays the latest row while the listed state equals its own.
+                    if self.state.hash(obj) == latest.hash:
                         fig.unchanged += 1
                         continue
                     change = change_info(fetch_time, None, REREAD, REREAD, False)

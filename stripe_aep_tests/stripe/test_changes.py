@@ -420,6 +420,45 @@ def test_listing_index_is_built_once(lake, monkeypatch):
     assert opened == [f"stripe/events/{NEXT.isoformat()}/{END}-{END + 86400}.jsonl.zst"]
 
 
+def test_a_window_whose_state_is_locked_elsewhere_is_left_for_the_next_run(lake):
+    from stripe_aep.locks import hold_partitions
+
+    cus = customer("cus_1", START + 100)
+    write_listing(lake, "customers", DAY, [cus], fetched_at=START + 200)
+    write_events(lake, NEXT, [event("evt_1", "customer.updated", END + 300, {**cus, "name": "B"})])
+    fig = DayFigures()
+    # Another run holds the state of the object's created day (its listing is running, say).
+    with hold_partitions(lake, "state", "customers", [DAY], run_id="other", wait_seconds=0):
+        d = ChangeDeriver(
+            FakeStripe(), lake, "customers", run_id="me", start_date=START_DATE, lock_wait=0.3
+        )
+        d.derive_events(NEXT, fig)
+    assert fig.deferred_windows == 1 and fig.versions == 0
+    assert RawPartition(lake, "customers", NEXT, layer="changes").files() == []
+    later = DayFigures()
+    deriver(lake, FakeStripe()).derive_events(NEXT, later)
+    assert later.versions == 1 and later.deferred_windows == 0
+
+
+def test_reread_leaves_the_tombstone_of_an_object_still_listed(lake):
+    sub = {"id": "sub_1", "object": "subscription", "created": START + 10, "status": "active"}
+    canceled = {**sub, "status": "canceled"}
+    write_listing(lake, "subscriptions", DAY, [sub], fetched_at=END)
+    write_events(
+        lake,
+        NEXT,
+        [event("evt_1", "customer.subscription.deleted", END + 300, canceled)],
+    )
+    client = FakeStripe({"sub_1": canceled})  # status=all still lists it
+    fig = DayFigures()
+    deriver(lake, client, "subscriptions").derive_events(NEXT, fig)
+    assert fig.tombstones == 1
+    figures: dict[str, DayFigures] = {}
+    deriver(lake, client, "subscriptions", clock=lambda: END + 9000).reread_days([DAY], figures)
+    assert (figures[DAY.isoformat()].versions, figures[DAY.isoformat()].unchanged) == (0, 1)
+    assert changes_on(lake, "subscriptions", DAY) == []
+
+
 # -- balance transactions ------------------------------------------------------------------------
 
 
