@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chaos lint format bench bench-full screenshots dev emulate clean
+.PHONY: install demo test chaos lint format bench bench-full bench-idle screenshots dev emulate clean
 
 STRIPE_AEP_DEV_EMULATORS ?= 1
 
@@ -35,9 +35,14 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/idle_reads.py
 	$(BIN)/python bench/full_load.py
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/upload.py
+
+# Stripe reads of the default schedules on an idle account: per tick, per day, per 30 days (<= 10,000).
+bench-idle: $(STAMP)
+	$(BIN)/python bench/idle_reads.py
 
 # The full-load benchmark side by side with Singer tap-stripe 3.3.0 and Airbyte source-stripe 5.14.1
 # (each in its own virtualenv; Airbyte's takes a few minutes to install) and its PNG plot.

@@ -16,10 +16,10 @@ sensor `stripe_aep_events_edge` acts upon.
 import dagster as dg
 
 from stripe_aep.assets import ASSET_OWNERS
+from stripe_aep.assets import raw as raw_assets_module
 from stripe_aep.assets.raw import (
     STRIPE_POOL,
     RawExtractConfig,
-    _now,
     partition_days,
     record_run_metadata,
 )
@@ -35,7 +35,7 @@ from stripe_aep.stripe.extract import PartitionExtractor
 
 def edge_metadata(context: dg.AssetExecutionContext, lake: Lake, lag: int) -> dict:
     """Check the events coverage (the 30-day edge); warn in the log and the metadata."""
-    report = scan_coverage(lake, _now(), lag)
+    report = scan_coverage(lake, raw_assets_module._now(), lag)
     windows = LostWindows(lake).load()
     open_windows = [w for w in windows if w.status == "open"]
     launched = [w for w in windows if w.status != "open"]
@@ -99,7 +99,7 @@ def events_asset(
         EVENTS,
         concurrency=settings.concurrency,
         visibility_lag_seconds=settings.visibility_lag_seconds,
-        clock=_now,
+        clock=raw_assets_module._now,
         oldest_fetchable=oldest_fetchable,
     )
     try:

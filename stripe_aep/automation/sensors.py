@@ -10,7 +10,7 @@ Four sensors, all STOPPED by default (Dagster UI → Automation → switch on; o
   files were released and are undelivered) or is still pending/stalled long after its run ended.
 * `stripe_aep_gaps` — finds days between `STRIPE_START_DATE` and today that were never delivered,
   whose last delivery failed, or whose raw/XDM folders vanished from the lake, and launches bounded
-  range runs of all 18 assets for them, newest first.
+  range runs of all 19 assets for them, newest first.
 * `stripe_aep_events_edge` — when the `stripe/events` asset found events lost past Stripe's 30-day
   retention (a marker on the lake, `_meta/stripe_events/lost_windows.json`), launches bounded range
   runs of `stripe/<resource>` (run config `reread: true`), `xdm/<resource>` and `aep/<resource>`
@@ -91,7 +91,7 @@ MAX_AUTOMATIC_RETRIES = 3
 FAILED_LOOKBACK_S = 7 * 86400
 #: A gap range whose last sensor run ended is retried after this long, not before.
 GAP_RETRY_AFTER_S = 60 * 60
-#: Observations the run-failure sensor writes for one failed run (a 31-day range × 18 assets fits).
+#: Observations the run-failure sensor writes for one failed run (a 31-day range × 19 assets fits).
 MAX_FAILURE_OBSERVATIONS = 600
 
 IN_FLIGHT_STATUSES = [
@@ -452,7 +452,7 @@ def _overlaps(name: str, days: Iterable[str]) -> bool:
     default_status=default_sensor_status(),
     description=(
         "Finds days between STRIPE_START_DATE and today never delivered, whose last delivery failed, "
-        "or whose lake folders vanished, and runs all 18 assets over them in ranges of at most "
+        "or whose lake folders vanished, and runs all 19 assets over them in ranges of at most "
         f"{MAX_PARTITIONS_PER_RUN} days, newest first, {MAX_RUNS_IN_FLIGHT} runs at a time."
     ),
 )

@@ -52,6 +52,8 @@ RETENTION_MARGIN_SECONDS = 3600
 #: the probe accepts events coverage ending this long before the raw gap's end. What it does not
 #: see yet is seen by the next tick (the raw cursor did not move).
 PROBE_EVENTS_SLACK_SECONDS = 300
+#: The not-yet-fetched newest events are reported as a hole only once they are this old.
+TAIL_GRACE_SECONDS = DAY
 #: Resources that have no events: always listed.
 NO_EVENTS = frozenset({"balance_transactions"})
 #: The resources whose listing snapshots rely on events to stay current.
@@ -261,7 +263,9 @@ def scan_coverage(lake: Lake, now: float, lag: int) -> CoverageReport:
     for a, b in subtract(start, until, covered):
         if a < floor:
             report.lost.append(Hole(a, min(b, floor)))
-        if b > floor:
+        # The newest part not fetched yet is the normal state between two ticks (and the next
+        # day's first minutes at a close-out): a hole only once it is older than a day.
+        if b > floor and not (b == until and a > until - TAIL_GRACE_SECONDS):
             report.fetchable.append(Hole(max(a, floor), b))
     # Everything before the floor is final now (it can no longer be fetched): it is recorded in
     # `LostWindows` first, then later scans start there instead of re-deriving it.

@@ -85,7 +85,7 @@ def test_every_asset_has_an_owner_and_a_description():
 
     graph = defs.resolve_asset_graph()
     keys = list(graph.get_all_asset_keys())
-    assert len(keys) == 18
+    assert len(keys) == 19  # 6 resources x 3 layers + stripe/events
     for key in keys:
         node = graph.get(key)
         assert node.owners == ["team:stripe-aep"], key

@@ -149,7 +149,7 @@ def test_the_registered_sensor_targets_all_layers(instance, data_dir, monkeypatc
     data = sensors.gaps_sensor.evaluate_tick(context(instance, NAME))
     (request,) = data.run_requests
     assert request.tags[sensors.RANGE_START_TAG] == "2026-11-10"
-    # no selection of its own: the run covers the sensor's target, all 18 assets
+    # no selection of its own: the run covers the sensor's target, all 19 assets
     assert request.asset_selection is None
     job = defs.resolve_job_def(sensors.gaps_sensor.job_name)
-    assert len(job.asset_layer.selected_asset_keys) == 18
+    assert len(job.asset_layer.selected_asset_keys) == 19

@@ -74,7 +74,7 @@ def five_day_backfill(dev):
 def test_ui_backfill_of_five_days_delivers_each_object_once(dev, five_day_backfill):
     _, status = five_day_backfill
     assert_backfill_delivered_exactly_once(dev, status)
-    # BackfillPolicy.multi_run: the five days of all 18 assets run as one range run, not 90.
+    # BackfillPolicy.multi_run: the five days of all 19 assets run as one range run, not 90.
     assert len(status["runs"]) == 1, status["runs"]
 
 
@@ -290,7 +290,7 @@ FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_path):
-    """Headless Chromium on the running webserver: the asset graph with its 18 assets and their
+    """Headless Chromium on the running webserver: the asset graph with its 19 assets and their
     check results, an asset's checks, the backfill page with its status; no console error."""
     require_binary(CHROMIUM, "apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install '.[test]'")
@@ -308,12 +308,12 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
 
-            # The asset graph, every group expanded: 18 asset nodes; the 12 xdm/aep ones show their
+            # The asset graph, every group expanded: 19 asset nodes; the 12 xdm/aep ones show their
             # checks passed (the stripe/* assets have none).
             page.set_viewport_size({"width": 1600, "height": 2000})
             page.goto(dev.dagster.url + EXPANDED_GRAPH, wait_until="load")
             nodes = page.get_by_text("Latest event", exact=True)
-            sync_api.expect(nodes).to_have_count(18, timeout=60_000)
+            sync_api.expect(nodes).to_have_count(19, timeout=60_000)
             passed = page.get_by_text(re.compile(r"^\d+ / \d+ Passed$"))
             sync_api.expect(passed).to_have_count(12, timeout=60_000)
             for resource in RESOURCES:
@@ -344,7 +344,7 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
                 sync_api.expect(
                     page.get_by_text(" / ".join(path), exact=True).first
                 ).to_be_visible()
-            sync_api.expect(page.get_by_text("100% completed")).to_have_count(18)
+            sync_api.expect(page.get_by_text("100% completed")).to_have_count(19)
             page.screenshot(path=str(SCREENSHOTS / "backfill.png"))
         finally:
             browser.close()

@@ -207,9 +207,6 @@ def fake_today(monkeypatch):
     """A fresh-data tick's clock: today = DAY, 15 minutes apart per tick."""
     clock = {"now": float(START + 10 * 3600)}
     monkeypatch.setattr(raw_module, "_now", lambda: clock["now"])
-    import stripe_aep.assets.events as events_module
-
-    monkeypatch.setattr(events_module, "_now", lambda: clock["now"])
     return clock
 
 
@@ -270,3 +267,60 @@ def test_an_idle_tick_costs_two_requests_and_a_new_customer_one_more(tmp_path, f
     reads = lake.read_json("_meta/stripe_reads/events.json")
     # the events' own reads ledger: one per tick, plus the first write's one-off /v1/account
     assert sum(reads["days"].values()) == 3 + 1
+
+
+def test_the_newest_unfetched_events_are_not_a_hole_until_a_day_old(tmp_path):
+    lake = Lake(str(tmp_path))
+    now = float(END + 3600)
+    _write(lake, "customers", DAY, START, END, [], fetched_at=START + 600)
+    _write(lake, EVENTS, DAY, START, END - 7200, [])  # the last two hours not fetched yet
+    report = scan_coverage(lake, now, LAG)
+    assert report.lost == [] and report.fetchable == []
+    later = scan_coverage(lake, now + 2 * 86400, LAG)  # two days later: the pipeline is behind
+    assert [(h.gte, h.lt) for h in later.fetchable] == [(END - 7200, int(now) + 2 * 86400 - LAG)]
+
+
+def test_every_type_the_emulator_emits_is_asked_for():
+    from stripe_aep.emulators.stripe_events import EMITTED_TYPES
+
+    assert {t for types in EMITTED_TYPES.values() for t in types} <= set(EVENT_TYPES)
+
+
+def test_idle_ticks_against_the_emulator_cost_two_reads_and_a_refund_one_more(tmp_path, fake_today):
+    """The fresh-data tick's Stripe steps on the emulator, counted in its arrival log."""
+    from stripe_aep.emulators.stripe_account import StripeAccount
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    clock = fake_today
+    account = StripeAccount(
+        start=DAY - dt.timedelta(days=2), days=2, charges_per_day=30, clock=lambda: clock["now"]
+    )
+    with StripeEmulator(account, rate_limit_rps=0) as emulator, dg.instance_for_test() as inst:
+
+        def tick():
+            before = len(emulator.log)
+            meta = _tick(emulator.url, tmp_path, inst)
+            return sorted(r.path for r in emulator.log[before:]), meta
+
+        tick()  # the first tick of the day
+        for _ in range(2):
+            clock["now"] += 900
+            paths, meta = tick()
+            assert paths == ["/v1/balance_transactions", "/v1/events"]
+        # a refund is created (a new refunds object, and an update of an old charge)
+        charge = next(
+            c
+            for c in account.objects("charges", *day_bounds(DAY - dt.timedelta(days=1)))
+            if c["status"] == "succeeded" and not c["refunded"] and c["captured"]
+        )
+        account.mutate("charges", charge["id"], "refund")
+        clock["now"] += 900
+        paths, meta = tick()
+        assert paths == ["/v1/balance_transactions", "/v1/events", "/v1/refunds"]
+        assert meta["charges"]["listing_skipped_by_events"].value is True  # an old charge
+        assert meta["refunds"]["run_new_objects"].value == 1
+    lake = Lake(str(tmp_path))
+    (refund,) = [
+        o for f in RawPartition(lake, "refunds", DAY).files() for o in read_objects(lake, f)
+    ]
+    assert refund["charge"] == charge["id"]
