@@ -247,7 +247,6 @@ def test_mutations_in_the_emulator_end_as_its_current_state(tmp_path, monkeypatc
     now = [day_bounds(days[-1])[0] + 12 * 3600.0]
     clock = lambda: now[0]  # noqa: E731
     monkeypatch.setattr(raw_module, "_now", clock)
-    monkeypatch.setattr(events_module, "_now", clock)
     account = StripeAccount(
         seed=21, start=first, days=3, charges_per_day=40, live=True, clock=clock
     )
@@ -313,7 +312,6 @@ def test_a_day_of_planned_mutations_ends_as_the_emulators_current_state(tmp_path
     now = [day_bounds(first + dt.timedelta(days=2))[0] + 6 * 3600.0]
     clock = lambda: now[0]  # noqa: E731
     monkeypatch.setattr(raw_module, "_now", clock)
-    monkeypatch.setattr(events_module, "_now", clock)
     account = StripeAccount(
         seed=33, start=first, days=3, charges_per_day=60, live=True, clock=clock
     )
