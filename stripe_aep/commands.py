@@ -10,6 +10,7 @@ from stripe_aep.aep.doctor import Check, doctor_aep
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
 from stripe_aep.config import (
+    EVENTS,
     RESOURCES,
     ConfigError,
     StripeSettings,
@@ -54,7 +55,9 @@ def stripe_checks(settings: StripeSettings) -> list[Check]:
     client = StripeClient(settings, max_retries=DOCTOR_RETRIES)
     checks = []
     try:
-        for index, resource in enumerate(RESOURCES):
+        # The events too: `stripe/events` needs Events: Read (rak_event_read) on a restricted key.
+        readable = (*RESOURCES, EVENTS)
+        for index, resource in enumerate(readable):
             try:
                 client.list_page(resource, FILTER_PASSES[resource][0])
                 checks.append(Check(f"stripe {resource}", True, "readable"))
@@ -62,7 +65,7 @@ def stripe_checks(settings: StripeSettings) -> list[Check]:
                 checks.append(Check(f"stripe {resource}", False, str(exc)))
             except StripeError as exc:
                 checks.append(Check(f"stripe {resource}", False, str(exc)))
-                for skipped in RESOURCES[index + 1 :]:
+                for skipped in readable[index + 1 :]:
                     checks.append(
                         Check(f"stripe {skipped}", False, "skipped", "fix the error above first")
                     )

@@ -59,7 +59,7 @@ from stripe_aep.aep.ledger import (
     open_ledger,
 )
 from stripe_aep.automation.schedules import ALL_LAYERS
-from stripe_aep.config import RESOURCES, ConfigError, data_dir_from_env, ledger_url_from_env
+from stripe_aep.config import EVENTS, RESOURCES, ConfigError, data_dir_from_env, ledger_url_from_env
 from stripe_aep.lake import Lake
 from stripe_aep.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from stripe_aep.secrets import SecretMasker
@@ -503,6 +503,7 @@ def step_assets(step_key: str) -> list[dg.AssetKey]:
         for layer in ("stripe", "xdm")
         for r in RESOURCES
     }
+    known[dg.AssetKey(["stripe", EVENTS]).to_python_identifier()] = dg.AssetKey(["stripe", EVENTS])
     key = known.get(step_key)
     return [key] if key else []
 

@@ -281,10 +281,13 @@ def test_idle_tick_reports_reads_and_warns_over_the_allocation(
             assert "read_allocation" not in meta["charges"]
         else:
             assert meta["charges"]["read_allocation"].value == int(allocation)
-        # Seven list requests a tick (+1 the first time: the account id, then remembered), 96 ticks
-        # a day: ~20,000 reads a month, over the 10,000 floor of a small account.
+        # Without stripe/events (not in this run, so no probe): seven list requests a tick (+1 the
+        # first time: the account id, then remembered) and the events' one request a tick it has
+        # not reported yet, 96 ticks a day: ~23,000 reads a month, over the 10,000 floor of a
+        # small account (with the events asset an idle tick costs 2: stripe_aep_tests/stripe/
+        # test_events.py and bench/idle_reads.py).
         projected = meta["prices"]["projected_monthly_reads"].value
-        assert 7 * (96 * 30 + 30) <= projected <= 8 * (96 * 30 + 30)
+        assert 8 * (96 * 30 + 30) <= projected <= 9 * (96 * 30 + 30)
         warnings = [
             e
             for e in instance.all_logs(result.run_id)

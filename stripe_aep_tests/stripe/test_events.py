@@ -307,6 +307,8 @@ def test_idle_ticks_against_the_emulator_cost_two_reads_and_a_refund_one_more(tm
             clock["now"] += 900
             paths, meta = tick()
             assert paths == ["/v1/balance_transactions", "/v1/events"]
+        # the reads projection of the schedules: 2 reads a tick, within the 10,000 floor
+        assert meta["events"]["projected_monthly_reads"].value == 2 * (96 * 30 + 30)
         # a refund is created (a new refunds object, and an update of an old charge)
         charge = next(
             c
