@@ -10,12 +10,13 @@ from collections.abc import Mapping
 import dagster as dg
 
 from stripe_aep.assets import ASSET_OWNERS
-from stripe_aep.config import EVENTS, RESOURCES, StripeSettings
+from stripe_aep.config import EVENTS, RESOURCES, StripeSettings, start_date_from_env
 from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
-from stripe_aep.stripe.client import FILTER_PASSES
+from stripe_aep.stripe.changes import STATE_LAYER, ChangeDeriver, DayFigures
+from stripe_aep.stripe.client import FILTER_PASSES, StripeClient
 from stripe_aep.stripe.events import Probe, probe
 from stripe_aep.stripe.extract import ExtractionResult, PartitionExtractor
 from stripe_aep.stripe.rawstore import RawPartition
@@ -206,6 +207,46 @@ def with_probe_metadata(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def derive_versions(
+    context: dg.AssetExecutionContext,
+    client: StripeClient,
+    lake: Lake,
+    resource: str,
+    days: list[dt.date],
+    settings: StripeSettings,
+    reread: bool,
+) -> dict[str, DayFigures]:
+    """After the listing: versions of changed objects into `changes/<resource>/<day>` (see
+    stripe_aep/stripe/changes.py). Events of each day not derived yet; for balance transactions the
+    pending ones now due (into the run's last day); in `reread` mode the whole days listed again.
+    The caller holds the days' `stripe` and `state` locks."""
+    deriver = ChangeDeriver(
+        client,
+        lake,
+        resource,
+        run_id=context.run_id,
+        start_date=start_date_from_env(),
+        held_days=days,
+        clock=_now,
+        visibility_lag_seconds=settings.visibility_lag_seconds,
+    )
+    figures = {day.isoformat(): DayFigures() for day in days}
+    for day in days:
+        deriver.derive_events(day, figures[day.isoformat()])
+    if resource == "balance_transactions":
+        deriver.reread_balance_transactions(days, days[-1], figures[days[-1].isoformat()])
+    if reread:
+        deriver.reread_days(days, figures)
+    for key, fig in figures.items():
+        if fig.deferred_windows:
+            context.log.warning(
+                f"stripe/{resource} {key}: {fig.deferred_windows} events window(s) not derived "
+                "(another run holds the state of an object's created day); the next run derives them"
+            )
+    record_day_figures(context, {key: fig.metadata(resource) for key, fig in figures.items()})
+    return figures
+
+
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The UTC days of the run's partition or partition range."""
     return [dt.date.fromisoformat(key) for key in context.partition_keys]
@@ -248,14 +289,31 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
         )
         try:
             # One writer per partition: a second run of these days waits here (see locks.py).
-            with hold_partitions(
-                lake.lake(), "stripe", resource, days, run_id=context.run_id, log=context.log
+            with (
+                hold_partitions(
+                    lake.lake(), "stripe", resource, days, run_id=context.run_id, log=context.log
+                ),
+                # The state of objects created on these days: no derivation judges them "not
+                # listed yet" while this listing runs (stripe_aep/stripe/changes.py).
+                hold_partitions(
+                    lake.lake(), STATE_LAYER, resource, days, run_id=context.run_id, log=context.log
+                ),
             ):
                 decision = events_probe(lake.lake(), resource, days, config, settings)
                 if decision is not None and decision.skip:
                     result = skipped_listing(lake.lake(), resource, days)
                 else:
                     result = extractor.run(days, refresh=config.refresh)
+                before = client.stats.as_dict()
+                derive_versions(
+                    context, client, lake.lake(), resource, days, settings, config.reread
+                )
+                # Re-fetches and re-reads count in the run's requests and the reads ledger.
+                after = client.stats.as_dict()
+                for name, value in after.items():
+                    result.request_stats[name] = (
+                        result.request_stats.get(name, 0) + value - before[name]
+                    )
         finally:
             client.close()
         for message in result.damaged:
