@@ -128,10 +128,15 @@ def latest_per_id(rows: pa.Table) -> pa.Table:
 
     Sorted by (id, versionTime desc with nulls last, _id desc), the first row of each id wins.
     """
-    ordered = rows.sort_by(
-        [("id", "ascending"), ("versionTime", "descending"), ("_id", "descending")],
-        null_placement="at_end",
+    order = pc.sort_indices(
+        rows,
+        sort_keys=[
+            ("id", "ascending", "at_end"),
+            ("versionTime", "descending", "at_end"),
+            ("_id", "descending", "at_end"),
+        ],
     )
+    ordered = rows.take(order)
     ids = ordered.column("id").to_pylist()
     first = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
     return ordered.filter(pa.array(first))
@@ -247,3 +252,21 @@ def test_change_file_of_a_delivered_day_is_delivered_once_and_latest_state_wins(
         "cus_4",
         "cus_old",
     ]
+
+
+def test_latest_state_query_puts_rows_without_version_time_last_and_breaks_ties_by_id():
+    """Rows delivered before the version fields existed have a null versionTime: `nulls last`
+    keeps them behind every version (PostgreSQL sorts NULLs first in a DESC order otherwise)."""
+    t = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    rows = pa.table(
+        {
+            "_id": ["cus_1-1", "cus_1-2", "cus_2-9", "cus_2-3", "cus_3-1"],
+            "id": ["cus_1", "cus_1", "cus_2", "cus_2", "cus_3"],
+            "versionTime": pa.array([None, t, t, t, None], pa.timestamp("ms", tz="UTC")),
+            "deleted": [None, True, False, False, None],
+            "email": ["old", "new", "b", "a", "only"],
+        }
+    )
+    latest = {r["id"]: r["email"] for r in latest_per_id(rows).to_pylist()}
+    assert latest == {"cus_1": "new", "cus_2": "b", "cus_3": "only"}
+    assert current_objects(rows).column("id").to_pylist() == ["cus_2", "cus_3"]
