@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from stripe_aep.xdm import convert_jsonl
-from stripe_aep.xdm.convert import _read_blocks
+from stripe_aep.xdm.convert import _read_blocks, listing_version
 
 FIXTURE = pathlib.Path(__file__).resolve().parent.parent / "specs" / "stripe" / "fixtures3.json"
 CURRENCIES = ["usd", "usd", "usd", "eur", "gbp", "jpy", "kwd", "isk", "chf", "aud"]
@@ -123,6 +123,7 @@ def convert_file(path: pathlib.Path, out_dir: pathlib.Path):
             api_version="2026-06-24.dahlia",
             open_output=open_output,
             quarantine=q,
+            version=listing_version(1_700_000_000),
         )
 
 
@@ -178,6 +179,7 @@ def rss_child(n: int) -> None:
                 api_version="2026-06-24.dahlia",
                 open_output=open_output,
                 quarantine=q,
+                version=listing_version(1_700_000_000),
             )
         seconds = time.perf_counter() - t
     peak_mb = peak_rss_mb()

@@ -1,10 +1,23 @@
 """XDM Parquet on the lake: which raw files are converted, where their parts and quarantine live.
 
-Layout, per resource and UTC day, mirroring the raw layer one file to one file:
+Layout, per resource and UTC day, mirroring both raw layers one file to one file:
 
     xdm/<resource>/<day>/<stem>.part<i>.parquet   XDM rows of raw file <stem> (≤ 256 MB each)
     xdm/<resource>/<day>/<stem>.xdm.json          manifest: counts, parts, reasons — written last
     quarantine/<resource>/<day>/<stem>.jsonl      records that failed validation, with the reason
+
+`<stem>` is the raw file's stem (`<gte>-<lt>`, `<gte>-<lt>~<run>`) for a listing file of
+`stripe/<resource>/<day>/`, and `changes-<stem>` for a change file of `changes/<resource>/<day>/`
+(versions of objects observed later, see docs/change-capture.md): listing stems start with a
+digit, so the two never share a part, manifest or quarantine name, and the delivery ledger, which
+keys on part paths, sees every change file's parts as new parts of the day.
+
+The two layers follow different row rules. A listing file holds snapshots of objects created that
+day: a record created outside the day is quarantined, and an id is one row per day (a second copy,
+in the same or another listing file, is a dropped duplicate). A change file holds versions: an
+object created any day may have a version observed this day, and a version of an id that is
+already a row of the day (its listing snapshot, another version) is a new row, not a duplicate;
+only a second line of the same id within one change file is dropped (derive9 writes at most one).
 
 Why a manifest per raw file: conversion is incremental (only raw files without a valid manifest are
 converted) and crash-safe (parts and quarantine are committed before the manifest, and a rerun simply
@@ -32,7 +45,7 @@ import pyarrow.parquet as pq
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.rawstore import Damage, DamagedRawFile, RawFile, RawPartition, day_bounds
 from stripe_aep.xdm import ConversionResult, convert_jsonl
-from stripe_aep.xdm.convert import mapping_fingerprint
+from stripe_aep.xdm.convert import listing_version, mapping_fingerprint
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,25 @@ class Pending:
 
     raw: RawFile
     why: str
+
+    @property
+    def stem(self) -> str:
+        """The XDM stem of the raw file (see `xdm_stem`)."""
+        return xdm_stem(self.raw)
+
+
+#: Prefix of the XDM stems of change files (versions), so they never collide with listing stems.
+CHANGES_PREFIX = "changes-"
+
+
+def is_change_file(raw: RawFile) -> bool:
+    """Whether a raw file is of the `changes` layer (versions) rather than a listing."""
+    return raw.path.startswith("changes/")
+
+
+def xdm_stem(raw: RawFile) -> str:
+    """The name XDM parts, manifest and quarantine of a raw file are built on."""
+    return f"{CHANGES_PREFIX}{raw.stem}" if is_change_file(raw) else raw.stem
 
 
 class MissingXdmPart(RuntimeError):
@@ -92,11 +124,27 @@ class XdmPartition:
         self.resource = resource
         self.day = day
         self.raw = RawPartition(lake, resource, day)
+        self.changes = RawPartition(lake, resource, day, layer="changes")
         self.folder = f"xdm/{resource}/{day.isoformat()}"
         self.quarantine_folder = f"quarantine/{resource}/{day.isoformat()}"
 
     def manifest_path(self, raw: RawFile) -> str:
-        return f"{self.folder}/{raw.stem}.xdm.json"
+        return f"{self.folder}/{xdm_stem(raw)}.xdm.json"
+
+    def raw_files(self) -> list[RawFile]:
+        """The live raw files of both layers: listing files, then change files."""
+        return [*self.raw.files(), *self.changes.files()]
+
+    def layer_of(self, raw: RawFile) -> RawPartition:
+        """The raw partition (listing or changes) a raw file belongs to."""
+        return self.changes if is_change_file(raw) else self.raw
+
+    def read_meta(self, raw: RawFile) -> dict[str, Any]:
+        return self.layer_of(raw).read_meta(raw)
+
+    def heal(self) -> list[Damage]:
+        """Set damaged raw files of both layers aside (see `RawPartition.heal`)."""
+        return [*self.raw.heal(), *self.changes.heal()]
 
     def _read_manifest(self, rel: str) -> dict[str, Any] | None:
         try:
@@ -107,7 +155,7 @@ class XdmPartition:
 
     def manifests(self) -> dict[str, dict[str, Any]]:
         """Readable manifests of the live raw files (keyed by raw stem)."""
-        live = {f.stem for f in self.raw.files()}
+        live = {xdm_stem(f) for f in self.raw_files()}
         out = {}
         for f in self.lake.list_files(self.folder, suffix=".xdm.json"):
             stem = f.path.rsplit("/", 1)[1][: -len(".xdm.json")]
@@ -135,7 +183,7 @@ class XdmPartition:
         """Raw files to convert: never converted, or their XDM is stale or damaged (see above)."""
         fingerprint = mapping_fingerprint(self.resource)
         out = []
-        for raw in self.raw.files():
+        for raw in self.raw_files():
             manifest = self._read_manifest(self.manifest_path(raw))
             why = None
             if manifest is None:
@@ -145,7 +193,7 @@ class XdmPartition:
                 why = f"converted for tenant {manifest.get('tenant')!r}, now {tenant!r}"
             elif manifest.get("mapping") != fingerprint:
                 why = f"converted with mapping {manifest.get('mapping')}, now {fingerprint}"
-            elif manifest.get("raw_identity") != _raw_identity(self.raw.read_meta(raw)):
+            elif manifest.get("raw_identity") != _raw_identity(self.read_meta(raw)):
                 why = "the raw file was re-fetched after it was converted"
             else:
                 problems = self.file_problems(manifest)
@@ -155,12 +203,15 @@ class XdmPartition:
         return out
 
     def kept_ids(self, tenant: str, exclude: set[str] = frozenset()) -> set[str]:
-        """Ids that are rows of the partition, from the parts of every converted file but
-        `exclude` (stems about to be converted again). Only the id column is read."""
+        """Ids that are listing rows of the partition, from the parts of every converted listing
+        file but `exclude` (stems about to be converted again). Only the id column is read.
+        Change files are left out: their rows are versions, never duplicates of a listing row."""
         column = f"_{tenant}.stripe.id"
         ids: set[str] = set()
         for stem, manifest in self.manifests().items():
             if stem in exclude or manifest.get("tenant") != tenant:
+                continue
+            if stem.startswith(CHANGES_PREFIX):
                 continue
             for p in manifest["parts"]:
                 table = pq.read_table(
@@ -170,7 +221,8 @@ class XdmPartition:
         return ids
 
     def raw_objects(self) -> int:
-        return sum(self.raw.read_meta(f)["objects"] for f in self.raw.files())
+        """Objects (lines) of the live raw files of both layers."""
+        return sum(self.read_meta(f)["objects"] for f in self.raw_files())
 
     def convert(
         self,
@@ -181,22 +233,30 @@ class XdmPartition:
     ) -> tuple[dict[str, Any], ConversionResult]:
         """Convert one raw file; returns its manifest (already committed) and the result.
 
-        `known_ids`: ids already rows of the partition (duplicates of them are dropped); the ids
-        kept here are added to it. `lookups`: extra conversion parameters (refunds: the charge → customer
-        index). A raw file that cannot be read whole is set aside (its window
-        is re-fetched by the next raw run) and `DamagedRawFile` names it.
+        `known_ids`: ids already listing rows of the partition (duplicates of them are dropped); the
+        ids kept here are added to it. It is ignored for a change file (see the module docstring).
+        `lookups`: extra conversion parameters (refunds: the charge → customer index). A raw file
+        that cannot be read whole is set aside (its window is re-fetched by the next raw run) and
+        `DamagedRawFile` names it.
         """
-        meta = self.raw.read_meta(raw)
+        changes = is_change_file(raw)
+        stem = xdm_stem(raw)
+        layer = self.layer_of(raw)
+        meta = layer.read_meta(raw)
         staged = []
 
         def open_output(index: int):
-            stream, handle = self.lake.open_staged(f"{self.folder}/{raw.stem}.part{index}.parquet")
+            stream, handle = self.lake.open_staged(f"{self.folder}/{stem}.part{index}.parquet")
             staged.append(handle)
             return stream
 
-        quarantine_rel = f"{self.quarantine_folder}/{raw.stem}.jsonl"
+        quarantine_rel = f"{self.quarantine_folder}/{stem}.jsonl"
         q_stream, q_handle = self.lake.open_staged(quarantine_rel)
-        ids = set(known_ids or ())
+        ids = set() if changes else set(known_ids or ())
+        # A listing row's version time: when the listing was fetched (the sidecar's
+        # `fetched_at`; files written before it was recorded: the window's end, a lower bound).
+        fetched_at = meta.get("fetched_at")
+        version = None if changes else listing_version(int(fetched_at or raw.lt))
         damage = None
         try:
             with self.lake.open_input(raw.path, compression="zstd") as source:
@@ -208,9 +268,11 @@ class XdmPartition:
                     api_version=meta.get("api_version") or "unknown",
                     open_output=open_output,
                     quarantine=q_stream,
-                    day_window=day_bounds(self.day),
+                    day_window=None if changes else day_bounds(self.day),
                     known_ids=ids,
                     lookups=lookups,
+                    version=version,
+                    changes=changes,
                 )
             q_stream.close()
             if result.input_records != meta["objects"]:
@@ -222,7 +284,7 @@ class XdmPartition:
             raise
         if damage is not None:
             self._discard(q_stream, q_handle, staged)
-            moved = self.raw.set_aside(Damage(raw, self.resource, self.day, damage))
+            moved = layer.set_aside(Damage(raw, self.resource, self.day, damage))
             raise DamagedRawFile(moved.message())
         # Parts keep their names across conversions (the delivery ledger keys on them), so the
         # old manifest goes first: until the new one is written, a reader sees this raw file as not
@@ -235,9 +297,10 @@ class XdmPartition:
         else:
             q_handle.discard()
             self.lake.delete(quarantine_rel)
-        parts = [f"{self.folder}/{raw.stem}.part{p.index}.parquet" for p in result.parts]
+        parts = [f"{self.folder}/{stem}.part{p.index}.parquet" for p in result.parts]
         manifest = {
             "raw": raw.path,
+            "layer": layer.layer,
             "raw_identity": _raw_identity(meta),
             "tenant": tenant,
             "mapping": mapping_fingerprint(self.resource),
@@ -246,6 +309,9 @@ class XdmPartition:
             "quarantined": result.quarantined,
             "duplicates": result.duplicates,
             "duplicate_ids": result.duplicate_ids,
+            # Rows of a change file are versions; tombstones are those of deleted objects.
+            "versions": result.rows if changes else 0,
+            "tombstones": result.tombstones,
             "reasons": dict(result.reasons),
             "quarantine": quarantine_rel if result.quarantined else None,
             "parts": [
@@ -257,9 +323,9 @@ class XdmPartition:
         self.lake.write_json(self.manifest_path(raw), manifest)
         # Parts of an earlier conversion that this one did not rewrite (it has fewer parts).
         for f in self.lake.list_files(self.folder, suffix=".parquet"):
-            if f.path.rsplit("/", 1)[1].startswith(f"{raw.stem}.part") and f.path not in parts:
+            if f.path.rsplit("/", 1)[1].startswith(f"{stem}.part") and f.path not in parts:
                 self.lake.delete(f.path)
-        if known_ids is not None:
+        if known_ids is not None and not changes:
             known_ids.update(ids)
         return manifest, result
 

@@ -937,6 +937,28 @@ class AepClient:
         )
         return None if resp is None else (_json_or_none(resp) or {})
 
+    def get_field_group(self, field_group_id: str) -> dict[str, Any] | None:
+        """The whole tenant field group (its `definitions`), None if it does not exist."""
+        resp = self.request(
+            "GET",
+            f"{SCHEMA_REGISTRY}/tenant/fieldgroups/{quote(field_group_id, safe='')}",
+            retry=True,
+            accept=XED_V1,
+            not_found_ok=True,
+        )
+        return None if resp is None else (_json_or_none(resp) or {})
+
+    def patch_field_group(self, field_group_id: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """JSON Patch a tenant field group (Schema Registry `patchFieldGroup`)."""
+        resp = self.request(
+            "PATCH",
+            f"{SCHEMA_REGISTRY}/tenant/fieldgroups/{quote(field_group_id, safe='')}",
+            retry=False,
+            json_body=ops,
+        )
+        assert resp is not None
+        return _json_or_none(resp) or {}
+
     def patch_schema(self, schema_id: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
         resp = self.request(
             "PATCH",

@@ -149,6 +149,9 @@ def run_setup(
                 found = made
                 created.append(f"{part} {body['title']!r}")
             ids[f"{prefix}:{resource}"] = str(found["$id"])
+            if part == "field_group" and not made_now(created, part, body):
+                added = _add_missing_fields(client, str(found["$id"]), body)
+                created.extend(f"field {p} in {part} {body['title']!r}" for p in added)
 
     # 5. identity descriptors (matched on type, schema and field)
     existing_desc = {_descriptor_key(d) for d in client.list_descriptors()}
@@ -210,6 +213,58 @@ def run_setup(
     else:
         log.info("AEP setup: everything already exists, nothing created")
     return datasets
+
+
+def made_now(created: list[str], part: str, body: Mapping[str, Any]) -> bool:
+    return f"{part} {body['title']!r}" in created
+
+
+def _pointer_token(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def _missing_fields(have: Any, want: Any, pointer: str) -> list[tuple[str, Any]]:
+    """(JSON pointer, definition) of every field of `want` that `have` lacks, outermost only:
+    a missing object is added whole. Fields present in both are left as they are (AEP refuses
+    to redefine a field in use; a mapping never changes a field's type)."""
+    out: list[tuple[str, Any]] = []
+    if not isinstance(have, Mapping) or not isinstance(want, Mapping):
+        return out
+    have_props, want_props = have.get("properties"), want.get("properties")
+    if isinstance(want_props, Mapping) and isinstance(have_props, Mapping):
+        for name, node in want_props.items():
+            path = f"{pointer}/properties/{_pointer_token(name)}"
+            if name not in have_props:
+                out.append((path, node))
+            else:
+                out.extend(_missing_fields(have_props[name], node, path))
+    if isinstance(want.get("items"), Mapping) and isinstance(have.get("items"), Mapping):
+        out.extend(_missing_fields(have["items"], want["items"], f"{pointer}/items"))
+    return out
+
+
+def _add_missing_fields(client: AepClient, field_group_id: str, wanted: Mapping[str, Any]) -> list:
+    """Bring a field group created by an earlier version of the mapping up to date: add (JSON
+    Patch `add`, one request) the fields the mapping has gained since, e.g. the version fields of
+    `_{TENANT}.stripe`. Only additions: the Schema Registry allows a field group in use to gain
+    optional fields, nothing else (Experience League, "Update schemas": "You can always add new
+    fields and make mandatory fields optional"; removing, renaming, retyping fields or making
+    more of them required is refused). Returns the pointers added (none: nothing sent)."""
+    existing = client.get_field_group(field_group_id) or {}
+    have_defs = existing.get("definitions") or {}
+    ops: list[dict[str, Any]] = []
+    for name, definition in (wanted.get("definitions") or {}).items():
+        pointer = f"/definitions/{_pointer_token(name)}"
+        if name not in have_defs:
+            ops.append({"op": "add", "path": pointer, "value": definition})
+            continue
+        ops.extend(
+            {"op": "add", "path": path, "value": node}
+            for path, node in _missing_fields(have_defs[name], definition, pointer)
+        )
+    if ops:
+        client.patch_field_group(field_group_id, ops)
+    return [op["path"] for op in ops]
 
 
 def _pinned_dataset(client: AepClient, resource: str, dataset_id: str) -> str:

@@ -16,7 +16,7 @@ from stripe_aep.resources import LakeResource, XdmResource
 from stripe_aep.stripe.rawstore import DamagedRawFile
 from stripe_aep.xdm import column_schema
 from stripe_aep.xdm.resources import CHARGE_CUSTOMERS
-from stripe_aep.xdm_lake import XdmPartition
+from stripe_aep.xdm_lake import XdmPartition, xdm_stem
 
 RECONCILE_CHECK = "raw_objects_reconcile"
 QUARANTINE_CHECK = "quarantine_empty"
@@ -103,12 +103,12 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         for partition in partitions:
             key = partition.day.isoformat()
             # Raw files that are truncated or whose sidecar is unusable are set aside first.
-            damaged.extend(d.message() for d in partition.raw.heal())
+            damaged.extend(d.message() for d in partition.heal())
             pending = partition.pending(tenant)
             if not pending:
                 continue
             # Ids already rows of the day: a duplicate of one of them is dropped, not converted.
-            known = partition.kept_ids(tenant, exclude={p.raw.stem for p in pending})
+            known = partition.kept_ids(tenant, exclude={p.stem for p in pending})
             for item in pending:
                 if item.why != "not converted yet":
                     context.log.warning(f"{item.raw.path}: converting again, {item.why}")
@@ -126,7 +126,16 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         days = {p.day.isoformat(): _day_state(p, tenant) for p in partitions}
         totals = {
             name: sum(day[name] for day in days.values())
-            for name in ("raw_objects", "rows", "quarantined", "duplicates", "files", "bytes")
+            for name in (
+                "raw_objects",
+                "rows",
+                "quarantined",
+                "duplicates",
+                "files",
+                "bytes",
+                "version_rows",
+                "tombstones",
+            )
         }
         reasons: dict[str, int] = {}
         problems: list[str] = []
@@ -152,6 +161,10 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                     "raw_objects": day["raw_objects"],
                     "quarantined": day["quarantined"],
                     "duplicates_dropped": day["duplicates"],
+                    # Rows of change files (versions observed this day), and of those the
+                    # tombstones of deleted objects (docs/change-capture.md).
+                    "version_rows": day["version_rows"],
+                    "tombstones": day["tombstones"],
                     "files": day["files"],
                     "bytes": day["bytes"],
                     "rows_converted": converted_rows.get(key, 0),
@@ -181,6 +194,8 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 "run_raw_files_converted": sum(converted.values()),
                 "run_quarantined": totals["quarantined"],
                 "run_duplicates_dropped": totals["duplicates"],
+                "run_version_rows": totals["version_rows"],
+                "run_tombstones": totals["tombstones"],
                 "run_files": totals["files"],
                 "run_bytes": totals["bytes"],
                 "tenant": tenant,
@@ -219,15 +234,19 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
 
 
 def _day_state(partition: XdmPartition, tenant: str) -> dict:
-    """What the lake holds for one day: its raw objects, XDM rows, quarantined and dropped records,
-    parts, and anything that keeps it from reconciling (a raw file without manifest, a part that is
-    missing or cut short, a conversion for another tenant)."""
+    """What the lake holds for one day (listing and change files): its raw objects, XDM rows (of
+    which versions and tombstones), quarantined and dropped records, parts, and anything that keeps
+    it from reconciling (a raw file without manifest, a part that is missing or cut short, a
+    conversion for another tenant)."""
     manifests = partition.manifests()
     problems = [
-        f"{f.path} has no XDM manifest" for f in partition.raw.files() if f.stem not in manifests
+        f"{f.path} has no XDM manifest"
+        for f in partition.raw_files()
+        if xdm_stem(f) not in manifests
     ]
     state = {"raw_objects": partition.raw_objects(), "rows": 0, "quarantined": 0}
     state.update(duplicates=0, files=0, bytes=0, reasons={}, problems=problems)
+    state.update(version_rows=0, tombstones=0)
     for manifest in manifests.values():
         problems.extend(partition.file_problems(manifest))
         if manifest.get("tenant") != tenant:
@@ -235,6 +254,8 @@ def _day_state(partition: XdmPartition, tenant: str) -> dict:
         state["rows"] += manifest["rows"]
         state["quarantined"] += manifest["quarantined"]
         state["duplicates"] += manifest.get("duplicates", 0)
+        state["version_rows"] += manifest.get("versions", 0)
+        state["tombstones"] += manifest.get("tombstones", 0)
         state["files"] += len(manifest["parts"])
         state["bytes"] += sum(p["bytes"] for p in manifest["parts"])
         for reason, count in manifest["reasons"].items():
@@ -250,7 +271,7 @@ def _lookups(
     if resource != "refunds":
         return None
     versions = {
-        partition.raw.read_meta(item.raw).get("api_version")
+        partition.read_meta(item.raw).get("api_version")
         for partition in partitions
         for item in partition.pending(tenant)
     }

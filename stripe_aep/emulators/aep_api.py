@@ -356,6 +356,10 @@ def create_schema(call: Call) -> Response:
     return JSONResponse(call.store.create_schema(call.json()), 201)
 
 
+def patch_fieldgroup(call: Call) -> Response:
+    return JSONResponse(call.store.patch_field_group(call.params["ident"], call.json()))
+
+
 def patch_schema(call: Call) -> Response:
     return JSONResponse(call.store.patch_schema(call.params["ident"], call.json()))
 
@@ -837,6 +841,8 @@ def _routes(store: AepStore) -> list[Route]:
         r(f"{SR}/tenant/schemas", create_schema, ["POST"]),
         r(f"{SR}/tenant/classes", create_class, ["POST"]),
         r(f"{SR}/tenant/schemas/{{ident:path}}", patch_schema, ["PATCH"]),
+        r(f"{SR}/tenant/fieldgroups/{{ident:path}}", patch_fieldgroup, ["PATCH"]),
+        r(f"{SR}/tenant/mixins/{{ident:path}}", patch_fieldgroup, ["PATCH"]),
         r(f"{SR}/tenant/descriptors", create_descriptor, ["POST"]),
         r(f"{SR}/tenant/descriptors", list_descriptors, ["GET"]),
         r(f"{SR}/tenant/descriptors/{{ident}}", get_descriptor, ["GET"]),

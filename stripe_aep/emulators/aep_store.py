@@ -681,6 +681,55 @@ class AepStore:
                 resource["allOf"] = [{"$ref": f"#/definitions/{n}"} for n in definitions]
             return self._store(self.fieldgroups, resource)
 
+    def patch_field_group(self, ident: str, operations: Any) -> dict:
+        """`PATCH /tenant/fieldgroups/{id}` (JSON Patch, Schema Registry spec `patchFieldGroup`).
+
+        The result must still be a valid field group, and the change must be one AEP allows on a
+        field group in use: Experience League ("Update schemas", platform-learn tutorial): "You can
+        always add new fields and make mandatory fields optional", but not remove, rename or
+        redefine fields, move them, make more fields mandatory, or remove/restrict supported
+        values. The emulator applies the rule whether or not data was ingested (never kinder).
+        """
+        with self._lock:
+            current = self._find(self.fieldgroups, ident, "field group")
+            try:
+                patched = apply_json_patch(current, operations)
+            except (ValueError, IndexError, KeyError) as exc:
+                raise xdm_error(
+                    400, "XDM-1000-400", "Bad Request", f"invalid JSON Patch: {exc}"
+                ) from exc
+            errors: list[str] = []
+            for fixed in ("$id", "meta:altId", "meta:resourceType", "meta:containerId"):
+                if patched.get(fixed) != current.get(fixed):
+                    errors.append(f"'{fixed}' cannot be changed")
+            definitions = patched.get("definitions")
+            if not isinstance(definitions, dict) or not definitions:
+                errors.append("'definitions' must hold the field group's fields")
+            else:
+                self._check_definitions(definitions, errors)
+            extends = patched.get("meta:intendedToExtend")
+            if not isinstance(extends, list) or not set(
+                current.get("meta:intendedToExtend") or []
+            ) <= set(extends):
+                errors.append("meta:intendedToExtend may only gain classes")
+            if not errors:
+                before, before_required = aep_ingest.field_group_properties(current)
+                after, after_required = aep_ingest.field_group_properties(patched)
+                _breaking_changes(before, after, "", errors)
+                added = sorted(set(after_required) - set(before_required))
+                if added:
+                    errors.append(f"fields {added} cannot be made required")
+            if errors:
+                raise xdm_error(400, "XDM-1000-400", "Bad Request", "; ".join(errors))
+            major, _, minor = str(current.get("version", "1.0")).partition(".")
+            patched["version"] = f"{major}.{int(minor or 0) + 1}"
+            patched["meta:registryMetadata"] = self._registry_metadata(
+                current["meta:registryMetadata"]["repo:createdDate"]
+            )
+            self.fieldgroups[current["$id"]] = patched
+            self._save()
+            return copy.deepcopy(patched)
+
     def _schema_refs(self, all_of: Any) -> tuple[str, list[str]]:
         if not isinstance(all_of, list) or not all_of:
             raise xdm_error(
@@ -1577,6 +1626,39 @@ def _summary(resource: dict) -> dict:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _breaking_changes(before: dict, after: dict, path: str, errors: list[str]) -> None:
+    """Changes to existing fields that AEP refuses on a field group in use (see
+    `patch_field_group`): a field removed, its type/format redefined, a new required entry, or
+    its allowed values restricted. New fields anywhere are fine."""
+    for name, old in before.items():
+        where = f"{path}/{name}"
+        new = after.get(name)
+        if not isinstance(old, dict):
+            continue
+        if not isinstance(new, dict):
+            errors.append(f"field {where} cannot be removed")
+            continue
+        for key in ("type", "format", "meta:xdmType"):
+            if old.get(key) != new.get(key):
+                errors.append(
+                    f"field {where} cannot be redefined ({key} {old.get(key)!r} -> "
+                    f"{new.get(key)!r})"
+                )
+        if "enum" in new and not set(new["enum"]) >= set(old.get("enum") or new["enum"]):
+            errors.append(f"field {where} cannot lose allowed values")
+        if "enum" in new and "enum" not in old:
+            errors.append(f"field {where} cannot gain an enum (it restricts its values)")
+        added = sorted(set(new.get("required") or []) - set(old.get("required") or []))
+        if added:
+            errors.append(f"fields {added} of {where} cannot be made required")
+        if isinstance(old.get("properties"), dict):
+            _breaking_changes(old["properties"], new.get("properties") or {}, where, errors)
+        items_old, items_new = old.get("items"), new.get("items")
+        if isinstance(items_old, dict) and isinstance(items_old.get("properties"), dict):
+            new_items = (items_new or {}).get("properties") if isinstance(items_new, dict) else {}
+            _breaking_changes(items_old["properties"], new_items or {}, f"{where}[]", errors)
 
 
 def _titled_object_errors(body: Any) -> tuple[list[str], Any]:

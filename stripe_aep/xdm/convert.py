@@ -135,6 +135,7 @@ class ConversionResult:
     slow_path_records: int = 0
     duplicates: int = 0
     duplicate_ids: list[str] = field(default_factory=list)  # the first 100
+    tombstones: int = 0  # rows of deleted objects (change files only)
 
     @property
     def bytes(self) -> int:
@@ -457,8 +458,10 @@ class Converter:
         quarantine: BinaryIO,
         day_window: tuple[int, int] | None = None,
         known_ids: set[str] | None = None,
+        changes: bool = False,
     ) -> None:
         self.mapping = mapping
+        self.changes = changes
         self.tenant = tenant
         self.params = params
         self.quarantine = quarantine
@@ -471,8 +474,8 @@ class Converter:
         self.fields = mapping.fields(tenant)
         self.expandables = {input_error_path(p): p for p in expandable_paths(mapping)}
         self.expanded: frozenset[str] = frozenset()
-        self.tree = _input_tree(mapping)
-        self.parse_names = stripe_parse_schema(mapping).names
+        self.tree = _input_tree(mapping, changes)
+        self.parse_names = stripe_parse_schema(mapping, changes=changes).names
         self.metadata_paths = metadata_paths(mapping)
         self.reasons: Counter[str] = Counter()
         self.quarantined = 0
@@ -492,7 +495,7 @@ class Converter:
         With `object_keys` (the keys of every metadata path) undeclared fields are skipped;
         without, they are inferred, which is the only way to read metadata of unknown keys.
         """
-        schema = stripe_parse_schema(self.mapping, expanded, object_keys)
+        schema = stripe_parse_schema(self.mapping, expanded, object_keys, self.changes)
         return pj.read_json(
             pa.BufferReader(pa.py_buffer(buffer)),
             read_options=pj.ReadOptions(block_size=block_size),
@@ -776,6 +779,24 @@ def _id_in_line(text: bytes) -> str | None:
     return None
 
 
+def listing_version(fetched_at: int) -> dict[str, Any]:
+    """The version fields of every row of a listing file fetched at `fetched_at` (Unix s)."""
+    return {
+        "time": fetched_at,
+        "source": "list",
+        "event_id": None,
+        "event_type": None,
+        "deleted": False,
+    }
+
+
+def _count_true(table: pa.Table, path: tuple[str, ...]) -> int:
+    arr: Any = table.column(path[0]).combine_chunks()
+    for name in path[1:]:
+        arr = arr.field(name)
+    return int(pc.sum(pc.fill_null(arr, False).cast(pa.int64())).as_py() or 0)
+
+
 def _iso_ms(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -787,6 +808,10 @@ def _block_size_for(longest_line: int) -> int:
 def _check_detail(reason: str, fld: str) -> str:
     return {
         "missing_required_field": f"required field {fld} is missing or null",
+        "missing_change_field": (
+            f"{fld} is missing or null: a change line must say when and how its version was "
+            "observed"
+        ),
         "unknown_currency": f"{fld} is not a currency Stripe lists; its exponent is unknown",
         "not_in_enum": f"{fld} has a value outside the allowed values",
         "pattern_mismatch": f"{fld} does not match the required pattern",
@@ -924,6 +949,8 @@ def convert_jsonl(
     day_window: tuple[int, int] | None = None,
     known_ids: set[str] | None = None,
     lookups: dict[str, Any] | None = None,
+    version: dict[str, Any] | None = None,
+    changes: bool = False,
 ) -> ConversionResult:
     """Convert decompressed Stripe JSON lines of one resource to XDM Parquet parts.
 
@@ -936,6 +963,10 @@ def convert_jsonl(
     seen earlier in this input) are dropped as duplicates and counted. The ids kept are added.
     Every non-blank input line ends as exactly one row, one quarantine line or one duplicate.
     `lookups`: extra conversion parameters some sources read (refunds: `charge_customers`).
+    `changes=False` (a listing file): every row is the listing snapshot, its version fields are
+    `version` (`listing_version(fetched_at)`: the same for the whole file). `changes=True` (a change
+    file of versions): each line's `_change` key gives its version fields and is checked; pass no
+    `day_window` (a version is filed under the day it was observed, not its `created`).
     """
     mapping = mapping_for(resource)
     validate_tenant(tenant)
@@ -945,14 +976,23 @@ def convert_jsonl(
         )
     if max_file_bytes < 64 * 1024:
         raise ValueError(f"max_file_bytes={max_file_bytes} is too small (minimum 64 KiB)")
+    if not changes and not (version and version.get("time") is not None):
+        raise ValueError(
+            "version is required for a listing file: pass listing_version(fetched_at) with the "
+            "time the listing was fetched (the sidecar's fetched_at, else the window's lt)"
+        )
+    params = {**(lookups or {}), "account": account, "api_version": api_version}
+    params.update(version=version, changes=changes)
     conv = Converter(
         mapping,
         tenant,
-        {**(lookups or {}), "account": account, "api_version": api_version},
+        params,
         quarantine,
         day_window=day_window,
         known_ids=known_ids,
+        changes=changes,
     )
+    deleted_path = (f"_{tenant}", "stripe", "deleted")
     writer = _PartWriter(conv.schema, open_output, max_file_bytes, row_group_rows)
     result = ConversionResult(resource=resource)
     preview: list[dict[str, Any]] = []
@@ -967,6 +1007,8 @@ def convert_jsonl(
             if t.num_rows:
                 writer.write(t)
                 result.rows += t.num_rows
+                if changes:
+                    result.tombstones += _count_true(t, deleted_path)
                 if len(preview) < preview_rows:
                     preview.extend(_json_safe(t.slice(0, preview_rows - len(preview)).to_pylist()))
     result.parts = writer.finish()

@@ -36,13 +36,20 @@ validation and this page. `_{{TENANT}}` stands for your tenant namespace (`_` + 
   `_{{TENANT}}.stripe.{{id, object, created, livemode, account, apiVersion}}` and one
   resource-specific object (`_{{TENANT}}.charge`, `.subscription`, `.refund`,
   `.balanceTransaction`, `.customer`, `.price`).
+- **Versions.** A record is a *version* of a Stripe object: its listing snapshot, or a later
+  state observed through an event or a re-read (`changes/` on the lake). Every record says which:
+  `_{{TENANT}}.stripe.{{versionTime, versionSource, versionEventId, versionEventType, deleted}}`.
+  The latest state of an object is its record with the greatest `versionTime`; a tombstone
+  (`deleted` true) says the object was deleted in Stripe. See `docs/change-capture.md` for the
+  semantics per class and the "latest state" queries.
 - **Identity.** Custom identity namespace code **`{CUSTOMER_NAMESPACE}`** (name "Stripe Customer
   ID", type cross-device) for Stripe customer ids; create it once per sandbox
   (`identity-namespace.json` in the export). Every object that belongs to a customer has the
   customer id as its primary identity, so Real-Time Customer Profile stitches it to the customer.
 - **`_id`** is deterministic: `<Stripe id>-<64-bit SipHash of the raw JSON line>` (pandas'
   `hash_array`, fixed key). The same object state gives the same `_id`; a changed object (e.g. a
-  refunded charge re-read later) gives a new one. The Stripe id is in `_{{TENANT}}.stripe.id`.
+  refunded charge re-read later) gives a new one; a version's line includes its `_change` facts,
+  so each version has its own `_id`. The Stripe id is in `_{{TENANT}}.stripe.id`.
 - **Money.** Stripe's integer minor units are kept as `long` (`amount`). The major amount is
   derived from the currency exponent: 0 for the zero-decimal currencies
   ({", ".join(sorted(c.upper() for c in money.ZERO_DECIMAL))}), 3 for

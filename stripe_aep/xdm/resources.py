@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stripe_aep.xdm.spec import (
+    VERSION_SOURCES,
     Const,
     Currency,
     Each,
@@ -50,6 +51,7 @@ from stripe_aep.xdm.spec import (
     S,
     Source,
     Time,
+    Version,
     XdmType,
     seconds_to_timestamp,
 )
@@ -155,6 +157,49 @@ class ResourceMapping:
                     "Stripe API version the object was read with (`Stripe-Version`).",
                     Param("api_version"),
                     required=True,
+                ),
+                # What version of the object the row is (docs/change-capture.md). Not `required`
+                # in the schema: AEP only lets existing schemas gain optional fields, and setup
+                # adds these to field groups created before them. Change lines are still checked
+                # (a line without `_change.time`, `.source` or `.deleted` is quarantined).
+                Field(
+                    "versionTime",
+                    T.DATETIME,
+                    "When this version of the object was observed: the listing's fetch time for "
+                    "a listing snapshot, the event's `created` (or the re-read's time) for a "
+                    "change. The latest state of an object is its row with the greatest "
+                    "versionTime.",
+                    Version("time", "time", "the sidecar's `fetched_at` (else the window's `lt`)"),
+                ),
+                Field(
+                    "versionSource",
+                    T.STRING,
+                    "How this version was observed: `list` (created-window listing), `event` "
+                    "(an event's payload), `refetch` (GET after an event), `reread` (a window "
+                    "read again).",
+                    Version("source", "string", "`list`"),
+                    enum=VERSION_SOURCES,
+                ),
+                Field(
+                    "versionEventId",
+                    T.STRING,
+                    "Stripe event (`evt_…`) that revealed this version; null for listings and "
+                    "re-reads.",
+                    Version("event_id", "string", "null"),
+                ),
+                Field(
+                    "versionEventType",
+                    T.STRING,
+                    "Stripe event type of that event (e.g. `customer.updated`), or `reread`; "
+                    "null for listings.",
+                    Version("event_type", "string", "null"),
+                ),
+                Field(
+                    "deleted",
+                    T.BOOLEAN,
+                    "True for a tombstone: the object was deleted in Stripe; the row holds its "
+                    "last known state.",
+                    Version("deleted", "boolean", "`false`"),
                 ),
             ),
         )

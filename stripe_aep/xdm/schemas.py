@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from stripe_aep.xdm.resources import ResourceMapping, mapping_for
 from stripe_aep.xdm.spec import (
+    CHANGE_INPUTS,
     INPUT_KINDS,
     LONG_SCHEMA_MAX,
     LONG_SCHEMA_MIN,
@@ -160,9 +161,11 @@ def input_error_path(path: str) -> str:
     return "/" + path.replace("[]", "/[]").replace(".", "/")
 
 
-def _input_tree(mapping: ResourceMapping) -> _Node:
+def _input_tree(mapping: ResourceMapping, changes: bool = False) -> _Node:
+    """The Stripe paths the mapping reads, as a tree; `changes`: with the `_change` key of change
+    lines (versions), which listing lines do not carry."""
     root = _Node()
-    for inp in mapping.inputs():
+    for inp in [*mapping.inputs(), *(CHANGE_INPUTS if changes else ())]:
         node = root
         parts = inp.path.split(".")
         for i, part in enumerate(parts):
@@ -190,20 +193,22 @@ def stripe_parse_schema(
     mapping: ResourceMapping,
     expanded: frozenset[str] = frozenset(),
     object_keys: dict[str, tuple[str, ...]] | None = None,
+    changes: bool = False,
 ) -> pa.Schema:
     """Explicit pyarrow JSON parse schema for the Stripe paths the mapping reads.
 
     Expandable paths parse as strings unless listed in `expanded` (then as `struct<id>`).
     Metadata paths parse as an empty struct whose keys the reader must infer, unless
     `object_keys` gives their keys (path → keys): then as `struct<key: string, ...>`, which lets
-    the reader skip every undeclared field.
+    the reader skip every undeclared field. `changes`: change lines, whose `_change` key is
+    declared too.
     """
 
     def child_path(path: str, name: str, node: _Node) -> str:
         p = f"{path}.{name}" if path else name
         return f"{p}[]" if node.is_list else p
 
-    root = _input_tree(mapping)
+    root = _input_tree(mapping, changes)
 
     def arrow_node(node: _Node, path: str) -> pa.DataType:
         if node.kind is not None:

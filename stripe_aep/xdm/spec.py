@@ -357,6 +357,78 @@ class Const(Source):
         return f"constant `{self.value!r}`"
 
 
+#: The key a change line (a version of an object, `changes/<resource>/<day>/…`) carries beside the
+#: object's own fields: `{"time", "event_id", "event_type", "source", "deleted"}` (CHANGES9.md).
+CHANGE_KEY = "_change"
+#: Where a version came from: the created-window listing, an event payload, a re-fetch after an
+#: event, a re-read of a window (balance transactions becoming available, the 30-day edge).
+VERSION_SOURCES = ("list", "event", "refetch", "reread")
+#: The `_change` paths read from change lines, with their JSON kinds. They are not inputs of the
+#: mapping (`ResourceMapping.inputs()`: what derive9 hashes to tell whether mapped state changed).
+CHANGE_INPUTS = (
+    Input(f"{CHANGE_KEY}.time", "integer"),
+    Input(f"{CHANGE_KEY}.event_id", "string"),
+    Input(f"{CHANGE_KEY}.event_type", "string"),
+    Input(f"{CHANGE_KEY}.source", "string"),
+    Input(f"{CHANGE_KEY}.deleted", "boolean"),
+)
+#: `_change` keys a change line must carry (else the line is quarantined, naming the key).
+_CHANGE_REQUIRED = ("time", "source", "deleted")
+
+
+@dataclass(frozen=True)
+class Version(Source):
+    """One fact about the version a row is: when it was observed, how, by which event, deleted.
+
+    A change line carries it in its `_change` key (read per row). A listing line carries nothing:
+    the facts are the same for the whole file (conversion parameter `version` = the values for a
+    listing snapshot: the sidecar's `fetched_at`, source `list`, no event, not deleted), so they
+    cost one constant array per block, not a parse.
+    """
+
+    key: str  # time | event_id | event_type | source | deleted
+    kind: str  # time | string | boolean
+    listing: str  # what a listing row holds, in words (docs)
+
+    def _constant(self, frame: Frame) -> pa.Array:
+        value = (frame.params.get("version") or {}).get(self.key)
+        if self.kind == "time":
+            if value is None:
+                return pa.nulls(len(frame), TIMESTAMP_MS_UTC)
+            return seconds_to_timestamp(pa.repeat(pa.scalar(int(value), pa.int64()), len(frame)))
+        typ = pa.bool_() if self.kind == "boolean" else pa.string()
+        return pa.repeat(pa.scalar(value, typ), len(frame))
+
+    def evaluate(self, frame: Frame) -> pa.Array:
+        if not frame.params.get("changes"):
+            return self._constant(frame)
+        arr = frame.get(f"{CHANGE_KEY}.{self.key}")
+        if self.kind == "time":
+            return seconds_to_timestamp(arr)
+        return _typed(arr, pa.bool_() if self.kind == "boolean" else pa.string())
+
+    @property
+    def stripe_path(self) -> str | None:
+        return f"{CHANGE_KEY}.{self.key}"
+
+    def problems(self, frame: Frame) -> list[tuple[pa.Array, str, str]]:
+        if not frame.params.get("changes"):
+            return []
+        path = f"{CHANGE_KEY}.{self.key}"
+        arr = frame.get(path)
+        out = []
+        if self.key in _CHANGE_REQUIRED:
+            out.append((arr.is_null(), "missing_change_field", path))
+        if self.kind == "time":
+            secs = _typed(arr, pa.int64())
+            bad = pc.or_(pc.less(secs, 0), pc.greater(secs, EPOCH_MAX_SECONDS))
+            out.append((bad, "timestamp_out_of_range", path))
+        return out
+
+    def describe(self) -> str:
+        return f"change line: `{CHANGE_KEY}.{self.key}`; listing line: {self.listing}"
+
+
 @dataclass(frozen=True)
 class RecordId(Source):
     """Deterministic `_id`: `<stripe id>-<64-bit fingerprint of the original JSON line>`.

@@ -17,7 +17,7 @@ import pytest
 
 from stripe_aep.aep.deliver import XdmFile, deliver
 from stripe_aep.aep.ledger import AttemptState, open_ledger
-from stripe_aep_tests.aep.conftest import env_for, make_files
+from stripe_aep_tests.aep.conftest import env_for, make_files, write_xdm_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,3 +170,42 @@ def test_crash_hook_is_inert_when_unset(aep, lake, tmp_path, dataset_id):
     done = child(aep, lake, tmp_path / "data", dataset_id, None)
     assert done.returncode == 0, done.stderr
     assert '"rows_confirmed": 3' in done.stdout
+
+
+@pytest.mark.parametrize("crash_at", ["after_upload:1", "while_polling"])
+def test_change_parts_of_a_delivered_day_survive_a_crash_exactly_once(
+    aep, lake, tmp_path, dataset_id, crash_at
+):
+    """A day is delivered; then change files of that day are converted (parts named
+    `changes-<stem>`, docs/change-capture.md); a delivery killed while sending them, then re-run,
+    sends exactly those rows, once, and never the delivered listing parts again."""
+    aep.faults.processing_delay_s = 0.3
+    listing = make_files(lake, 2, 10)
+    data_dir = tmp_path / "data"
+    first = child(aep, lake, data_dir, dataset_id, None)
+    assert first.returncode == 0, first.stderr
+    batches_before = {b for b in aep.state.batches if aep.state.batches[b]["status"] == "success"}
+
+    day = "xdm/charges/2026-11-20"
+    changes = [
+        write_xdm_file(
+            lake, f"{day}/changes-{1763600000 + i}-{1763600100 + i}.part0.parquet", 1000 + i * 5, 5
+        )
+        for i in range(4)
+    ]
+    crashed = child(aep, lake, data_dir, dataset_id, crash_at)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rerun = child(aep, lake, data_dir, dataset_id, None)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_exactly_once(aep, dataset_id, [*listing, *changes])
+    ledger = open_ledger(data_dir)
+    assert ledger.delivered_rows(changes, dataset_id) == 20
+    new_batches = [
+        b
+        for b in aep.state.batches.values()
+        if b["relatedObjects"][0]["id"] == dataset_id and b["id"] not in batches_before
+    ]
+    sent = " ".join(f for b in new_batches for f in b["files"])
+    assert all(c.key.rsplit("/", 1)[1] in sent for c in changes), sent
+    assert not any(f.key.rsplit("/", 1)[1] in sent for f in listing), sent
+    ledger.close()

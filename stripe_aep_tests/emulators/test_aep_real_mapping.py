@@ -20,6 +20,7 @@ import pytest
 
 from stripe_aep.config import OBJECT_NAMES
 from stripe_aep.xdm import RESOURCES, convert_jsonl, schema_registry_payloads
+from stripe_aep.xdm.convert import listing_version
 from stripe_aep_tests.aep_spec import validate_request
 from stripe_aep_tests.emulators.aep_fixtures import (
     CATALOG,
@@ -103,6 +104,7 @@ def _convert(resource: str, objects: list[dict]) -> tuple[list[bytes], int]:
         api_version="2026-06-24.dahlia",
         open_output=open_output,
         quarantine=quarantine,
+        version=listing_version(1_700_000_000),
     )
     assert result.rows + result.quarantined == len(objects), quarantine.getvalue()
     return [p.getvalue().to_pybytes() for p in parts], result.rows

@@ -14,11 +14,14 @@ import pytest
 
 from stripe_aep.config import OBJECT_NAMES
 from stripe_aep.xdm import ConversionResult, convert_jsonl
+from stripe_aep.xdm.convert import listing_version
 from stripe_aep_tests.paths import STRIPE_SPECS
 
 SPECS = STRIPE_SPECS
 TENANT = "stripeaep"
 API_VERSION = "2026-06-24.dahlia"
+#: When the listing of the test lines was fetched (their version time).
+FETCHED_AT = 1_780_000_000
 OBJECT_OF = OBJECT_NAMES
 
 
@@ -75,6 +78,8 @@ def run_convert(
         return pa.OSFile(str(path), "wb")
 
     q = io.BytesIO()
+    if not kwargs.get("changes"):
+        kwargs.setdefault("version", listing_version(FETCHED_AT))
     result = convert_jsonl(
         pa.BufferReader(data),
         resource=resource,

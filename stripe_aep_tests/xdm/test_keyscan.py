@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from stripe_aep.xdm import convert_jsonl
+from stripe_aep.xdm.convert import listing_version
 from stripe_aep.xdm.keyscan import scan_object_keys
 from stripe_aep_tests.xdm.conftest import API_VERSION, TENANT, jsonl, run_convert, sample
 
@@ -116,4 +117,5 @@ def test_an_error_while_reading_is_raised_not_hung():
             open_output=lambda i: io.BytesIO(),
             quarantine=io.BytesIO(),
             block_bytes=1 << 20,
+            version=listing_version(1_700_000_000),
         )
