@@ -538,6 +538,19 @@ class StripeAccount:
             lo = max(lo, index.first_visible(self.visible_now()))
             return index.ids[lo:hi]
 
+    def deleted_ids(self, resource: str, gte: int | None = None, lt: int | None = None) -> set[str]:
+        """Ids of the objects of `resource` deleted by now (customers and prices: gone from
+        `ids` and the lists), optionally restricted to `gte <= created < lt`."""
+        with self.lock:
+            self.sync()
+            return {
+                object_id
+                for object_id, (kind, created, _) in self._timeline.graveyard.items()
+                if kind == resource
+                and (gte is None or created >= gte)
+                and (lt is None or created < lt)
+            }
+
     def total(self, resource: str) -> int:
         """Number of objects of `resource` visible now."""
         with self.lock:

@@ -3,6 +3,7 @@
 import datetime as dt
 import io
 import json
+from dataclasses import dataclass
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -53,18 +54,35 @@ def _poll_config(**extra):
 
 def read_back_ids(client: AepClient, dataset_id: str, tenant: str = TENANT) -> list[str]:
     """Every Stripe id in the dataset, read the way a user would: Catalog batches → Data Access."""
-    batches = client.list_batches(dataset_id=dataset_id)
-    ids = []
-    for batch in batches:
-        if batch.status not in ("success", "active"):
-            continue
-        ids.extend(read_batch_ids(client, batch.batch_id, tenant))
-    return ids
+    return [row.stripe_id for row in read_back_rows(client, dataset_id, tenant)]
+
+
+@dataclass(frozen=True)
+class DeliveredRow:
+    """What identifies one delivered record: its Stripe id, its `_id` and how it was observed
+    (`list` for a listing row, `event`/`refetch`/`reread` for a later version)."""
+
+    stripe_id: str
+    record_id: str
+    source: str | None
+
+
+def read_back_rows(client: AepClient, dataset_id: str, tenant: str = TENANT) -> list[DeliveredRow]:
+    """Every record of the dataset's successful batches, read back through Data Access."""
+    rows: list[DeliveredRow] = []
+    for batch in client.list_batches(dataset_id=dataset_id):
+        if batch.status in ("success", "active"):
+            rows.extend(read_batch_rows(client, batch.batch_id, tenant))
+    return rows
 
 
 def read_batch_ids(client: AepClient, batch_id: str, tenant: str = TENANT) -> list[str]:
     """The Stripe ids of one batch, read back through Data Access."""
-    ids = []
+    return [row.stripe_id for row in read_batch_rows(client, batch_id, tenant)]
+
+
+def read_batch_rows(client: AepClient, batch_id: str, tenant: str = TENANT) -> list[DeliveredRow]:
+    rows: list[DeliveredRow] = []
     listing = client.request("GET", f"{EXPORT}/batches/{batch_id}/files", retry=True)
     for entry in listing.json()["data"]:
         href = entry["_links"]["self"]["href"]
@@ -74,8 +92,17 @@ def read_batch_ids(client: AepClient, batch_id: str, tenant: str = TENANT) -> li
             data = client.request("GET", link[link.index(EXPORT) :], retry=True).content
             table = pq.read_table(io.BytesIO(data))
             stripe = table.column(f"_{tenant}").combine_chunks().field("stripe")
-            ids.extend(stripe.field("id").to_pylist())
-    return ids
+            sources = stripe.field("versionSource").to_pylist()
+            rows.extend(
+                DeliveredRow(sid, rid, source)
+                for sid, rid, source in zip(
+                    stripe.field("id").to_pylist(),
+                    table.column("_id").to_pylist(),
+                    sources,
+                    strict=True,
+                )
+            )
+    return rows
 
 
 def test_chain_delivers_every_object_exactly_once(

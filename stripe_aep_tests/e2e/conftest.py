@@ -26,7 +26,7 @@ from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep_tests.aep.conftest import env_for
-from stripe_aep_tests.assets.test_chain import read_back_ids
+from stripe_aep_tests.assets.test_chain import DeliveredRow, read_back_rows
 from stripe_aep_tests.conftest import TEST_KEY
 from stripe_aep_tests.e2e.harness import DagsterDev
 
@@ -51,16 +51,44 @@ class Deployment:
     def aep_client(self) -> AepClient:
         return AepClient(AepSettings.from_env(env_for(self.aep)))
 
-    def delivered_ids(self) -> dict[str, list[str]]:
-        """Every Stripe id in each resource's dataset, read back through Catalog and Data Access."""
+    def delivered_rows(self) -> dict[str, list[DeliveredRow]]:
+        """Every record in each resource's dataset, read back through Catalog and Data Access."""
         client = self.aep_client()
         try:
-            return {r: read_back_ids(client, self.datasets[r]) for r in RESOURCES}
+            return {r: read_back_rows(client, self.datasets[r]) for r in RESOURCES}
         finally:
             client.close()
 
+    def delivered_ids(self) -> dict[str, list[str]]:
+        """The Stripe ids of each dataset's listing rows (one per object listed), after checking
+        that no record (`_id`) was delivered twice. The account lives: objects change while the
+        tests run, and each change is a version record of its own (docs/change-capture.md)."""
+        out = {}
+        for resource, rows in self.delivered_rows().items():
+            record_ids = [row.record_id for row in rows]
+            assert len(record_ids) == len(set(record_ids)), f"{resource}: a record came twice"
+            out[resource] = [row.stripe_id for row in rows if row.source == "list"]
+        return out
+
     def truth(self, resource: str, days: list[dt.date]) -> set[str]:
-        return {o["id"] for d in days for o in self.account.objects(resource, *day_bounds(d))}
+        """The ids of the objects of `days` that Stripe lists now."""
+        return {i for d in days for i in self.account.ids(resource, *day_bounds(d))}
+
+    def deleted(self, resource: str, days: list[dt.date]) -> set[str]:
+        """The ids of the objects of `days` deleted by now (listed before, perhaps)."""
+        return {i for d in days for i in self.account.deleted_ids(resource, *day_bounds(d))}
+
+    def assert_listed_once(self, resource: str, ids: list[str], days: list[dt.date]) -> None:
+        """Each object of `days` Stripe lists now was delivered (its listing row) exactly once;
+        the only others are objects deleted since (the account lives while the tests run)."""
+        assert len(ids) == len(set(ids)), f"{resource}: an object was listed twice"
+        truth = self.truth(resource, days)
+        assert truth, f"the account has no {resource} in the window: the test proves nothing"
+        assert truth <= set(ids) <= truth | self.deleted(resource, days), (
+            resource,
+            len(set(ids)),
+            len(truth),
+        )
 
 
 def _setup(env: dict[str, str]) -> dict[str, str]:

@@ -164,11 +164,7 @@ def _wait_no_run_in_progress(dist: Deployment) -> list[dict]:
 def _assert_exactly_once(dist: Deployment, days: list[dt.date]) -> None:
     delivered = dist.delivered_ids()
     for resource in RESOURCES:
-        ids = delivered[resource]
-        truth = dist.truth(resource, days)
-        assert truth, f"the account has no {resource} in the window: the test proves nothing"
-        assert len(ids) == len(set(ids)), f"{resource}: an object was delivered twice"
-        assert set(ids) == truth, (resource, len(set(ids)), len(truth))
+        dist.assert_listed_once(resource, delivered[resource], days)
 
 
 def _no_local_state(dist: Deployment) -> None:
