@@ -50,9 +50,11 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
         kinds={"parquet", "xdm"},
         owners=ASSET_OWNERS,
         description=(
-            f"Stripe {resource} as XDM-conformant Parquet (one file set per raw file, ≤ 256 MB each). "
-            "Only raw files not converted yet are read; records that fail validation go to "
-            "`quarantine/` with the reason and the original object."
+            f"Stripe {resource} as XDM-conformant Parquet (one file set per raw file, ≤ 256 MB each): "
+            "the listing snapshots (`stripe/`) and the later versions (`changes/`, "
+            "docs/change-capture.md), each row with its version fields. Only raw files not "
+            "converted yet are read; records that fail validation go to `quarantine/` with the "
+            "reason and the original object."
         ),
         metadata={"dagster/column_schema": _table_schema(resource)},
         check_specs=[

@@ -29,7 +29,12 @@ Why it is built this way:
   record whose `created` lies outside it is quarantined (`created_outside_partition`), and a record
   whose id was already kept (earlier in the file, or in `known_ids`: the rows of the partition's
   other files) is dropped and counted as a duplicate: the first copy in conversion order is kept,
-  so every id of a partition is one row. input = rows + quarantined + duplicates.
+  so every id of a partition is one row. input = rows + quarantined + duplicates. That is the
+  rule for listing files; a change file (`changes=True`: versions, each line with a `_change`
+  key) is converted without `day_window` and against its own ids only, since its rows are later
+  versions of objects that may already be rows (see `stripe_aep.xdm_lake`).
+- Version fields (`_{TENANT}.stripe.version*`, `deleted`): per-file constants for a listing file
+  (`version`), read from each line's `_change` key for a change file.
 - Quarantine lines name the object (`id`, when one can be read) and the real cause: an integer
   beyond ±(2^53 − 1) is `out_of_range` on its field; a line nested too deeply for any JSON parser
   here (e.g. `metadata` 3,000 levels deep) is `too_deeply_nested`, and only that line is affected.

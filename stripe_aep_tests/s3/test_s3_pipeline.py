@@ -121,14 +121,21 @@ def test_raw_then_xdm_on_s3_cursor_from_stored_keys_and_bounded_listing(
         assert all(r.bucket == s3_bucket for r in xdm_requests)
         xdm_lists = [r for r in xdm_requests if r.is_list]
         # Bounded by the days touched (the refunds' charge index reads every charges day up to
-        # the newest refund day: here the same days), never the bucket or the lake root.
+        # the newest refund day: here the same days), never the bucket or the lake root. The
+        # XDM layer also lists each day's change files (`changes/<r>/<day>/`).
         assert all(
             r.prefix.startswith(
-                ("stripe-aep/stripe/", "stripe-aep/xdm/", f"stripe-aep/{INDEX_ROOT}")
+                (
+                    "stripe-aep/stripe/",
+                    "stripe-aep/xdm/",
+                    "stripe-aep/changes/",
+                    f"stripe-aep/{INDEX_ROOT}",
+                )
             )
             for r in xdm_lists
         ), {r.prefix for r in xdm_lists}
-        assert len(xdm_lists) <= 12 * len(touched), len(xdm_lists)
+        # Per day, the XDM layer lists two raw folders (stripe/ and changes/) where it listed one.
+        assert len(xdm_lists) <= 12 * 2 * len(touched), len(xdm_lists)
         for resource in ("charges", "refunds"):
             for day in DAYS:
                 xdm = XdmPartition(lake, resource, day)
@@ -179,7 +186,8 @@ def test_listing_calls_of_a_run_do_not_grow_with_the_history_on_the_lake(
     with dg.instance_for_test() as instance:
         full = _one_day_runs_list_calls(s3_server, full_root, stripe_emulator.url, instance, day)
     assert sorted(r.prefix for r in full) == sorted(r.prefix for r in empty)
-    partitions = {f"stripe-aep/{layer}/{r}/{day.isoformat()}/" for layer in ("stripe", "xdm")
+    partitions = {f"stripe-aep/{layer}/{r}/{day.isoformat()}/"
+                  for layer in ("stripe", "xdm", "changes")
                   for r in ("charges", "refunds")}  # fmt: skip
     recursive = {"stripe-aep/stripe/charges/", f"stripe-aep/{INDEX_ROOT}/"}
     assert {r.prefix for r in full} <= partitions | recursive
