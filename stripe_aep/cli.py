@@ -17,18 +17,21 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from stripe_aep.emulators._server import BackgroundServer
     from stripe_aep.emulators.stripe_account import StripeAccount, settle_heap
     from stripe_aep.emulators.stripe_api import app_options, create_app
+    from stripe_aep.emulators.stripe_events import event_versions_option
 
     try:
         options = app_options(args, seed=args.seed)
+        versions = event_versions_option(args)
+        account = StripeAccount(
+            seed=args.seed,
+            days=args.days,
+            charges_per_day=args.charges_per_day,
+            live=args.live,
+            event_api_versions=versions,
+        )
     except ValueError as error:
         print(f"emulate: {error}", file=sys.stderr)
         return 2
-    account = StripeAccount(
-        seed=args.seed,
-        days=args.days,
-        charges_per_day=args.charges_per_day,
-        live=args.live,
-    )
     settle_heap()
     app = create_app(account, **options)
     servers = [("Stripe", BackgroundServer(app, port=args.stripe_port).start())]
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     from stripe_aep.emulators.stripe_limits import add_limit_arguments
 
     add_limit_arguments(emulate)
+    from stripe_aep.emulators.stripe_events import add_event_version_argument
+
+    add_event_version_argument(emulate)
     emulate.add_argument("--no-aep", action="store_true", help="only the Stripe emulator")
     emulate.set_defaults(func=_cmd_emulate)
 

@@ -99,6 +99,12 @@ def test_emulate_serves_both_emulators(tmp_path):
             timeout=10,
         ).json()
         assert page["object"] == "list" and len(page["data"]) == 10
+        events = requests.get(
+            f"{urls['Stripe']}/v1/events",
+            headers={"Authorization": f"Bearer {TEST_KEY}"},
+            timeout=10,
+        ).json()
+        assert events["data"] and {e["object"] for e in events["data"]} == {"event"}
         assert requests.get(f"{urls['AEP']}/_emulator/health", timeout=10).status_code == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

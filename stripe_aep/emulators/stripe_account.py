@@ -517,8 +517,9 @@ class StripeAccount:
     def objects(
         self, resource: str, gte: int | None = None, lt: int | None = None
     ) -> list[dict[str, Any]]:
-        """ALL objects of `resource` visible now (including canceled subscriptions and inactive
-        prices), newest first, optionally restricted to `gte <= created < lt`."""
+        """ALL objects of `resource` visible now, in their current state (including canceled
+        subscriptions and inactive prices; deleted customers and prices are gone), newest
+        first, optionally restricted to `gte <= created < lt`."""
         with self.lock:
             self.sync()
             index = self.index(resource)
@@ -1131,7 +1132,7 @@ class _Generator:
     def plan_customer_changes(self) -> None:
         """About 3% of customers are edited (`customer.updated`: email, name, phone, address or
         metadata; some in their creation second, a quarter of those edits twice in one second)
-        and about 1% deleted days later (`customer.deleted`), only customers with no
+        and about 1.5% deleted hours to days later (`customer.deleted`), only customers with no
         subscription and after their last charge, as an account would tidy up."""
         rng = self.plan_rng
         subscribed = {row[3][1] for row in self.rows["subscriptions"]}
@@ -1155,9 +1156,9 @@ class _Generator:
                 for _ in range(2 if rng.random() < 0.25 else 1):
                     self.plan(edited_at, "customers", customer.id, "customer.updated",
                               self.customer_edit())  # fmt: skip
-            elif roll < 0.04 and customer.id not in subscribed:
+            elif roll < 0.045 and customer.id not in subscribed:
                 after = max(customer.created, last_used.get(customer.id, 0))
-                deleted_at = self.plan_later(after, 6 * DAY, min_delay=DAY)
+                deleted_at = self.plan_later(after, 6 * DAY, min_delay=3 * 3600)
                 if deleted_at is not None:
                     self.plan(deleted_at, "customers", customer.id, "customer.deleted",
                               remove=True)  # fmt: skip
@@ -1273,6 +1274,15 @@ class _Generator:
             "status": "failed" if failed else "succeeded",
             "transfer_group": f"group_{payment_intent[3:11]}" if rand() < 0.05 else None,
         }
+        # A few buy-now-pay-later payments are confirmed asynchronously: created `pending` (not
+        # yet paid), they succeed a minute or two later (`charge.succeeded` after
+        # `charge.pending`). Only charges without refunds, which come after success.
+        succeeded_at = None
+        if bnpl and captured and not refunds and self.plan_rng.random() < 0.1:
+            succeeded_at = self.plan_later(created, 120)
+            if succeeded_at is not None:
+                values["status"], values["paid"] = "pending", False
+                self.charge_creation_types[charge_id] = "charge.pending"
         template = self.charge_old_t if old_shape else self.charge_t
         self.add(
             "charges",
@@ -1281,6 +1291,9 @@ class _Generator:
             template.render(values),
             (values["customer"], payment_intent, values["transfer_group"]),
         )
+        if succeeded_at is not None:
+            self.plan(succeeded_at, "charges", charge_id, "charge.succeeded",
+                      {"status": "succeeded", "paid": True})  # fmt: skip
         if failed:
             self.charge_creation_types[charge_id] = "charge.failed"
         if not captured:

@@ -57,7 +57,12 @@ from stripe_aep.emulators.stripe_account import (
     deleted_customer,
     settle_heap,
 )
-from stripe_aep.emulators.stripe_events import EventQueryError, parse_event_query
+from stripe_aep.emulators.stripe_events import (
+    EventQueryError,
+    add_event_version_argument,
+    event_versions_option,
+    parse_event_query,
+)
 from stripe_aep.emulators.stripe_limits import (
     ACCOUNT_RATE_LIMITS,
     CONCURRENCY_SECONDS,
@@ -1210,6 +1215,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--charges-per-day", type=int, default=200)
     parser.add_argument("--live", action="store_true", help="objects appear as time passes")
+    add_event_version_argument(parser)
     add_limit_arguments(parser, rate_flag="--rate-limit-rps")
     parser.add_argument(
         "--restricted-key", action="append", default=[], metavar="KEY=RES[,RES]",
@@ -1218,12 +1224,13 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.time) 
     args = parser.parse_args(argv)
     try:
         options = app_options(args, seed=args.seed)
+        versions = event_versions_option(args)
     except ValueError as error:
         parser.error(str(error))
     began = time.perf_counter()
     account = StripeAccount(
         seed=args.seed, start=args.start, days=args.days, charges_per_day=args.charges_per_day,
-        live=args.live, clock=clock,
+        live=args.live, clock=clock, event_api_versions=versions,
     )  # fmt: skip
     settle_heap()
     generated = time.perf_counter() - began

@@ -184,6 +184,9 @@ def test_customers_vary_and_are_referenced(account):
     with_customer = [c for c in account.objects("charges") if c["customer"]]
     assert len(with_customer) >= 0.4 * DAYS * CHARGES_PER_DAY
     for charge in with_customer:
+        if charge["customer"] not in customers:  # deleted since (charges keep the id)
+            assert account.current("customers", charge["customer"])["deleted"] is True
+            continue
         assert customers[charge["customer"]]["created"] <= charge["created"]
 
 
