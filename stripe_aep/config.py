@@ -35,7 +35,6 @@ OBJECT_NAMES: dict[str, str] = {
     "balance_transactions": "balance_transaction",
     "customers": "customer",
     "prices": "price",
-    "events": "event",
 }
 
 #: Stripe's Events API (`/v1/events`): not a seventh resource (no XDM mapping, no AEP dataset) but
