@@ -101,6 +101,7 @@ from stripe_aep.stripe.rawstore import (
     day_bounds,
     day_of,
     fetched_at,
+    merge_intervals,
     read_objects,
     subtract,
 )
@@ -546,25 +547,17 @@ class ChangeDeriver:
                 self.state.mark_folded(day, [r.stem for r in raws])
             self.state.mark_built()
 
-    def _unfolded(self, day: dt.date) -> list[RawFile]:
-        folded = self.state.folded(day)
-        return [r for r in self._changes_files(day) if r.stem not in folded]
-
     # deriving from events -------------------------------------------------------------------
 
     def pending_windows(self, day: dt.date) -> list[tuple[int, int]]:
         """The events windows of `day` not derived yet for this resource."""
-        events = RawPartition(self.lake, "events", day).coverage()
-        derived = RawPartition(self.lake, self.resource, day, layer="changes").coverage()
-        out: list[tuple[int, int]] = []
-        for a, b in events:
-            out.extend(subtract(a, b, derived))
-        return out
+        events = RawPartition(self.lake, "events", day).files()
+        changes = RawPartition(self.lake, self.resource, day, layer="changes").files()
+        return _underived(events, changes)
 
-    def _events_in(self, day: dt.date, gte: int, lt: int) -> list[dict[str, Any]]:
-        part = RawPartition(self.lake, "events", day)
+    def _events_in(self, events: list[RawFile], gte: int, lt: int) -> list[dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        for raw in part.files():
+        for raw in events:
             if raw.refresh is not None or raw.lt <= gte or raw.gte >= lt:
                 continue
             for event in read_objects(self.lake, raw):
@@ -577,11 +570,15 @@ class ChangeDeriver:
     def derive_events(self, day: dt.date, figures: DayFigures) -> None:
         """Derive every events window of `day` not derived yet (oldest first)."""
         self.ensure_state()
-        windows = self.pending_windows(day)
-        unfolded = self._unfolded(day)
+        # One listing of each folder: the events and the changes of the day.
+        events_files = RawPartition(self.lake, "events", day).files()
+        changes_files = self._changes_files(day)
+        windows = _underived(events_files, changes_files)
+        folded = self.state.folded(day)
+        unfolded = [r for r in changes_files if r.stem not in folded]
         if not windows and not unfolded:
             return
-        plan = [(gte, lt, self._events_in(day, gte, lt)) for gte, lt in windows]
+        plan = [(gte, lt, self._events_in(events_files, gte, lt)) for gte, lt in windows]
         created = {day}
         for _, _, events in plan:
             created.update(
@@ -920,8 +917,13 @@ class ChangeDeriver:
                 latest = self._latest_row(day, obj_id)
                 if latest is None:
                     continue
+                when = fetch_time
                 if latest.time >= fetch_time:
-                    continue  # a newer version than this read exists already
+                    if latest.where is not None or latest.time > fetch_time:
+                        continue  # a version as new as this read exists already
+                    # A listing fetched earlier in the same second: this read came after it
+                    # (the listing had finished), and version times never tie.
+                    when = latest.time + 1
                 if obj is not None:
                     if created is not None and created >= until:
                         continue
@@ -930,7 +932,7 @@ class ChangeDeriver:
                     if self.state.hash(obj) == latest.hash:
                         fig.unchanged += 1
                         continue
-                    change = change_info(fetch_time, None, REREAD, REREAD, False)
+                    change = change_info(when, None, REREAD, REREAD, False)
                     version = {k: v for k, v in obj.items() if k != CHANGE_KEY}
                 else:
                     if latest.deleted:
@@ -938,7 +940,7 @@ class ChangeDeriver:
                     last = self._last_state(day, obj_id, latest)
                     if last is None or int(last.get("created", 0)) >= until:
                         continue
-                    change = change_info(fetch_time, None, REREAD, REREAD, True)
+                    change = change_info(when, None, REREAD, REREAD, True)
                     version = {k: v for k, v in last.items() if k != CHANGE_KEY}
                 version[CHANGE_KEY] = change
                 lines.append((obj_id, change_line(version, change), version))
@@ -983,6 +985,15 @@ class ChangeDeriver:
 
 
 _SUBSUMED = object()
+
+
+def _underived(events: list[RawFile], changes: list[RawFile]) -> list[tuple[int, int]]:
+    """Windows of the events files (base files) not covered by base changes files."""
+    derived = merge_intervals((f.gte, f.lt) for f in changes if f.refresh is None)
+    out: list[tuple[int, int]] = []
+    for a, b in merge_intervals((f.gte, f.lt) for f in events if f.refresh is None):
+        out.extend(subtract(a, b, derived))
+    return out
 
 
 def bt_clusters(created: Sequence[int], gap: int = BT_CLUSTER_GAP_SECONDS) -> list[tuple[int, int]]:

@@ -595,3 +595,14 @@ def test_reread_emits_only_changed_objects_and_tombstones(lake):
         lake.read_bytes(RawPartition(lake, "customers", DAY, layer="changes").files()[0].meta_path)
     )
     assert meta["source"] == "reread"
+
+
+def test_reread_in_the_listings_own_second_still_makes_a_later_version(lake):
+    cus = customer("cus_1", START + 10)
+    write_listing(lake, "customers", DAY, [cus], fetched_at=END + 50)
+    client = FakeStripe({"cus_1": {**cus, "email": "changed@example.com"}})
+    figures: dict[str, DayFigures] = {}
+    deriver(lake, client, clock=lambda: END + 50).reread_days([DAY], figures)
+    (row,) = changes_on(lake, "customers", DAY)
+    assert row["email"] == "changed@example.com"
+    assert row["_change"]["time"] == END + 51  # after the listing row: never a tie
