@@ -5,7 +5,7 @@ Thin Dagster layer over `stripe_aep.stripe.extract`: one factory builds the six 
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import dagster as dg
 
@@ -215,6 +215,7 @@ def derive_versions(
     days: list[dt.date],
     settings: StripeSettings,
     reread: bool,
+    account: Callable[[], str | None] | None = None,
 ) -> dict[str, DayFigures]:
     """After the listing: versions of changed objects into `changes/<resource>/<day>` (see
     stripe_aep/stripe/changes.py). Events of each day not derived yet; for balance transactions the
@@ -229,6 +230,7 @@ def derive_versions(
         held_days=days,
         clock=_now,
         visibility_lag_seconds=settings.visibility_lag_seconds,
+        account=account,
     )
     figures = {day.isoformat(): DayFigures() for day in days}
     for day in days:
@@ -306,7 +308,14 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
                     result = extractor.run(days, refresh=config.refresh)
                 before = client.stats.as_dict()
                 derive_versions(
-                    context, client, lake.lake(), resource, days, settings, config.reread
+                    context,
+                    client,
+                    lake.lake(),
+                    resource,
+                    days,
+                    settings,
+                    config.reread,
+                    account=extractor.account_id,
                 )
                 # Re-fetches and re-reads count in the run's requests and the reads ledger.
                 after = client.stats.as_dict()

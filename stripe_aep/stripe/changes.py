@@ -459,6 +459,7 @@ class ChangeDeriver:
         clock: Callable[[], float] = time.time,
         lock_wait: float | None = None,
         visibility_lag_seconds: int = 0,
+        account: Callable[[], str | None] | None = None,
     ) -> None:
         if resource not in OBJECT_NAMES:
             raise ValueError(f"unknown resource {resource!r}")
@@ -476,6 +477,11 @@ class ChangeDeriver:
         )
         self.state = StateStore(lake, resource)
         self.api_version = client.settings.api_version if client is not None else None
+        # The account (and mode) the versions belong to, recorded beside them as the listing files
+        # record theirs: the XDM rows carry it (`_{TENANT}.stripe.account`). Looked up only when a
+        # file holds versions (the lookup is cached on the lake, so it costs one request ever).
+        self.account = account
+        self.livemode = client.settings.livemode if client is not None else None
 
     # locks ------------------------------------------------------------------------------
 
@@ -747,6 +753,9 @@ class ChangeDeriver:
             "created_days": created_days,
             **(extra_meta or {}),
         }
+        if lines:
+            meta["account"] = self.account() if self.account is not None else None
+            meta["livemode"] = self.livemode
         raw = part.write(gte, lt, [line for _, line, _ in lines], meta, refresh=refresh)
         for _, _, version in lines:
             self.state.fold(version, f"{part.day.isoformat()}/{raw.stem}")

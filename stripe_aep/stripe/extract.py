@@ -193,6 +193,11 @@ class PartitionExtractor:
         ).hexdigest()[:16]
         return f"_meta/stripe_account/{digest}.json"
 
+    def account_id(self) -> str | None:
+        """The Stripe account the data belongs to (see `_account`): what the changes layer records
+        beside its versions, as the listing files do."""
+        return self._account()
+
     def _account(self) -> str | None:
         """The Stripe account the data belongs to (recorded with every file).
 

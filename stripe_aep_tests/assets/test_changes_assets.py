@@ -99,7 +99,7 @@ def _listed_customers(lake):
     return [o for f in part.files() for o in read_objects(lake, f)]
 
 
-def test_raw_asset_derives_versions_from_the_days_events(stripe_emulator, tmp_path):
+def test_raw_asset_derives_versions_from_the_days_events(stripe_emulator, stripe_account, tmp_path):
     lake = Lake(str(tmp_path))
     today = dt.datetime.now(dt.UTC).date()
     with dg.instance_for_test() as instance:
@@ -136,8 +136,15 @@ def test_raw_asset_derives_versions_from_the_days_events(stripe_emulator, tmp_pa
         assert retrieves[0].api_version == DEFAULT_STRIPE_API_VERSION
         assert (meta["versions"], meta["tombstones"], meta["unchanged"]) == (1, 1, 2)
         assert (meta["refetched"], meta["events_derived"], meta["subsumed"]) == (1, 5, 0)
-        # The changes file covers exactly the events window.
-        assert RawPartition(lake, "customers", today, layer="changes").coverage() == [(gte, now)]
+        # The changes file covers exactly the events window, and records the account and mode
+        # its versions belong to, as the listing files do (the XDM rows carry them).
+        changes = RawPartition(lake, "customers", today, layer="changes")
+        assert changes.coverage() == [(gte, now)]
+        listing = RawPartition(lake, "customers", ACCOUNT_START)
+        listing_meta = listing.read_meta(listing.files()[0])
+        [changes_meta] = [changes.read_meta(f) for f in changes.files()]
+        assert changes_meta["account"] == listing_meta["account"] == stripe_account.account_id
+        assert changes_meta["livemode"] is False
 
         # A re-run derives nothing and writes nothing.
         files = sorted(f.path for f in lake.list_files("changes", recursive=True))
