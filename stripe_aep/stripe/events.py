@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,31 +203,34 @@ def days_of(gte: int, lt: int) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
+def listing_fetch_times(lake: Lake, resource: str) -> Iterator[tuple[str, int]]:
+    """(day, `fetched_at`) of every live listing file of `resource`, day by day (`lt` for files
+    written before `fetched_at` was recorded, and for a damaged sidecar: a lower bound)."""
+    prefix = f"stripe/{resource}"
+    days = {
+        f.path[len(prefix) + 1 :].split("/", 1)[0]
+        for f in lake.list_files(prefix, suffix=".meta.json", recursive=True)
+    }
+    for day in sorted(days):
+        try:
+            part = RawPartition(lake, resource, dt.date.fromisoformat(day))
+        except ValueError:
+            continue
+        for raw in part.files():
+            try:
+                meta = part.read_meta(raw)
+            except Exception:  # noqa: BLE001 - a damaged sidecar: its lt is the bound
+                meta = {}
+            yield day, fetched_at(raw, meta)
+
+
 def oldest_listing_fetch(lake: Lake, resources: Sequence[str] = EVENT_RESOURCES) -> int | None:
     """The oldest `fetched_at` among the live listing files of `resources` (`lt` for old files).
 
     A scan of every sidecar: done once per lake, then remembered (`COVERAGE_STATE_PATH`), since a
     listing written later is always fetched later."""
-    oldest: int | None = None
-    for resource in resources:
-        prefix = f"stripe/{resource}"
-        days = {
-            f.path[len(prefix) + 1 :].split("/", 1)[0]
-            for f in lake.list_files(prefix, suffix=".meta.json", recursive=True)
-        }
-        for day in sorted(days):
-            try:
-                part = RawPartition(lake, resource, dt.date.fromisoformat(day))
-            except ValueError:
-                continue
-            for raw in part.files():
-                try:
-                    meta = part.read_meta(raw)
-                except Exception:  # noqa: BLE001 - a damaged sidecar: its lt is the bound
-                    meta = {}
-                t = fetched_at(raw, meta)
-                oldest = t if oldest is None else min(oldest, t)
-    return oldest
+    times = [t for resource in resources for _, t in listing_fetch_times(lake, resource)]
+    return min(times) if times else None
 
 
 def events_coverage(lake: Lake, gte: int, lt: int) -> list[tuple[int, int]]:
@@ -380,25 +383,7 @@ def affected_partitions(lake: Lake, before: int) -> dict[str, list[str]]:
     their snapshots may predate a change the lost window held."""
     out: dict[str, list[str]] = {}
     for resource in EVENT_RESOURCES:
-        prefix = f"stripe/{resource}"
-        days = {
-            f.path[len(prefix) + 1 :].split("/", 1)[0]
-            for f in lake.list_files(prefix, suffix=".meta.json", recursive=True)
-        }
-        hit = []
-        for day in sorted(days):
-            try:
-                part = RawPartition(lake, resource, dt.date.fromisoformat(day))
-            except ValueError:
-                continue
-            for raw in part.files():
-                try:
-                    meta = part.read_meta(raw)
-                except Exception:  # noqa: BLE001 - a damaged sidecar: its lt is the bound
-                    meta = {}
-                if fetched_at(raw, meta) < before:
-                    hit.append(day)
-                    break
+        hit = sorted({day for day, t in listing_fetch_times(lake, resource) if t < before})
         if hit:
             out[resource] = hit
     return out
