@@ -12,6 +12,11 @@ shape, `specs/stripe/samples-2023.json` for the 2023 shapes) with ids, amounts, 
 statuses and nested objects varied by a seeded `random.Random`. Nothing reads global randomness or
 the wall clock except through the injected `clock`, so the same arguments give byte-identical JSON.
 
+The account also lives: a second seeded stream plans mutations over time (refunds, captures,
+disputes, subscription status changes, customer edits and deletions, price deactivations and
+deletions), applied as the clock passes them, each recording the event Stripe would emit
+(stripe_events.py; `events`, `current` and `mutate` are the ground truth for tests).
+
 Objects are serialized once, at generation, into compact JSON bytes (through `JsonTemplate`, which
 splices pre-serialized fragments of the sample object with the varying values), so that serving a
 page is a `b",".join(...)` of stored bytes rather than a `json.dumps` per request.

@@ -14,9 +14,10 @@ stripe-mock cannot do this: it is stateless and always returns one fixture with 
 Layout: `create_app` builds a Starlette app whose `_StripeGateway` middleware does what every
 `/v1` request shares (request id, log record, limits, latency, faults, authentication, API
 version, permissions, `Stripe-Account`), and whose routes list and retrieve the account's objects from the
-pre-sorted, pre-serialized `ResourceIndex` of each resource. `StripeEmulator` runs that app in a
-background thread; `python -m stripe_aep.emulators.stripe_api` runs it as its own process.
-Control endpoints under `/_emulator/` (no auth) expose the log and the faults to other processes.
+pre-sorted, pre-serialized `ResourceIndex` of each resource (in their state at the clock's now) and
+serve its events (`/v1/events`, stripe_events.py). `StripeEmulator` runs that app in a background
+thread; `python -m stripe_aep.emulators.stripe_api` runs it as its own process. Control endpoints
+under `/_emulator/` (no auth) expose the log, the faults and mutations to other processes.
 """
 
 from __future__ import annotations
