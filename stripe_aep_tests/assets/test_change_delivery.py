@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Iterable
 
 import dagster as dg
 import pyarrow as pa
@@ -29,7 +30,7 @@ from stripe_aep.resources import AepResource, LakeResource, XdmResource
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds
 from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep_tests.aep.conftest import env_for
-from stripe_aep_tests.xdm.conftest import API_VERSION, sample
+from stripe_aep_tests.xdm.conftest import API_VERSION, jsonl, run_convert, sample
 
 TENANT = "stripeaep"
 EXPORT = "/data/foundation/export"
@@ -146,6 +147,51 @@ def current_objects(rows: pa.Table) -> pa.Table:
     """The second query: the latest state of each object, tombstones left out."""
     latest = latest_per_id(rows)
     return latest.filter(pc.invert(pc.fill_null(latest.column("deleted"), False)))
+
+
+#: What tells one version of an object's record from another, rather than the object's state.
+VERSION_FIELDS = (
+    "versionTime",
+    "versionSource",
+    "versionEventId",
+    "versionEventType",
+    "apiVersion",
+)
+
+
+def latest_records(tables: Iterable[pa.Table], tenant: str = TENANT) -> dict[str, dict]:
+    """Per Stripe id, its latest record (greatest versionTime, then `_id`: docs/change-capture.md,
+    "Reading the latest state"), after checking that no record (`_id`) came twice."""
+    rows = [row for table in tables for row in table.to_pylist()]
+    record_ids = [row["_id"] for row in rows]
+    assert len(record_ids) == len(set(record_ids)), "a record was delivered twice"
+    latest: dict[str, dict] = {}
+    for row in rows:
+        stripe = row[f"_{tenant}"]["stripe"]
+        held = latest.get(stripe["id"])
+        if held is None or _version_key(row, tenant) > _version_key(held, tenant):
+            latest[stripe["id"]] = row
+    return latest
+
+
+def _version_key(row: dict, tenant: str) -> tuple:
+    time = row[f"_{tenant}"]["stripe"]["versionTime"]
+    return (time is not None, time or 0, row["_id"])
+
+
+def object_state(row: dict, tenant: str = TENANT) -> dict:
+    """A record without what identifies its version: equal for two records of one state."""
+    row = {k: v for k, v in row.items() if k != "_id"}
+    fields = dict(row[f"_{tenant}"])
+    fields["stripe"] = {k: v for k, v in fields["stripe"].items() if k not in VERSION_FIELDS}
+    row[f"_{tenant}"] = fields
+    return row
+
+
+def record_of(tmp_path, obj: dict, resource: str, account: str | None) -> dict:
+    """The XDM record the mapping makes of `obj` (a Stripe object as the API returns it)."""
+    [row] = run_convert(tmp_path, jsonl([obj]), resource, account=account).rows()
+    return row
 
 
 def test_change_file_of_a_delivered_day_is_delivered_once_and_latest_state_wins(

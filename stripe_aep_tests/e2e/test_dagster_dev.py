@@ -21,7 +21,12 @@ import requests
 from stripe_aep.config import DEFAULT_STRIPE_API_VERSION, RESOURCES
 from stripe_aep.emulators.stripe_limits import busiest_second
 from stripe_aep.stripe.rawstore import day_bounds
-from stripe_aep_tests.assets.test_change_delivery import batch_tables
+from stripe_aep_tests.assets.test_change_delivery import (
+    batch_tables,
+    latest_records,
+    object_state,
+    record_of,
+)
 from stripe_aep_tests.conftest import TEST_KEY
 from stripe_aep_tests.e2e.conftest import (
     ALL_ASSET_PATHS,
@@ -30,7 +35,7 @@ from stripe_aep_tests.e2e.conftest import (
     require_binary,
 )
 from stripe_aep_tests.paths import REPO_ROOT
-from stripe_aep_tests.xdm.conftest import TENANT, jsonl, run_convert
+from stripe_aep_tests.xdm.conftest import TENANT
 
 pytestmark = pytest.mark.timeout(2400)
 
@@ -171,26 +176,6 @@ def _mutate_one(dev: Deployment, resource: str, kind: str, skip: set[str], **fie
     raise AssertionError(f"no {resource} of the backfilled days accepts {kind}")
 
 
-#: What identifies a record's version, not its state: left out when a delivered record is compared
-#: with the object as Stripe returns it now.
-VERSION_FIELDS = (
-    "versionTime",
-    "versionSource",
-    "versionEventId",
-    "versionEventType",
-    "apiVersion",
-)
-
-
-def _state(row: dict) -> dict:
-    row = {k: v for k, v in row.items() if k != "_id"}
-    tenant = {k: dict(v) if k == "stripe" else v for k, v in row[f"_{TENANT}"].items()}
-    for name in VERSION_FIELDS:
-        tenant["stripe"].pop(name, None)
-    row[f"_{TENANT}"] = tenant
-    return row
-
-
 def test_changes_in_stripe_reach_aep_after_the_next_scheduled_run(dev, five_day_backfill, tmp_path):
     """Objects of the backfilled days change in Stripe (a customer edited, one deleted, a price
     deactivated, a subscription canceled, a charge refunded); after the fresh-data schedule's next
@@ -229,26 +214,18 @@ def test_changes_in_stripe_reach_aep_after_the_next_scheduled_run(dev, five_day_
     client = dev.aep_client()
     try:
         tables = {
-            r: [t for t in batch_tables(client, dev.datasets[r]).values()]
+            r: batch_tables(client, dev.datasets[r]).values()
             for r in ("customers", "prices", "subscriptions", "charges")
         }
     finally:
         client.close()
     for resource, batches in tables.items():
-        rows = [row for table in batches for row in table.to_pylist()]
-        record_ids = [row["_id"] for row in rows]
-        assert len(record_ids) == len(set(record_ids)), f"{resource}: a record came twice"
-        by_id: dict[str, list[dict]] = {}
-        for row in rows:
-            by_id.setdefault(row[f"_{TENANT}"]["stripe"]["id"], []).append(row)
+        latest = latest_records(batches)
         for oid in changed.get(resource, []) + ([deleted] if resource == "customers" else []):
-            versions = by_id.get(oid, [])
-            assert len(versions) >= 2, (resource, oid, "no version after the listing row")
-            latest = max(
-                versions, key=lambda r: (r[f"_{TENANT}"]["stripe"]["versionTime"], r["_id"])
-            )
+            record = latest[oid]
+            assert record[f"_{TENANT}"]["stripe"]["versionSource"] != "list", (resource, oid)
             if oid == deleted:
-                assert latest[f"_{TENANT}"]["stripe"]["deleted"] is True, latest
+                assert record[f"_{TENANT}"]["stripe"]["deleted"] is True, record
                 continue
             now = requests.get(
                 f"{dev.stripe.url}/v1/{resource}/{oid}",
@@ -259,11 +236,8 @@ def test_changes_in_stripe_reach_aep_after_the_next_scheduled_run(dev, five_day_
                 timeout=30,
             )
             assert now.status_code == 200, now.text
-            expected = run_convert(
-                tmp_path, jsonl([now.json()]), resource, account=dev.account.account_id
-            ).rows()
-            assert len(expected) == 1, expected
-            assert _state(latest) == _state(expected[0]), (resource, oid)
+            expected = record_of(tmp_path, now.json(), resource, dev.account.account_id)
+            assert object_state(record) == object_state(expected), (resource, oid)
 
 
 BATCH_STATUS_SENSOR = "stripe_aep_batch_status"
