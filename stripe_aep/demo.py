@@ -103,7 +103,11 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             },
             raise_on_error=False,
         )
-    if not result.success:
+        tick = None
+        if result.success:
+            tick = _change_capture_tick(account, assets, resources, today)
+    if not result.success or (tick is not None and not tick.success):
+        result = result if not result.success else tick
         for event in result.all_events:
             if event.is_failure:
                 print(event.message, file=sys.stderr)
@@ -127,6 +131,8 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     rows = []
+    events = day_sums.pop(("stripe", "events"), {}).get("dagster/row_count", 0)
+    run_figures.pop(("stripe", "events"), None)
     for resource in sorted({resource for _, resource in run_figures}):
         batch_ids = run_figures.get(("aep", resource), {}).get("run_batch_ids", "none")
         rows.append(
@@ -153,6 +159,9 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             ],
         )
     )
+    print(f"\nstripe/events: {events} events of the six resources on the lake (change capture)")
+    if tick is not None:
+        _print_tick(tick, today)
     failed = [c for c in checks if not c.passed]
     print(
         f"\nasset checks: {len(checks) - len(failed)} of {len(checks)} passed"
@@ -161,3 +170,70 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
     print(f"data: {os.path.abspath(data_dir)}  (stripe/, xdm/, quarantine/, ledger/)")
     print(f"end to end in {time.monotonic() - started:.1f} s")
     return 0
+
+
+#: What the demo changes in Stripe after the first load: (resource, kind, fields).
+DEMO_CHANGES = (
+    ("customers", "update", {"email": "changed-in-the-demo@example.com"}),
+    ("customers", "delete", {}),
+    ("prices", "deactivate", {}),
+    ("subscriptions", "cancel", {}),
+    ("charges", "refund", {}),
+)
+
+
+def _change_capture_tick(account, assets, resources, today: dt.date):
+    """Change five objects in the Stripe emulator (as Stripe's own users would), then run today's
+    partition once more, as the fresh-data schedule's next tick does: the changes arrive as events
+    and become versions (docs/change-capture.md)."""
+    import dagster as dg
+
+    from stripe_aep.config import RESOURCES
+
+    print("\nin Stripe: a customer edited, one deleted, a price deactivated, a subscription "
+          "canceled, a charge refunded; then the next tick of today ...", flush=True)  # fmt: skip
+    touched: set[str] = set()
+    for resource, kind, fields in DEMO_CHANGES:
+        for obj in account.objects(resource):
+            if obj["id"] in touched:
+                continue
+            try:
+                account.mutate(resource, obj["id"], kind, **fields)
+            except ValueError:
+                continue  # e.g. a charge refunded already, a subscription ended already
+            touched.add(obj["id"])
+            break
+    time.sleep(1.1)  # the events are listed up to the current second, excluded
+    return dg.materialize(
+        assets,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key=today.isoformat(),
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}} for r in RESOURCES},
+        },
+        raise_on_error=False,
+    )
+
+
+def _print_tick(tick, today: dt.date) -> None:
+    figures: dict[tuple[str, str], dict] = {}
+    for event in tick.get_asset_materialization_events():
+        figures[tuple(event.asset_key.path)] = {
+            k: v.value for k, v in event.materialization.metadata.items()
+        }
+    rows = []
+    for resource in sorted({r for layer, r in figures if layer == "xdm"}):
+        raw = figures.get(("stripe", resource), {})
+        rows.append(
+            [
+                resource,
+                int(raw.get("versions", 0)),
+                int(raw.get("tombstones", 0)),
+                int(figures.get(("xdm", resource), {}).get("rows_converted", 0)),
+                figures.get(("aep", resource), {}).get("run_records_written", 0),
+            ]
+        )
+    print(f"\nnext tick of {today}: what changed in Stripe, as versions")
+    print(_table(rows, ["resource", "versions", "tombstones", "xdm rows", "aep rows written"]))
