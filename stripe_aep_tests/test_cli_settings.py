@@ -88,3 +88,17 @@ def test_demo_table_reconciles_every_layer_over_the_whole_range(tmp_path, capsys
         assert objects == rows == written and objects > 0, (resource, table[resource])
         assert quarantined == 0 and batches >= 1, (resource, table[resource])
     assert "asset checks: 18 of 18 passed" in out
+    # Then five objects change in Stripe, and the next tick of today delivers them as versions.
+    tick = {}
+    for line in out.split("what changed in Stripe, as versions", 1)[1].splitlines():
+        cells = line.split()
+        if len(cells) == 5 and cells[0] in RESOURCES and all(c.isdigit() for c in cells[1:]):
+            tick[cells[0]] = [int(c) for c in cells[1:]]
+    assert set(tick) == set(RESOURCES), out
+    changed = {r: (versions, tombstones) for r, (versions, tombstones, _, _) in tick.items()}
+    assert changed["customers"] == (1, 1), out  # one edited, one deleted
+    assert changed["prices"] == (1, 0), out  # deactivated
+    assert changed["charges"] == (1, 0), out  # refunded
+    assert changed["subscriptions"] == (0, 1), out  # canceled: customer.subscription.deleted
+    for resource, (_, _, rows, written) in tick.items():
+        assert rows == written, (resource, tick[resource])
