@@ -17,7 +17,7 @@ day: a record created outside the day is quarantined, and an id is one row per d
 in the same or another listing file, is a dropped duplicate). A change file holds versions: an
 object created any day may have a version observed this day, and a version of an id that is
 already a row of the day (its listing snapshot, another version) is a new row, not a duplicate;
-only a second line of the same id within one change file is dropped (derive9 writes at most one).
+only a second line of the same id within one change file is dropped (the derivation, stripe_aep/stripe/changes.py, writes at most one).
 
 Why a manifest per raw file: conversion is incremental (only raw files without a valid manifest are
 converted) and crash-safe (parts and quarantine are committed before the manifest, and a rerun simply

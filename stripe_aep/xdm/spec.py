@@ -358,13 +358,13 @@ class Const(Source):
 
 
 #: The key a change line (a version of an object, `changes/<resource>/<day>/…`) carries beside the
-#: object's own fields: `{"time", "event_id", "event_type", "source", "deleted"}` (CHANGES9.md).
+#: object's own fields: `{"time", "event_id", "event_type", "source", "deleted"}` (docs/change-capture.md).
 CHANGE_KEY = "_change"
 #: Where a version came from: the created-window listing, an event payload, a re-fetch after an
 #: event, a re-read of a window (balance transactions becoming available, the 30-day edge).
 VERSION_SOURCES = ("list", "event", "refetch", "reread")
 #: The `_change` paths read from change lines, with their JSON kinds. They are not inputs of the
-#: mapping (`ResourceMapping.inputs()`: what derive9 hashes to tell whether mapped state changed).
+#: mapping (`ResourceMapping.inputs()`: what the derivation hashes to tell whether mapped state changed).
 CHANGE_INPUTS = (
     Input(f"{CHANGE_KEY}.time", "integer"),
     Input(f"{CHANGE_KEY}.event_id", "string"),

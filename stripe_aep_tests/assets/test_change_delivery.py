@@ -3,7 +3,7 @@ next run delivers only its rows, a re-run sends nothing, and the "latest state" 
 docs/change-capture.md, run over what AEP received, gives each object's final state.
 
 Change files are built with `RawPartition(..., layer="changes").write` in the line format of
-CHANGES9.md (derive9 writes them in the pipeline).
+docs/change-capture.md (stripe_aep/stripe/changes.py writes them in the pipeline).
 """
 
 from __future__ import annotations

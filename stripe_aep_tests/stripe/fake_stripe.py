@@ -1,4 +1,5 @@
-"""A small in-memory Stripe for the events tests, until the emulator serves `/v1/events` (emu9).
+"""A small in-memory Stripe for the events tests where the emulator cannot set the scene (it cannot
+create a new customer on demand, for instance).
 
 Serves `GET /v1/<resource>` and `GET /v1/events` the way Stripe documents them and the client relies
 upon: newest first, `created[gte|lt]`, `limit`, `starting_after`, `types[]` (at most 20, else 400

@@ -1,7 +1,7 @@
 """Versions in XDM: the change layer (`changes/<resource>/<day>/`) converted beside the listing layer.
 
 Change files are built here with `RawPartition(..., layer="changes").write` and the line format of
-CHANGES9.md (the object as the pinned API version renders it, plus one `_change` key).
+docs/change-capture.md (the object as the pinned API version renders it, plus one `_change` key).
 """
 
 from __future__ import annotations
