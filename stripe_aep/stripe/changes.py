@@ -136,7 +136,7 @@ def type_rank(event_type: str) -> int:
     """Creation types < other types < deletions: the tie-break of events in one second."""
     if event_type in DELETION_TYPES:
         return 2
-    if event_type.endswith(".created"):
+    if event_type.endswith(".created") and event_type != DISPUTE_OPENED:
         return 0
     return 1
 
@@ -149,7 +149,7 @@ def event_order(event: dict[str, Any]) -> tuple[int, int, str]:
 def is_creation(event: dict[str, Any]) -> bool:
     """Whether the event only announces a new object (the listing brings it; no version)."""
     kind = str(event.get("type", ""))
-    if kind.endswith(".created"):
+    if kind.endswith(".created") and kind != DISPUTE_OPENED:
         return True
     if kind in CHARGE_OUTCOME_TYPES:
         obj = event_object(event)
@@ -161,6 +161,24 @@ def event_object(event: dict[str, Any]) -> dict[str, Any]:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     return obj if isinstance(obj, dict) else {}
+
+
+#: The one event about a charge whose object is not the charge: a dispute was opened on it (the
+#: charge's `disputed` turns true). Its payload is the dispute, so the charge is re-fetched.
+DISPUTE_OPENED = "charge.dispute.created"
+
+
+def subject_id(event: dict[str, Any], object_name: str) -> str | None:
+    """The id of the object of `object_name` that `event` is about (None: another object's).
+    For charges this includes `charge.dispute.created`, whose payload is the dispute."""
+    obj = event_object(event)
+    if obj.get("object") == object_name:
+        return obj.get("id") if isinstance(obj.get("id"), str) else None
+    if object_name == "charge" and event.get("type") == DISPUTE_OPENED:
+        charge = obj.get("charge")
+        charge = charge.get("id") if isinstance(charge, dict) else charge
+        return charge if isinstance(charge, str) else None
+    return None
 
 
 def at_pinned_version(
@@ -481,6 +499,7 @@ class ChangeDeriver:
         # record theirs: the XDM rows carry it (`_{TENANT}.stripe.account`). Looked up only when a
         # file holds versions (the lookup is cached on the lake, so it costs one request ever).
         self.account = account
+        self._disputed: dict[str, dict[str, Any] | None] = {}
         self.livemode = client.settings.livemode if client is not None else None
 
     # locks ------------------------------------------------------------------------------
@@ -569,7 +588,7 @@ class ChangeDeriver:
             for event in read_objects(self.lake, raw):
                 if not gte <= int(event["created"]) < lt:
                     continue
-                if event_object(event).get("object") == self.object_name:
+                if subject_id(event, self.object_name) is not None:
                     found[event["id"]] = event
         return sorted(found.values(), key=event_order)
 
@@ -591,7 +610,12 @@ class ChangeDeriver:
                 day_of(int(event_object(e)["created"]))
                 for e in events
                 if isinstance(event_object(e).get("created"), int)
+                and event_object(e).get("object") == self.object_name
             )
+        # A dispute's payload does not say when its charge was created: the charge is re-fetched
+        # first, so that its created day is locked with the others.
+        self._disputed = self._fetch_disputed(plan, figures)
+        created.update(day_of(int(c["created"])) for c in self._disputed.values() if c)
         changes = RawPartition(self.lake, self.resource, day, layer="changes")
         for raw in unfolded:
             created.update(
@@ -626,9 +650,9 @@ class ChangeDeriver:
     ) -> None:
         by_object: dict[str, list[dict[str, Any]]] = {}
         for event in events:
-            obj = event_object(event)
-            if isinstance(obj.get("id"), str):
-                by_object.setdefault(obj["id"], []).append(event)
+            subject = subject_id(event, self.object_name)
+            if subject is not None:
+                by_object.setdefault(subject, []).append(event)
         figures.events_derived += len(events)
         decided: list[tuple[dict[str, Any], dict[str, Any], _Known | None]] = []
         to_refetch: list[tuple[str, dict[str, Any], _Known | None]] = []
@@ -638,8 +662,19 @@ class ChangeDeriver:
                 continue  # only creation events: the listing brings the object
             newest = max(candidates, key=event_order)
             payload = event_object(newest)
-            created = int(payload.get("created") or newest["created"])
             when = int(newest["created"])
+            if payload.get("object") != self.object_name:  # a dispute opened on the charge
+                charge = self._disputed.get(obj_id)
+                if charge is None:  # gone (404): nothing to record
+                    continue
+                known = self._latest_or_subsumed(obj_id, int(charge["created"]), when)
+                if known is _SUBSUMED:
+                    figures.subsumed += 1
+                    continue
+                change = change_info(when, newest["id"], str(newest["type"]), "refetch", False)
+                decided.append((charge, change, known))
+                continue
+            created = int(payload.get("created") or newest["created"])
             known = self._latest_or_subsumed(obj_id, created, when)
             if known is _SUBSUMED:
                 figures.subsumed += 1
@@ -695,6 +730,33 @@ class ChangeDeriver:
         if not listed or known is None or when <= known.time:
             return _SUBSUMED
         return known
+
+    def _fetch_disputed(
+        self, plan: list[tuple[int, int, list[dict[str, Any]]]], figures: DayFigures
+    ) -> dict[str, dict[str, Any] | None]:
+        """The charges that `charge.dispute.created` events of `plan` are about, re-fetched at
+        the pinned version (None for one Stripe answers 404)."""
+        wanted = sorted(
+            {
+                subject
+                for _, _, events in plan
+                for e in events
+                if event_object(e).get("object") != self.object_name
+                and (subject := subject_id(e, self.object_name)) is not None
+            }
+        )
+        out: dict[str, dict[str, Any] | None] = {}
+        for charge_id in wanted:
+            if self.client is None:
+                raise RuntimeError("re-fetching needs a Stripe client")
+            try:
+                out[charge_id] = self.client.retrieve(self.resource, charge_id)
+            except StripeError as exc:
+                if exc.status != 404:
+                    raise
+                out[charge_id] = None
+        figures.refetched += len(wanted)
+        return out
 
     def _refetch(
         self, wanted: list[tuple[str, dict[str, Any], _Known | None]], figures: DayFigures

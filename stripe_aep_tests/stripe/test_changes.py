@@ -43,7 +43,7 @@ class FakeStripe:
     """Retrieve and list over a dict of current objects; counts and records every request."""
 
     def __init__(self, objects: dict[str, dict] | None = None) -> None:
-        self.settings = SimpleNamespace(api_version=PINNED)
+        self.settings = SimpleNamespace(api_version=PINNED, livemode=False)
         self.stats = SimpleNamespace(requests=0)
         self.objects = dict(objects or {})
         self.calls: list[tuple] = []
@@ -606,3 +606,43 @@ def test_reread_in_the_listings_own_second_still_makes_a_later_version(lake):
     (row,) = changes_on(lake, "customers", DAY)
     assert row["email"] == "changed@example.com"
     assert row["_change"]["time"] == END + 51  # after the listing row: never a tie
+
+
+def test_a_dispute_opened_on_a_charge_makes_a_version_of_the_charge_refetched(tmp_path):
+    """`charge.dispute.created` carries the dispute, not the charge: the charge it names is
+    re-fetched (its `disputed` is now true) and becomes a version; an older dispute of a charge
+    listed after it makes none (the listing saw it)."""
+    lake = Lake(str(tmp_path))
+    listed = {
+        "id": "ch_1",
+        "object": "charge",
+        "created": START + 10,
+        "amount": 1000,
+        "currency": "usd",
+        "status": "succeeded",
+        "disputed": False,
+        "livemode": False,
+    }
+    late = {**listed, "id": "ch_2", "created": START + 20}
+    # Both listed at START + 3000: after ch_2's dispute (subsumed), before ch_1's.
+    write_listing(lake, "charges", DAY, [listed, late], fetched_at=START + 3000)
+    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_1", "created": START + 5000}
+    older = {"id": "dp_2", "object": "dispute", "charge": "ch_2", "created": START + 2000}
+    write_events(
+        lake,
+        DAY,
+        [
+            event("evt_d1", "charge.dispute.created", START + 5000, dispute),
+            event("evt_d2", "charge.dispute.created", START + 2000, older),
+        ],
+    )
+    client = FakeStripe({"ch_1": {**listed, "disputed": True}, "ch_2": {**late, "disputed": True}})
+    figures = DayFigures()
+    deriver(lake, client, resource="charges").derive_events(DAY, figures)
+    [version] = changes_on(lake, "charges", DAY)
+    assert version["id"] == "ch_1" and version["disputed"] is True
+    assert version["_change"]["event_type"] == "charge.dispute.created"
+    assert version["_change"]["source"] == "refetch"
+    assert version["_change"]["time"] == START + 5000
+    assert sorted(c[2] for c in client.calls if c[0] == "retrieve") == ["ch_1", "ch_2"]
+    assert (figures.versions, figures.subsumed, figures.refetched) == (1, 1, 2)
