@@ -149,13 +149,15 @@ def current_objects(rows: pa.Table) -> pa.Table:
     return latest.filter(pc.invert(pc.fill_null(latest.column("deleted"), False)))
 
 
-#: What tells one version of an object's record from another, rather than the object's state.
+#: What tells one version of an object's record from another, rather than the object's state
+#: (`deleted`: a canceled subscription's last record is a tombstone of a still-listed object).
 VERSION_FIELDS = (
     "versionTime",
     "versionSource",
     "versionEventId",
     "versionEventType",
     "apiVersion",
+    "deleted",
 )
 
 

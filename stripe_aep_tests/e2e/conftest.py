@@ -20,7 +20,7 @@ import pytest
 
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.settings import AepSettings
-from stripe_aep.config import RESOURCES
+from stripe_aep.config import EVENTS, RESOURCES
 from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
@@ -33,7 +33,11 @@ from stripe_aep_tests.e2e.harness import DagsterDev
 #: Days the UI backfill covers: the five days before today. The account holds one more day before
 #: them (the spare day, left for the sensor tests) and today (its last, growing, day).
 PAST_DAYS = 5
-ALL_ASSET_PATHS = [[layer, r] for layer in ("stripe", "xdm", "aep") for r in RESOURCES]
+#: Every asset of the code location (what the UI's "Materialize all" selects): the events, then the
+#: three layers of each resource.
+ALL_ASSET_PATHS = [["stripe", EVENTS]] + [
+    [layer, r] for layer in ("stripe", "xdm", "aep") for r in RESOURCES
+]
 
 
 @dataclass

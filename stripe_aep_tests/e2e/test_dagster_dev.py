@@ -187,7 +187,8 @@ def test_changes_in_stripe_reach_aep_after_the_next_scheduled_run(dev, five_day_
     changed["customers"].append(edited)
     deleted = _mutate_one(dev, "customers", "delete", {edited})
     changed["prices"].append(_mutate_one(dev, "prices", "deactivate", set()))
-    changed["subscriptions"].append(_mutate_one(dev, "subscriptions", "cancel", set()))
+    canceled = _mutate_one(dev, "subscriptions", "cancel", set())
+    changed["subscriptions"].append(canceled)
     changed["charges"].append(_mutate_one(dev, "charges", "refund", set()))
 
     schedule = "stripe_aep_fresh_data"
@@ -224,8 +225,10 @@ def test_changes_in_stripe_reach_aep_after_the_next_scheduled_run(dev, five_day_
         for oid in changed.get(resource, []) + ([deleted] if resource == "customers" else []):
             record = latest[oid]
             assert record[f"_{TENANT}"]["stripe"]["versionSource"] != "list", (resource, oid)
+            # A deleted customer, and a canceled subscription (customer.subscription.deleted), end
+            # as tombstones: the last state, flagged deleted.
+            assert record[f"_{TENANT}"]["stripe"]["deleted"] is (oid in (deleted, canceled)), oid
             if oid == deleted:
-                assert record[f"_{TENANT}"]["stripe"]["deleted"] is True, record
                 continue
             now = requests.get(
                 f"{dev.stripe.url}/v1/{resource}/{oid}",
