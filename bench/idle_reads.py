@@ -71,19 +71,6 @@ class FakeClock:
         return self.now
 
 
-def aep_environment(aep: AepEmulator) -> dict[str, str]:
-    ident = aep.identity
-    return {
-        "AEP_CLIENT_ID": ident.client_id,
-        "AEP_CLIENT_SECRET": ident.client_secret,
-        "AEP_ORG_ID": ident.org_id,
-        "AEP_SANDBOX": ident.sandbox,
-        "AEP_TENANT_ID": TENANT,
-        "AEP_IMS_URL": aep.url,
-        "AEP_PLATFORM_URL": aep.url,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=6, help="idle fresh-data ticks to measure")
@@ -99,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     root = tempfile.mkdtemp(prefix="idle-reads-")
     with StripeEmulator(account, rate_limit_rps=0) as stripe, AepEmulator() as aep:
-        env = aep_environment(aep)
+        env = aep.client_environment(TENANT)
         os.environ.update(env)
         client = AepClient(AepSettings.from_env(env))
         payloads = {r: schema_registry_payloads(r, TENANT) for r in RESOURCES}

@@ -983,6 +983,20 @@ class AepEmulator:
     def identity(self) -> AepIdentity:
         return self.store.identity
 
+    def client_environment(self, tenant: str) -> dict[str, str]:
+        """The AEP variables that point stripe-aep at this emulator, with its local identity (not
+        secrets: they exist only inside the emulator) and `tenant`."""
+        ident = self.identity
+        return {
+            "AEP_CLIENT_ID": ident.client_id,
+            "AEP_CLIENT_SECRET": ident.client_secret,
+            "AEP_ORG_ID": ident.org_id,
+            "AEP_SANDBOX": ident.sandbox,
+            "AEP_TENANT_ID": tenant,
+            "AEP_IMS_URL": self.url,
+            "AEP_PLATFORM_URL": self.url,
+        }
+
     def start(self) -> AepEmulator:
         self._server.start()
         return self

@@ -692,16 +692,8 @@ class AepStore:
         """
         with self._lock:
             current = self._find(self.fieldgroups, ident, "field group")
-            try:
-                patched = apply_json_patch(current, operations)
-            except (ValueError, IndexError, KeyError) as exc:
-                raise xdm_error(
-                    400, "XDM-1000-400", "Bad Request", f"invalid JSON Patch: {exc}"
-                ) from exc
-            errors: list[str] = []
-            for fixed in ("$id", "meta:altId", "meta:resourceType", "meta:containerId"):
-                if patched.get(fixed) != current.get(fixed):
-                    errors.append(f"'{fixed}' cannot be changed")
+            patched = _patched(current, operations)
+            errors = _identity_changes(current, patched)
             definitions = patched.get("definitions")
             if not isinstance(definitions, dict) or not definitions:
                 errors.append("'definitions' must hold the field group's fields")
@@ -809,17 +801,9 @@ class AepStore:
     def patch_schema(self, ident: str, operations: Any) -> dict:
         with self._lock:
             current = self._find(self.schemas, ident, "schema")
-            try:
-                patched = apply_json_patch(current, operations)
-            except (ValueError, IndexError, KeyError) as exc:
-                raise xdm_error(
-                    400, "XDM-1000-400", "Bad Request", f"invalid JSON Patch: {exc}"
-                ) from exc
-            for fixed in ("$id", "meta:altId", "meta:resourceType", "meta:containerId"):
-                if patched.get(fixed) != current.get(fixed):
-                    raise xdm_error(
-                        400, "XDM-1000-400", "Bad Request", f"'{fixed}' cannot be changed"
-                    )
+            patched = _patched(current, operations)
+            for problem in _identity_changes(current, patched):
+                raise xdm_error(400, "XDM-1000-400", "Bad Request", problem)
             tags = patched.get("meta:immutableTags", [])
             if not isinstance(tags, list) or any(t != "union" for t in tags):
                 raise xdm_error(
@@ -1673,3 +1657,20 @@ def _titled_object_errors(body: Any) -> tuple[list[str], Any]:
     if body.get("type") != "object":
         errors.append("'type' must be 'object'")
     return errors, title
+
+
+def _patched(current: dict, operations: Any) -> dict:
+    """`current` with a JSON Patch applied (a copy); the Schema Registry's 400 when it cannot be."""
+    try:
+        return apply_json_patch(current, operations)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise xdm_error(400, "XDM-1000-400", "Bad Request", f"invalid JSON Patch: {exc}") from exc
+
+
+def _identity_changes(current: dict, patched: dict) -> list[str]:
+    """What a patch may not change: the resource's ids and kind."""
+    return [
+        f"'{fixed}' cannot be changed"
+        for fixed in ("$id", "meta:altId", "meta:resourceType", "meta:containerId")
+        if patched.get(fixed) != current.get(fixed)
+    ]

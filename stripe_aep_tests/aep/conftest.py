@@ -165,16 +165,7 @@ def settings_for(aep: AepEmulator, **overrides) -> AepSettings:
 
 
 def env_for(aep: AepEmulator) -> dict[str, str]:
-    ident = aep.identity
-    return {
-        "AEP_CLIENT_ID": ident.client_id,
-        "AEP_CLIENT_SECRET": ident.client_secret,
-        "AEP_ORG_ID": ident.org_id,
-        "AEP_SANDBOX": ident.sandbox,
-        "AEP_TENANT_ID": TENANT,
-        "AEP_IMS_URL": aep.url,
-        "AEP_PLATFORM_URL": aep.url,
-    }
+    return aep.client_environment(TENANT)
 
 
 @pytest.fixture
