@@ -605,6 +605,22 @@ def _read_only(request: Request) -> Response:
     )
 
 
+def _list_response(blobs: list[bytes], has_more: bool, url: str) -> Response:
+    """Stripe's list object around serialized items (joined, never re-encoded)."""
+    body = b"".join(
+        (
+            b'{"object":"list","data":[',
+            b",".join(blobs),
+            b'],"has_more":',
+            b"true" if has_more else b"false",
+            b',"url":"',
+            url.encode(),
+            b'"}',
+        )
+    )
+    return Response(body, media_type="application/json")
+
+
 async def _list_objects(request: Request) -> Response:
     resource = request.path_params["resource"]
     if resource not in RESOURCES:
@@ -622,18 +638,7 @@ async def _list_objects(request: Request) -> Response:
     except _BadRequest as error:
         return error.response()
     blobs = state.render(blobs, resource, _version(request))
-    body = b"".join(
-        (
-            b'{"object":"list","data":[',
-            b",".join(blobs),
-            b'],"has_more":',
-            b"true" if has_more else b"false",
-            b',"url":"/v1/',
-            resource.encode(),
-            b'"}',
-        )
-    )
-    return Response(body, media_type="application/json")
+    return _list_response(blobs, has_more, f"/v1/{resource}")
 
 
 async def _retrieve_object(request: Request) -> Response:
@@ -681,16 +686,7 @@ async def _list_events(request: Request) -> Response:
             blobs = [timeline.render(entry, state.livemode) for entry in entries]
     except EventQueryError as error:
         return stripe_error(400, str(error), code=error.code, param=error.param)
-    body = b"".join(
-        (
-            b'{"object":"list","data":[',
-            b",".join(blobs),
-            b'],"has_more":',
-            b"true" if has_more else b"false",
-            b',"url":"/v1/events"}',
-        )
-    )
-    return Response(body, media_type="application/json")
+    return _list_response(blobs, has_more, "/v1/events")
 
 
 async def _retrieve_event(request: Request) -> Response:
