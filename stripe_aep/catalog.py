@@ -68,7 +68,10 @@ class StripeResource:
     #: Events about *another* object that change one of these: type -> the field of the event's
     #: object that holds this resource's id (a dispute opened on a charge flips its `disputed`).
     subject_events: Mapping[str, str] = field(default_factory=dict)
-    #: One of the six objects Adobe's own Stripe source moves (the default selection keeps them).
+    #: Other resources whose raw objects the XDM mapping reads (a refund or a dispute takes its
+    #: customer from its charge): a selection holding this resource must hold those too.
+    lookup_resources: tuple[str, ...] = ()
+    #: One of the six objects Adobe's own Stripe source moves.
     in_aep_stripe_source: bool = True
 
     @property
@@ -153,6 +156,7 @@ STRIPE_RESOURCES: tuple[StripeResource, ...] = (
         # sent for every refund since 2024-10-28.acacia (Stripe changelog "refund webhook update")
         event_types=("refund.created", "refund.updated", "refund.failed"),
         creation_types=("refund.created",),
+        lookup_resources=("charges",),  # refunds rendered before 2026-07-29.dahlia have no customer
     ),
     StripeResource(
         name="balance_transactions",
@@ -206,6 +210,7 @@ STRIPE_RESOURCES: tuple[StripeResource, ...] = (
             "charge.dispute.funds_reinstated",
         ),
         creation_types=("charge.dispute.created",),
+        lookup_resources=("charges",),  # a dispute names its charge, not the customer
         in_aep_stripe_source=False,
     ),
     StripeResource(
