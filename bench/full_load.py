@@ -42,10 +42,12 @@ from collections import Counter, defaultdict
 
 import requests
 
+from stripe_aep.catalog import STRIPE_RESOURCES
 from stripe_aep.emulators.stripe_limits import busiest_second
 
 LIVE_KEY = "sk_live_" + "benchmark0000000000000000"  # built at run time: no live-looking literal
-RESOURCES = ("charges", "subscriptions", "refunds", "balance_transactions", "customers", "prices")
+#: The resources of AEP's own Stripe source, the ones tap-stripe is compared on.
+RESOURCES = tuple(r.name for r in STRIPE_RESOURCES if r.in_aep_stripe_source)
 TAP_STREAMS = ("charges", "customers", "subscriptions", "balance_transactions")
 
 EXTRACT_ONE = """

@@ -6,14 +6,16 @@ close-out must stay within 10,000 reads in 30 days when nothing happens.
 
 How: the Stripe emulator (in this process) serves an account whose objects all lie in the three days
 before the simulated day D, and an AEP emulator receives the deliveries. The default schedules'
-selection (all 19 assets: stripe/events, the six raw, XDM and AEP assets) runs in-process with
+selection (every asset of the code location: stripe/events and the raw, XDM and AEP asset of each
+resource `STRIPE_AEP_RESOURCES` selects) runs in-process with
 `dg.materialize` at simulated times (the raw assets' clock, `stripe_aep.assets.raw._now`, and the
 account's clock are one fake clock):
 
 1. a warm-up: the close-out of D−1 and the first tick of D (they fetch the account's history and
    the one-off account-id lookup);
 2. `--ticks` fresh-data ticks of D, spread over the day (an idle tick costs the same whatever the
-   time since the last one: one empty events page and one empty balance-transactions page);
+   time since the last one: one empty events page per events pass, one for the AEP's six
+   resources and two for all eight, and one empty balance-transactions page);
 3. the close-out of D at 00:30 on D+1 (lists the whole day once: one request per list pass).
 
 Reads are counted where Stripe would count them: the emulator's arrival log. Prints reads per idle
@@ -40,11 +42,7 @@ import stripe_aep.assets.raw as raw_module
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
-from stripe_aep.assets.aep import aep_assets
-from stripe_aep.assets.events import events_asset
-from stripe_aep.assets.raw import raw_assets
-from stripe_aep.assets.xdm import xdm_assets
-from stripe_aep.config import RESOURCES
+from stripe_aep.definitions import RESOURCES, selected_assets
 from stripe_aep.emulators.aep_api import AepEmulator
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
@@ -55,7 +53,7 @@ KEY = "sk_test_" + "idle_reads_bench_0000000"
 TENANT = "stripeaep"
 TICKS_PER_DAY = 96  # */15 * * * *
 ALLOCATION_30D = 10_000
-ALL_ASSETS = [events_asset, *raw_assets, *xdm_assets, *aep_assets]
+ALL_ASSETS = selected_assets(RESOURCES)
 
 
 def _bounds(day: dt.date) -> tuple[int, int]:

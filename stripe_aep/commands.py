@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.doctor import Check, doctor_aep
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
+from stripe_aep.catalog import DEFAULT_RESOURCES, EVENTS, event_type_passes
 from stripe_aep.config import (
-    EVENTS,
-    RESOURCES,
+    RESOURCES_VARIABLE,
     ConfigError,
     StripeSettings,
     check_data_dir,
     data_dir_from_env,
+    selected_resources,
     start_date_from_env,
 )
 from stripe_aep.stripe.client import (
-    FILTER_PASSES,
     StripeClient,
     StripeError,
     StripePermissionError,
+    list_passes,
 )
 
 #: doctor is a quick check: a couple of retries tell a blip from an outage without minutes of backoff
@@ -30,14 +32,16 @@ DOCTOR_RETRIES = 2
 
 
 def setup_command(profile: bool = False) -> int:
-    """Create (idempotently) the XDM field groups, schemas, identity namespace and datasets."""
+    """Create (idempotently) the XDM field groups, schemas, identity namespace and datasets of the
+    selected resources (`STRIPE_AEP_RESOURCES`)."""
     from stripe_aep.xdm import schema_registry_payloads
 
+    resources = selected_resources()
     settings = AepSettings.from_env()
     if not settings.tenant_id:
         raise ConfigError("AEP_TENANT_ID", "not set", "Set it to your tenant id, no underscore")
     client = AepClient(settings)
-    payloads = {r: schema_registry_payloads(r, settings.tenant_id) for r in RESOURCES}
+    payloads = {r: schema_registry_payloads(r, settings.tenant_id) for r in resources}
     datasets = run_setup(client, tenant=settings.tenant_id, payloads=payloads, profile=profile)
     width = max(len(r) for r in datasets)
     print(f"AEP sandbox {settings.sandbox!r}, tenant _{settings.tenant_id}: datasets")
@@ -46,8 +50,9 @@ def setup_command(profile: bool = False) -> int:
     return 0
 
 
-def stripe_checks(settings: StripeSettings) -> list[Check]:
-    """One cheap list call per resource: proves the key works and has every read permission.
+def stripe_checks(settings: StripeSettings, resources: Sequence[str]) -> list[Check]:
+    """One cheap list call per resource of `resources` and one of the events (when they have any):
+    proves the key works and has every read permission the selection needs.
 
     A failure other than a missing permission (a rejected key, an unreachable base) would fail every
     resource the same way, so the remaining ones are reported as skipped instead of asked again.
@@ -56,10 +61,10 @@ def stripe_checks(settings: StripeSettings) -> list[Check]:
     checks = []
     try:
         # The events too: `stripe/events` needs Events: Read (rak_event_read) on a restricted key.
-        readable = (*RESOURCES, EVENTS)
+        readable = (*resources, *([EVENTS] if event_type_passes(resources) else []))
         for index, resource in enumerate(readable):
             try:
-                client.list_page(resource, FILTER_PASSES[resource][0])
+                client.list_page(resource, list_passes(resource, resources)[0])
                 checks.append(Check(f"stripe {resource}", True, "readable"))
             except StripePermissionError as exc:
                 checks.append(Check(f"stripe {resource}", False, str(exc)))
@@ -76,8 +81,13 @@ def stripe_checks(settings: StripeSettings) -> list[Check]:
 
 
 def settings_checks() -> list[Check]:
-    """Settings that need no API: the start date and the data folder (created if missing)."""
+    """Settings that need no API: the resources, the start date and the data folder (created if
+    missing)."""
     checks = []
+    try:
+        checks.append(Check(RESOURCES_VARIABLE, True, ", ".join(selected_resources())))
+    except ConfigError as exc:
+        checks.append(Check(RESOURCES_VARIABLE, False, str(exc)))
     try:
         checks.append(Check("STRIPE_START_DATE", True, start_date_from_env().isoformat()))
     except ConfigError as exc:
@@ -93,7 +103,11 @@ def doctor_command() -> int:
     """Check both sides' credentials and permissions and say exactly what is missing."""
     checks: list[Check] = settings_checks()
     try:
-        checks += stripe_checks(StripeSettings.from_env())
+        resources = selected_resources()
+    except ConfigError:
+        resources = DEFAULT_RESOURCES  # reported by settings_checks; check what the default needs
+    try:
+        checks += stripe_checks(StripeSettings.from_env(), resources)
     except ConfigError as exc:
         checks.append(Check("stripe settings", False, str(exc)))
     try:
@@ -101,7 +115,7 @@ def doctor_command() -> int:
         checks += doctor_aep(
             AepClient(settings, max_retries=DOCTOR_RETRIES),
             tenant=settings.tenant_id,
-            resources=RESOURCES,
+            resources=resources,
             environ=os.environ,
         )
     except ConfigError as exc:

@@ -17,30 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-#: The six Stripe resources the pipeline moves (the ones AEP's own Stripe source supports).
-RESOURCES: tuple[str, ...] = (
-    "charges",
-    "subscriptions",
-    "refunds",
-    "balance_transactions",
-    "customers",
-    "prices",
-)
-
-#: The `object` name Stripe gives one item of each list resource (`"object": "charge"`).
-OBJECT_NAMES: dict[str, str] = {
-    "charges": "charge",
-    "subscriptions": "subscription",
-    "refunds": "refund",
-    "balance_transactions": "balance_transaction",
-    "customers": "customer",
-    "prices": "price",
-}
-
-#: Stripe's Events API (`/v1/events`): not a seventh resource (no XDM mapping, no AEP dataset) but
-#: the raw asset `stripe/events` that tells which objects of the six changed (docs/operations.md,
-#: "Change capture: events, freshness and reads"). Laid out on the lake exactly like a resource.
-EVENTS = "events"
+from stripe_aep.catalog import DEFAULT_RESOURCES, RESOURCE_NAMES, stripe_resource
 
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 #: Pinned so object shapes never change under us when the account's default version moves: the
@@ -699,3 +676,62 @@ def ledger_url_from_env(
             "postgresql://user:password@host:5432/database",
         )
     return None
+
+
+RESOURCES_VARIABLE = "STRIPE_AEP_RESOURCES"
+
+
+def parse_resources(value: str | None) -> tuple[str, ...]:
+    """The Stripe resources a deployment moves, in catalog order (stripe_aep/catalog.py).
+
+    Unset or blank: `DEFAULT_RESOURCES` (every resource of the catalog). Otherwise a comma-separated
+    list of catalog names; an unknown name, a repeated one, an empty list, or a resource without
+    the resources its XDM mapping reads (`lookup_resources`: a refund takes its customer from its
+    charge) is refused naming the variable and the fix.
+    """
+    if value is None or value.strip() == "":
+        return DEFAULT_RESOURCES
+    variable = RESOURCES_VARIABLE
+    valid = ", ".join(RESOURCE_NAMES)
+    check_text(variable, value, secret=False, allow_inner_space=True)
+    names = [part.strip() for part in value.split(",")]
+    if any(not name for name in names):
+        raise ConfigError(
+            variable,
+            f"{value!r} has an empty name (two commas in a row, or one at an end)",
+            f"Separate resource names by single commas, e.g. {variable}=charges,customers; "
+            f"the names are {valid}",
+        )
+    unknown = [name for name in names if name not in RESOURCE_NAMES]
+    if unknown:
+        raise ConfigError(
+            variable,
+            f"unknown Stripe resource{'s' if len(unknown) > 1 else ''} "
+            + ", ".join(repr(n) for n in unknown),
+            f"Use names from: {valid} (or leave it unset for all of them)",
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1}, key=names.index)
+    if repeated:
+        raise ConfigError(
+            variable,
+            f"{', '.join(repeated)} named more than once",
+            "Name each resource once",
+        )
+    chosen = set(names)
+    for name in names:
+        missing = [r for r in stripe_resource(name).lookup_resources if r not in chosen]
+        if missing:
+            raise ConfigError(
+                variable,
+                f"{name} needs {', '.join(missing)} (its XDM mapping reads the raw "
+                f"{', '.join(missing)} on the lake)",
+                f"Add {', '.join(missing)} to {variable}, or remove {name}",
+            )
+    return tuple(name for name in RESOURCE_NAMES if name in chosen)
+
+
+def selected_resources(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """`STRIPE_AEP_RESOURCES`, validated (see `parse_resources`): the resources whose assets the
+    code location defines and that setup, doctor, the sensors, the schedules and the demo cover."""
+    env = os.environ if environ is None else environ
+    return parse_resources(env.get(RESOURCES_VARIABLE))

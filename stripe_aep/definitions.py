@@ -1,14 +1,21 @@
 """The Dagster code location: assets, checks, schedules, sensors and resources of stripe-aep."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from stripe_aep.assets.aep import aep_assets
-from stripe_aep.assets.events import events_asset
+from stripe_aep.assets.events import build_events_asset
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation.schedules import schedules
 from stripe_aep.automation.sensors import sensors
-from stripe_aep.config import data_dir_from_env, executor_from_env, ledger_url_from_env
+from stripe_aep.config import (
+    data_dir_from_env,
+    executor_from_env,
+    ledger_url_from_env,
+    selected_resources,
+)
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
 EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_process_executor}
@@ -17,8 +24,21 @@ EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_proce
 # object-store lake, fails here naming the variable) rather than in every aep/* step.
 ledger_url_from_env()
 
+
+def selected_assets(resources: Sequence[str]) -> list[dg.AssetsDefinition]:
+    """`stripe/events` asking the event types of `resources`, and the `stripe/`, `xdm/` and `aep/`
+    assets of each of them (in catalog order within each layer)."""
+    chosen = set(resources)
+    layers = [a for a in (*raw_assets, *xdm_assets, *aep_assets) if a.key.path[-1] in chosen]
+    return [build_events_asset(resources), *layers]
+
+
+# STRIPE_AEP_RESOURCES is checked when the code location loads too: an unknown name fails here,
+# naming the variable and the valid names, before any asset exists.
+RESOURCES = selected_resources()
+
 defs = dg.Definitions(
-    assets=[events_asset, *raw_assets, *xdm_assets, *aep_assets],
+    assets=selected_assets(RESOURCES),
     executor=EXECUTORS[executor_from_env()],
     schedules=schedules,
     sensors=sensors,

@@ -68,8 +68,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             AEP_PLATFORM_URL=aep_server.url,
         )
         from stripe_aep.commands import setup_command
-        from stripe_aep.config import RESOURCES
-        from stripe_aep.definitions import defs
+        from stripe_aep.definitions import RESOURCES, defs
         from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
         print(f"Stripe emulator on {stripe_server.url}, AEP emulator on {aep_server.url}")
@@ -159,7 +158,9 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             ],
         )
     )
-    print(f"\nstripe/events: {events} events of the six resources on the lake (change capture)")
+    print(
+        f"\nstripe/events: {events} events of the selected resources on the lake (change capture)"
+    )
     if tick is not None:
         _print_tick(tick, today)
     failed = [c for c in checks if not c.passed]
@@ -188,7 +189,7 @@ def _change_capture_tick(account, assets, resources, today: dt.date):
     and become versions (docs/change-capture.md)."""
     import dagster as dg
 
-    from stripe_aep.config import RESOURCES
+    from stripe_aep.definitions import RESOURCES
 
     print("\nin Stripe: a customer edited, one deleted, a price deactivated, a subscription "
           "canceled, a charge refunded; then the next tick of today ...", flush=True)  # fmt: skip

@@ -1,7 +1,8 @@
 """`aep/<resource>`: the XDM files of the partitions delivered to the AEP dataset, exactly once.
 
 Thin Dagster layer over `stripe_aep.aep.deliver` (write-ahead ledger, batch lifecycle, crash
-recovery). One factory builds the six assets.
+recovery). One factory builds the asset of each resource of the catalog (stripe_aep/catalog.py);
+the code location keeps those `STRIPE_AEP_RESOURCES` selects.
 """
 
 import dagster as dg
@@ -11,7 +12,7 @@ from stripe_aep.aep.ledger import BatchLedger, open_ledger
 from stripe_aep.aep.setup import resolve_dataset_id
 from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days, record_day_figures
-from stripe_aep.config import RESOURCES
+from stripe_aep.catalog import RESOURCE_NAMES
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import AepResource, LakeResource
@@ -179,4 +180,5 @@ def _day_figures(
     }
 
 
-aep_assets = [build_aep_asset(resource) for resource in RESOURCES]
+#: One asset per resource of the catalog; the code location keeps the selected ones.
+aep_assets = [build_aep_asset(resource) for resource in RESOURCE_NAMES]

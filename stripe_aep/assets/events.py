@@ -1,9 +1,10 @@
-"""`stripe/events`: Stripe's events for the six resources, one folder per UTC day of the event's `created`.
+"""`stripe/events`: Stripe's events of the selected resources, one folder per UTC day of the event's `created`.
 
 The same extractor, client, budgets, pool, cursor-from-files and atomic storage as the raw resources
-(`stripe_aep.stripe.extract`), on `/v1/events` with the explicit `types[]` of `EVENT_TYPES` (one pass,
-Stripe's limit of 20). The raw assets depend on it, so one run lists the events first: today's
-listing is then skipped when the events show nothing new (the probe, `stripe_aep.stripe.events`),
+(`stripe_aep.stripe.extract`), on `/v1/events` with the explicit `types[]` the catalog declares for
+the resources `STRIPE_AEP_RESOURCES` selects (`event_type_passes`: at most 20 types a request,
+Stripe's limit; one pass for the resources of AEP's own Stripe source, two for the whole catalog).
+The raw assets depend on it, so one run lists the events first: today's listing is then skipped when the events show nothing new (the probe, `stripe_aep.stripe.events`),
 and the changes they carry are derived into versions.
 
 Events older than Stripe's 30-day retention are never asked for (a window Stripe no longer serves
@@ -12,6 +13,8 @@ the events on the lake cover what the listing snapshots rely upon; a lost window
 here (log and metadata, every run until the re-reads are launched) and a marker on the lake that the
 sensor `stripe_aep_events_edge` acts upon.
 """
+
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -23,20 +26,22 @@ from stripe_aep.assets.raw import (
     partition_days,
     record_run_metadata,
 )
-from stripe_aep.config import EVENTS
+from stripe_aep.catalog import EVENTS, RESOURCE_NAMES, event_type_passes
 from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
-from stripe_aep.stripe.client import EVENT_TYPES
 from stripe_aep.stripe.events import LostWindows, oldest_fetchable, scan_coverage
-from stripe_aep.stripe.extract import PartitionExtractor
+from stripe_aep.stripe.extract import ExtractionResult, PartitionExtractor
 
 
-def edge_metadata(context: dg.AssetExecutionContext, lake: Lake, lag: int) -> dict:
-    """Check the events coverage (the 30-day edge); warn in the log and the metadata."""
-    report = scan_coverage(lake, raw_assets_module._now(), lag)
-    windows = LostWindows(lake).load()
+def edge_metadata(
+    context: dg.AssetExecutionContext, lake: Lake, lag: int, resources: Sequence[str]
+) -> dict:
+    """Check the events coverage (the 30-day edge) of the listings of `resources`; warn in the
+    log and the metadata."""
+    report = scan_coverage(lake, raw_assets_module._now(), lag, resources)
+    windows = LostWindows(lake, resources).load()
     open_windows = [w for w in windows if w.status == "open"]
     launched = [w for w in windows if w.status != "open"]
     warnings = []
@@ -66,50 +71,77 @@ def edge_metadata(context: dg.AssetExecutionContext, lake: Lake, lag: int) -> di
     }
 
 
-@dg.asset(
-    key=["stripe", EVENTS],
-    group_name="stripe",
-    partitions_def=daily_partitions,
-    backfill_policy=backfill_policy,
-    kinds={"stripe", "json"},
-    owners=ASSET_OWNERS,
-    pool=STRIPE_POOL,
-    description=(
-        "Raw Stripe events of the six resources (explicit types[], one pass of "
-        f"{len(EVENT_TYPES)} types), lossless JSON lines, one folder per UTC day of the event's "
-        "`created`. Incremental like the raw resources; never asks for events older than Stripe's "
-        "30-day retention, and warns (metadata `events_coverage_warning`) when a window the "
-        "listings rely upon was lost."
-    ),
-    metadata={"stripe_endpoint": "/v1/events", "event_types": ", ".join(EVENT_TYPES)},
-)
-def events_asset(
-    context: dg.AssetExecutionContext,
-    config: RawExtractConfig,
-    stripe: StripeResource,
-    lake: LakeResource,
-) -> dg.MaterializeResult:
-    settings = stripe.settings()
-    client = stripe.client()
-    days = partition_days(context)
-    store = lake.lake()
-    extractor = PartitionExtractor(
-        client,
-        store,
-        EVENTS,
-        concurrency=settings.concurrency,
-        visibility_lag_seconds=settings.visibility_lag_seconds,
-        clock=raw_assets_module._now,
-        oldest_fetchable=oldest_fetchable,
+def build_events_asset(resources: Sequence[str]) -> dg.AssetsDefinition:
+    """`stripe/events` asking the event types of `resources` (the selection)."""
+    resources = tuple(resources)
+    passes = event_type_passes(resources)
+    types = [t for types in passes for t in types]
+
+    @dg.asset(
+        key=["stripe", EVENTS],
+        group_name="stripe",
+        partitions_def=daily_partitions,
+        backfill_policy=backfill_policy,
+        kinds={"stripe", "json"},
+        owners=ASSET_OWNERS,
+        pool=STRIPE_POOL,
+        description=(
+            f"Raw Stripe events of {', '.join(resources)} (explicit types[], {len(passes)} "
+            f"pass{'es' if len(passes) != 1 else ''} of at most 20 of the {len(types)} types), "
+            "lossless JSON lines, one folder per UTC day of the event's `created`. Incremental "
+            "like the raw resources; never asks for events older than Stripe's 30-day retention, "
+            "and warns (metadata `events_coverage_warning`) when a window the listings rely upon "
+            "was lost."
+        ),
+        metadata={
+            "stripe_endpoint": "/v1/events",
+            "event_types": ", ".join(types) or "none",
+            "event_type_passes": len(passes),
+        },
     )
-    try:
-        with hold_partitions(store, "stripe", EVENTS, days, run_id=context.run_id, log=context.log):
-            result = extractor.run(days, refresh=config.refresh)
-    finally:
-        client.close()
-    for message in result.damaged:
-        context.log.warning(message)
-    materialized = record_run_metadata(context, store, EVENTS, result, settings)
-    metadata = dict(materialized.metadata or {})
-    metadata.update(edge_metadata(context, store, settings.visibility_lag_seconds))
-    return dg.MaterializeResult(metadata=metadata)
+    def events_asset(
+        context: dg.AssetExecutionContext,
+        config: RawExtractConfig,
+        stripe: StripeResource,
+        lake: LakeResource,
+    ) -> dg.MaterializeResult:
+        settings = stripe.settings()
+        days = partition_days(context)
+        store = lake.lake()
+        if not passes:
+            # No selected resource has events (balance transactions alone): nothing to list, and
+            # no window is claimed as covered.
+            context.log.info(f"no event types to list for {', '.join(resources)}")
+            result = ExtractionResult(EVENTS, [d.isoformat() for d in days])
+            result.request_stats = {"requests": 0, "retries": 0, "rate_limited_429": 0}
+            return record_run_metadata(context, store, EVENTS, result, settings)
+        client = stripe.client()
+        extractor = PartitionExtractor(
+            client,
+            store,
+            EVENTS,
+            concurrency=settings.concurrency,
+            visibility_lag_seconds=settings.visibility_lag_seconds,
+            clock=raw_assets_module._now,
+            oldest_fetchable=oldest_fetchable,
+            selection=resources,
+        )
+        try:
+            with hold_partitions(
+                store, "stripe", EVENTS, days, run_id=context.run_id, log=context.log
+            ):
+                result = extractor.run(days, refresh=config.refresh)
+        finally:
+            client.close()
+        for message in result.damaged:
+            context.log.warning(message)
+        materialized = record_run_metadata(context, store, EVENTS, result, settings)
+        metadata = dict(materialized.metadata or {})
+        metadata.update(edge_metadata(context, store, settings.visibility_lag_seconds, resources))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return events_asset
+
+
+#: `stripe/events` for every resource of the catalog; the code location builds the selection's.
+events_asset = build_events_asset(RESOURCE_NAMES)

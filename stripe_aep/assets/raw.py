@@ -1,6 +1,7 @@
 """`stripe/<resource>`: raw, lossless Stripe objects, one folder per UTC day, pulled by the `created` cursor.
 
-Thin Dagster layer over `stripe_aep.stripe.extract`: one factory builds the six assets.
+Thin Dagster layer over `stripe_aep.stripe.extract`: one factory builds the asset of each resource
+of the catalog (stripe_aep/catalog.py); the code location keeps those `STRIPE_AEP_RESOURCES` selects.
 """
 
 import datetime as dt
@@ -10,13 +11,14 @@ from collections.abc import Callable, Mapping
 import dagster as dg
 
 from stripe_aep.assets import ASSET_OWNERS
-from stripe_aep.config import EVENTS, RESOURCES, StripeSettings, start_date_from_env
+from stripe_aep.catalog import EVENTS, RESOURCE_NAMES, stripe_resource
+from stripe_aep.config import StripeSettings, selected_resources, start_date_from_env
 from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
 from stripe_aep.stripe.changes import STATE_LAYER, ChangeDeriver, DayFigures
-from stripe_aep.stripe.client import FILTER_PASSES, StripeClient
+from stripe_aep.stripe.client import StripeClient, list_passes
 from stripe_aep.stripe.events import Probe, probe
 from stripe_aep.stripe.extract import ExtractionResult, PartitionExtractor
 from stripe_aep.stripe.rawstore import RawPartition
@@ -67,9 +69,10 @@ def day_figures(lake: Lake, resource: str, result: ExtractionResult, day: dt.dat
 
 
 def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) -> dict:
-    """Add this run's reads to the resource's ledger (UTC day → reads) and read every resource's.
+    """Add this run's reads to the resource's ledger (UTC day → reads) and read those of every
+    selected resource and the events (`STRIPE_AEP_RESOURCES`).
 
-    Each asset writes only its own ledger, so six steps running at once never race on one file."""
+    Each asset writes only its own ledger, so steps running at once never race on one file."""
     path = READS_LEDGER.format(resource=resource)
     ledger = lake.read_json(path) if lake.exists(path) else {}
     days = ledger.setdefault("days", {})
@@ -81,7 +84,8 @@ def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) ->
         ledger["last_fresh_tick_reads"] = requests
     lake.write_json(path, ledger)
     used, per_tick = 0, 0
-    for other in (EVENTS, *RESOURCES):
+    selection = selected_resources()
+    for other in (EVENTS, *selection):
         other_path = READS_LEDGER.format(resource=other)
         data = (
             ledger
@@ -89,7 +93,10 @@ def _record_reads(lake: Lake, resource: str, requests: int, fresh_tick: bool) ->
             else (lake.read_json(other_path) if lake.exists(other_path) else {})
         )
         used += sum(int(n) for d, n in data.get("days", {}).items() if d > horizon)
-        per_tick += int(data.get("last_fresh_tick_reads", len(FILTER_PASSES[other])))
+        if "last_fresh_tick_reads" in data:
+            per_tick += int(data["last_fresh_tick_reads"])
+        elif other != EVENTS or any(stripe_resource(r).has_events for r in selection):
+            per_tick += len(list_passes(other, selection))
     return {"reads_30d": used, "projected_monthly_reads": per_tick * SCHEDULE_RUNS_PER_MONTH}
 
 
@@ -137,8 +144,8 @@ def record_run_metadata(
     if allocation and reads["projected_monthly_reads"] > allocation:
         context.log.warning(
             f"Stripe read allocation: the schedules' projected reads "
-            f"({reads['projected_monthly_reads']} a month for the six resources and the events) exceed "
-            f"STRIPE_READ_ALLOCATION={allocation}. Stripe may throttle the account; run the "
+            f"({reads['projected_monthly_reads']} a month for the selected resources and the "
+            f"events) exceed STRIPE_READ_ALLOCATION={allocation}. Stripe may throttle the account; run the "
             "fresh-data schedule less often, or ask Stripe for a larger allocation"
         )
     metadata = {
@@ -333,4 +340,5 @@ def build_raw_asset(resource: str) -> dg.AssetsDefinition:
     return raw_asset
 
 
-raw_assets = [build_raw_asset(resource) for resource in RESOURCES]
+#: One asset per resource of the catalog; the code location keeps the selected ones.
+raw_assets = [build_raw_asset(resource) for resource in RESOURCE_NAMES]

@@ -9,12 +9,14 @@ import dagster as dg
 from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days, record_day_figures
 from stripe_aep.charge_customers import ChargeCustomerIndex, refunds_carry_customer
-from stripe_aep.config import RESOURCES
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, XdmResource
 from stripe_aep.stripe.rawstore import DamagedRawFile
-from stripe_aep.xdm import column_schema
+from stripe_aep.xdm import (
+    RESOURCES,  # the resources the XDM layer maps
+    column_schema,
+)
 from stripe_aep.xdm.resources import CHARGE_CUSTOMERS
 from stripe_aep.xdm_lake import XdmPartition, xdm_stem
 

@@ -10,7 +10,7 @@ Four sensors, all STOPPED by default (Dagster UI → Automation → switch on; o
   files were released and are undelivered) or is still pending/stalled long after its run ended.
 * `stripe_aep_gaps` — finds days between `STRIPE_START_DATE` and today that were never delivered,
   whose last delivery failed, or whose raw/XDM folders vanished from the lake, and launches bounded
-  range runs of all 19 assets for them, newest first.
+  range runs of every asset (the resources `STRIPE_AEP_RESOURCES` selects) for them, newest first.
 * `stripe_aep_events_edge` — when the `stripe/events` asset found events lost past Stripe's 30-day
   retention (a marker on the lake, `_meta/stripe_events/lost_windows.json`), launches bounded range
   runs of `stripe/<resource>` (run config `reread: true`), `xdm/<resource>` and `aep/<resource>`
@@ -59,7 +59,13 @@ from stripe_aep.aep.ledger import (
     open_ledger,
 )
 from stripe_aep.automation.schedules import ALL_LAYERS
-from stripe_aep.config import EVENTS, RESOURCES, ConfigError, data_dir_from_env, ledger_url_from_env
+from stripe_aep.catalog import EVENTS, RESOURCE_NAMES
+from stripe_aep.config import (
+    ConfigError,
+    data_dir_from_env,
+    ledger_url_from_env,
+    selected_resources,
+)
 from stripe_aep.lake import Lake
 from stripe_aep.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from stripe_aep.secrets import SecretMasker
@@ -91,8 +97,9 @@ MAX_AUTOMATIC_RETRIES = 3
 FAILED_LOOKBACK_S = 7 * 86400
 #: A gap range whose last sensor run ended is retried after this long, not before.
 GAP_RETRY_AFTER_S = 60 * 60
-#: Observations the run-failure sensor writes for one failed run (a 31-day range × 19 assets fits).
-MAX_FAILURE_OBSERVATIONS = 600
+#: Observations the run-failure sensor writes for one failed run: a 31-day range of every asset
+#: (stripe/events and three per resource of the catalog) fits.
+MAX_FAILURE_OBSERVATIONS = MAX_PARTITIONS_PER_RUN * (1 + 3 * len(RESOURCE_NAMES))
 
 IN_FLIGHT_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -166,7 +173,8 @@ def partition_of(ledger: BatchLedger, attempt_id: int) -> BatchPartition | None:
     if not files:
         return None
     parts = group_of(files[0].key).split("/")  # xdm/<resource>/<YYYY-MM-DD>
-    if len(parts) != 3 or parts[0] != "xdm" or parts[1] not in RESOURCES:
+    # Only the selected resources have an aep/<resource> asset to observe or re-run.
+    if len(parts) != 3 or parts[0] != "xdm" or parts[1] not in selected_resources():
         return None
     try:
         dt.date.fromisoformat(parts[2])
@@ -351,12 +359,16 @@ def lake_days(lake: Lake, layer: str, resource: str) -> set[str]:
 
 
 def find_gaps(
-    instance: dg.DagsterInstance, lake: Lake, days: Sequence[str]
+    instance: dg.DagsterInstance,
+    lake: Lake,
+    days: Sequence[str],
+    resources: Sequence[str] | None = None,
 ) -> tuple[list[Gap], set[str]]:
-    """(days needing a run, newest first; days a run is on now). One status query per asset."""
+    """(days needing a run, newest first; days a run is on now). One status query per asset of
+    `resources` (default: the selection, `STRIPE_AEP_RESOURCES`)."""
     busy: set[str] = set()
     why: dict[str, str] = {}
-    for resource in RESOURCES:
+    for resource in selected_resources() if resources is None else resources:
         key = _aep_key(resource)
         statuses = instance.get_status_by_partition(key, list(days), daily_partitions) or {}
         stored = {layer: lake_days(lake, layer, resource) for layer in LAYER_MARKERS}
@@ -452,7 +464,7 @@ def _overlaps(name: str, days: Iterable[str]) -> bool:
     default_status=default_sensor_status(),
     description=(
         "Finds days between STRIPE_START_DATE and today never delivered, whose last delivery failed, "
-        "or whose lake folders vanished, and runs all 19 assets over them in ranges of at most "
+        "or whose lake folders vanished, and runs every asset over them in ranges of at most "
         f"{MAX_PARTITIONS_PER_RUN} days, newest first, {MAX_RUNS_IN_FLIGHT} runs at a time."
     ),
 )
@@ -498,10 +510,10 @@ def run_partitions(run: dg.DagsterRun) -> list[str]:
 
 def step_assets(step_key: str) -> list[dg.AssetKey]:
     """The asset keys a step of an asset job materializes (`stripe__charges` → stripe/charges)."""
-    known = {_aep_key(r).to_python_identifier(): _aep_key(r) for r in RESOURCES} | {
+    known = {
         dg.AssetKey([layer, r]).to_python_identifier(): dg.AssetKey([layer, r])
-        for layer in ("stripe", "xdm")
-        for r in RESOURCES
+        for layer in ("stripe", "xdm", "aep")
+        for r in RESOURCE_NAMES
     }
     known[dg.AssetKey(["stripe", EVENTS]).to_python_identifier()] = dg.AssetKey(["stripe", EVENTS])
     key = known.get(step_key)
@@ -585,12 +597,18 @@ EVENTS_EDGE_SENSOR = "stripe_aep_events_edge"
 LOST_WINDOW_TAG = "stripe_aep/lost_events_window"
 
 
-def reread_requests(window: LostWindow, all_days: Sequence[str]) -> list[dg.RunRequest]:
+def reread_requests(
+    window: LostWindow, all_days: Sequence[str], resources: Sequence[str] | None = None
+) -> list[dg.RunRequest]:
     """Bounded range runs of `stripe/<r>` (with `reread: true`), `xdm/<r>` and `aep/<r>` over the
-    partitions whose listings were fetched before the lost window's end, newest first."""
+    partitions whose listings were fetched before the lost window's end, newest first; only for
+    `resources` (default: the selection, `STRIPE_AEP_RESOURCES`), which have these assets."""
     index = {d: i for i, d in enumerate(all_days)}
+    chosen = set(selected_resources() if resources is None else resources)
     requests = []
     for resource, days in sorted(window.partitions.items()):
+        if resource not in chosen:
+            continue
         known = sorted((d for d in days if d in index), key=index.__getitem__, reverse=True)
         ranges: list[list[str]] = []
         for day in known:
@@ -626,7 +644,7 @@ def evaluate_events_edge(
     a time; the marker on the lake records the runs launched and, once all are, the window's new
     status (`reread_launched`), so no tick launches them twice."""
     lake = Lake(data_dir)
-    marker = LostWindows(lake)
+    marker = LostWindows(lake, selected_resources())
     windows = [w for w in marker.load() if w.status == "open"]
     if not windows:
         return dg.SkipReason("no lost events window waits for a re-read")

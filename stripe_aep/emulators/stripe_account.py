@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from stripe_aep.config import OBJECT_NAMES, RESOURCES
+from stripe_aep.catalog import STRIPE_RESOURCES
 from stripe_aep.emulators.stripe_events import (
     EVENT_RESOURCES,
     EventQuery,
@@ -51,6 +51,10 @@ from stripe_aep.emulators.stripe_events import (
 from stripe_aep.specs import stripe as stripe_specs
 
 __all__ = ["OBJECT_NAMES", "RESOURCES", "StripeAccount"]
+
+# The resources this account generates (config.RESOURCES/OBJECT_NAMES are gone: the catalog).
+RESOURCES = tuple(r.name for r in STRIPE_RESOURCES if r.in_aep_stripe_source)
+OBJECT_NAMES = {r.name: r.object_name for r in STRIPE_RESOURCES if r.name in RESOURCES}
 
 DAY = 86_400
 

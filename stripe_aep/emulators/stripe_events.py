@@ -35,8 +35,10 @@ from typing import Any
 
 import orjson
 
-from stripe_aep.config import OBJECT_NAMES
+from stripe_aep.catalog import STRIPE_RESOURCES
 from stripe_aep.specs import stripe as stripe_specs
+
+OBJECT_NAMES = {r.name: r.object_name for r in STRIPE_RESOURCES}  # config.OBJECT_NAMES is gone
 
 DAY = 86_400
 #: "List events, going back up to 30 days" (docs.stripe.com/api/events/list).

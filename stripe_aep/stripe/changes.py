@@ -90,7 +90,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from stripe_aep.config import OBJECT_NAMES
+from stripe_aep.catalog import STRIPE_RESOURCES, by_object_name, deletion_types, stripe_resource
 from stripe_aep.lake import Lake
 from stripe_aep.locks import PartitionLockTimeout, hold_partitions, lock_wait_seconds
 from stripe_aep.stripe.client import StripeClient, StripeError
@@ -112,9 +112,10 @@ CHANGE_KEY = "_change"
 STATE_ROOT = "_state/changes"
 STATE_LAYER = "state"
 #: Events whose object no longer exists afterwards: their payload is the tombstone.
-DELETION_TYPES = frozenset({"customer.deleted", "price.deleted", "customer.subscription.deleted"})
-#: Charge events that, in the charge's own creation second, only announce a new charge.
-CHARGE_OUTCOME_TYPES = frozenset({"charge.succeeded", "charge.failed", "charge.pending"})
+_DELETION_TYPES = deletion_types()
+#: Creation type -> the object it announces (a type announces one resource's objects only:
+#: `charge.dispute.created` creates a dispute, and is a subject event of the charge it names).
+_CREATED_OBJECT = {t: r.object_name for r in STRIPE_RESOURCES for t in r.creation_types}
 BT_AVAILABLE = "balance_transaction.available"
 REREAD = "reread"
 #: How long a derivation waits for the state of a created day another run holds (a listing of
@@ -132,29 +133,40 @@ REFETCH_CONCURRENCY = 4
 # -- ordering and hashing ------------------------------------------------------------------------
 
 
-def type_rank(event_type: str) -> int:
-    """Creation types < other types < deletions: the tie-break of events in one second."""
-    if event_type in DELETION_TYPES:
+def type_rank(event_type: str, object_name: str | None = None) -> int:
+    """Creation types < other types < deletions: the tie-break of events in one second.
+
+    `object_name`: the object the events are ordered for; a creation type of another object
+    (`charge.dispute.created` among a charge's events) ranks as a change of it."""
+    if event_type in _DELETION_TYPES:
         return 2
-    if event_type.endswith(".created") and event_type != DISPUTE_OPENED:
+    created = _CREATED_OBJECT.get(event_type)
+    if created is not None and object_name in (None, created):
         return 0
     return 1
 
 
-def event_order(event: dict[str, Any]) -> tuple[int, int, str]:
+def event_order(event: dict[str, Any], object_name: str | None = None) -> tuple[int, int, str]:
     """The order of events about one object: `created`, then the type rank, then the event id."""
-    return (int(event["created"]), type_rank(str(event.get("type", ""))), str(event.get("id", "")))
+    rank = type_rank(str(event.get("type", "")), object_name)
+    return (int(event["created"]), rank, str(event.get("id", "")))
 
 
-def is_creation(event: dict[str, Any]) -> bool:
-    """Whether the event only announces a new object (the listing brings it; no version)."""
+def is_creation(event: dict[str, Any], object_name: str | None = None) -> bool:
+    """Whether the event only announces a new object (the listing brings it; no version).
+
+    One of its resource's `creation_types` (stripe_aep/catalog.py) about that very object (with
+    `object_name`, an object of that kind: a dispute's creation changes the charge it names). A
+    `*.created` type only ever announces; another creation type (a charge's outcome:
+    `charge.succeeded` is also sent when an ACH charge settles days later) announces only in the
+    object's own creation second."""
     kind = str(event.get("type", ""))
-    if kind.endswith(".created") and kind != DISPUTE_OPENED:
+    created = _CREATED_OBJECT.get(kind)
+    if created is None or object_name not in (None, created):
+        return False
+    if kind.endswith(".created"):
         return True
-    if kind in CHARGE_OUTCOME_TYPES:
-        obj = event_object(event)
-        return obj.get("created") == event.get("created")
-    return False
+    return event_object(event).get("created") == event.get("created")
 
 
 def event_object(event: dict[str, Any]) -> dict[str, Any]:
@@ -163,22 +175,22 @@ def event_object(event: dict[str, Any]) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-#: The one event about a charge whose object is not the charge: a dispute was opened on it (the
-#: charge's `disputed` turns true). Its payload is the dispute, so the charge is re-fetched.
-DISPUTE_OPENED = "charge.dispute.created"
-
-
 def subject_id(event: dict[str, Any], object_name: str) -> str | None:
     """The id of the object of `object_name` that `event` is about (None: another object's).
-    For charges this includes `charge.dispute.created`, whose payload is the dispute."""
+
+    Its own events, and the events about another object that change it (`subject_events` in
+    stripe_aep/catalog.py): `charge.dispute.created` carries the dispute, whose `charge` names the
+    charge whose `disputed` flipped."""
     obj = event_object(event)
     if obj.get("object") == object_name:
         return obj.get("id") if isinstance(obj.get("id"), str) else None
-    if object_name == "charge" and event.get("type") == DISPUTE_OPENED:
-        charge = obj.get("charge")
-        charge = charge.get("id") if isinstance(charge, dict) else charge
-        return charge if isinstance(charge, str) else None
-    return None
+    declared = by_object_name(object_name)
+    field_name = declared.subject_events.get(str(event.get("type"))) if declared else None
+    if field_name is None:
+        return None
+    subject = obj.get(field_name)
+    subject = subject.get("id") if isinstance(subject, dict) else subject
+    return subject if isinstance(subject, str) else None
 
 
 def at_pinned_version(
@@ -479,12 +491,11 @@ class ChangeDeriver:
         visibility_lag_seconds: int = 0,
         account: Callable[[], str | None] | None = None,
     ) -> None:
-        if resource not in OBJECT_NAMES:
-            raise ValueError(f"unknown resource {resource!r}")
+        self.declared = stripe_resource(resource)  # a clear error for an unknown resource
         self.client = client
         self.lake = lake
         self.resource = resource
-        self.object_name = OBJECT_NAMES[resource]
+        self.object_name = self.declared.object_name
         self.run_id = run_id
         self.start_date = start_date
         self.held = set(held_days)
@@ -590,7 +601,7 @@ class ChangeDeriver:
                     continue
                 if subject_id(event, self.object_name) is not None:
                     found[event["id"]] = event
-        return sorted(found.values(), key=event_order)
+        return sorted(found.values(), key=lambda e: event_order(e, self.object_name))
 
     def derive_events(self, day: dt.date, figures: DayFigures) -> None:
         """Derive every events window of `day` not derived yet (oldest first)."""
@@ -657,10 +668,10 @@ class ChangeDeriver:
         decided: list[tuple[dict[str, Any], dict[str, Any], _Known | None]] = []
         to_refetch: list[tuple[str, dict[str, Any], _Known | None]] = []
         for obj_id, group in sorted(by_object.items()):
-            candidates = [e for e in group if not is_creation(e)]
+            candidates = [e for e in group if not is_creation(e, self.object_name)]
             if not candidates:
                 continue  # only creation events: the listing brings the object
-            newest = max(candidates, key=event_order)
+            newest = max(candidates, key=lambda e: event_order(e, self.object_name))
             payload = event_object(newest)
             when = int(newest["created"])
             if payload.get("object") != self.object_name:  # a dispute opened on the charge
@@ -680,7 +691,7 @@ class ChangeDeriver:
                 figures.subsumed += 1
                 continue
             kind = str(newest.get("type", ""))
-            if kind in DELETION_TYPES:
+            if kind in self.declared.deletion_types:
                 change = change_info(when, newest["id"], kind, "event", True)
                 decided.append((self._pinned(newest), change, known))
                 continue

@@ -26,7 +26,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,67 +34,50 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from stripe_aep.config import EVENTS, StripeSettings, redact_key
+from stripe_aep.catalog import (
+    EVENTS,
+    EVENTS_PERMISSION,
+    EVENTS_PERMISSION_LABEL,
+    RESOURCE_NAMES,
+    event_type_passes,
+    stripe_resource,
+)
+from stripe_aep.config import StripeSettings, redact_key
 from stripe_aep.secrets import SecretMasker, describe_exception
 from stripe_aep.stripe.ratelimit import RATE_REASONS, RateBudget, default_limiter_path
 
 PAGE_LIMIT = 100
 
-#: The event types `stripe/events` asks for, explicitly: Stripe accepts at most 20 in `types[]`
-#: (API reference, "List all events": "up to 20 strings containing specific event names"), and a
-#: wildcard would not do (`customer.*` also matches discount, source, tax-id and subscription
-#: events). One pass of 20 covers the six resources; docs/operations.md ("Change capture: events,
-#: freshness and reads") says why each omitted type is safe. Balance transactions have no events.
-EVENT_TYPES: tuple[str, ...] = (
-    # charges: the creation types (succeeded/failed/pending) feed the new-object probe
-    "charge.succeeded",
-    "charge.failed",
-    "charge.pending",
-    "charge.captured",
-    "charge.expired",
-    "charge.refunded",
-    "charge.updated",
-    "charge.dispute.created",  # a dispute object: the charge's `disputed` flips (re-fetched)
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "price.created",
-    "price.updated",
-    "price.deleted",
-    # for every refund since 2024-10-28.acacia (Stripe changelog "refund webhook update")
-    "refund.created",
-    "refund.updated",
-    "refund.failed",
-)
-#: Stripe's cap on `types[]` in one `GET /v1/events`.
-MAX_EVENT_TYPES = 20
 
-#: Extra filters per resource: the list calls needed to see *every* object (Stripe hides some by default).
-FILTER_PASSES: dict[str, tuple[dict[str, Any], ...]] = {
-    "charges": ({},),
-    "subscriptions": ({"status": "all"},),
-    "refunds": ({},),
-    "balance_transactions": ({},),
-    "customers": ({},),
-    "prices": ({"active": "true"}, {"active": "false"}),
-    # `requests` sends a list as repeated `types[]=…` parameters, the form Stripe reads
-    EVENTS: ({"types[]": list(EVENT_TYPES)},),
-}
+def list_passes(resource: str, selection: Iterable[str] = ()) -> tuple[dict[str, Any], ...]:
+    """The list calls (extra query parameters each) that see every object of `resource`.
 
-#: The Dashboard permission a restricted key needs to read each resource.
-READ_PERMISSION: dict[str, str] = {
-    "charges": "Charges and Refunds: Read (rak_charge_read)",
-    "refunds": "Charges and Refunds: Read (rak_refund_read)",
-    "subscriptions": "Subscriptions: Read (rak_subscription_read)",
-    "balance_transactions": "Balance: Read (rak_balance_read)",
-    "customers": "Customers: Read (rak_customer_read)",
-    "prices": "Products and Prices: Read (rak_plan_read)",
-    "events": "Events: Read (rak_event_read)",
-    "account": "Account: Read",
-}
+    A catalog resource: its `filter_passes` (Stripe hides some objects by default: canceled
+    subscriptions, inactive prices). `events`: one pass per `types[]` group of
+    `event_type_passes(selection)` (stripe_aep/catalog.py), the explicit types of the selected
+    resources, at most 20 a request as Stripe allows; a wildcard would not do (`customer.*` also
+    matches discount, source, tax-id and subscription events). docs/operations.md ("Change capture:
+    events, freshness and reads") says why each omitted type is safe.
+    """
+    if resource == EVENTS:
+        if not event_type_passes(selection):
+            # No pass at all would page nothing and still claim the window as covered.
+            raise ValueError(f"no event types to list for the resources {list(selection)}")
+        # `requests` sends a list as repeated `types[]=…` parameters, the form Stripe reads
+        return tuple({"types[]": list(types)} for types in event_type_passes(selection))
+    return tuple(dict(extra) for extra in stripe_resource(resource).filter_passes)
+
+
+def permission_hint(resource: str) -> str | None:
+    """The restricted-key permission that reads `/v1/<resource>`, as the Dashboard names it."""
+    if resource == EVENTS:
+        return f"{EVENTS_PERMISSION_LABEL} ({EVENTS_PERMISSION})"
+    if resource == "account":
+        return "Account: Read"
+    if resource in RESOURCE_NAMES:
+        return stripe_resource(resource).permission_hint
+    return None
+
 
 RETRYABLE_STATUS = {409, 424, 429, 500, 502, 503, 504}
 
@@ -377,7 +360,7 @@ class StripeClient:
             )
         if status == 403:
             resource = path.strip("/").split("/")[1] if path.count("/") >= 2 else path
-            needed = READ_PERMISSION.get(resource, f"read access to {path}")
+            needed = permission_hint(resource) or f"read access to {path}"
             return StripePermissionError(
                 f"The key {self.settings.key_hint} is not allowed to read {path} (403): grant the "
                 f"restricted key the permission '{needed}' in the Stripe Dashboard (Developers → API "
@@ -434,14 +417,17 @@ class StripeClient:
         self.stats.add(pages=1, objects=len(data))
         return Page(data, bool(body.get("has_more")) and bool(data), request_id)
 
-    def iter_window(self, resource: str, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Every object with `gte <= created < lt`, all filter passes, each id at most once.
+    def iter_window(
+        self, resource: str, gte: int, lt: int, selection: Iterable[str] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Every object with `gte <= created < lt`, all filter passes (`list_passes`; for events,
+        those of the `selection`'s event types), each id at most once.
 
         Paging keeps exactly the same filters and moves only `starting_after`, so objects that share a
         `created` second at a page boundary are neither skipped nor repeated.
         """
         seen: set[str] = set()
-        for extra in FILTER_PASSES[resource]:
+        for extra in list_passes(resource, selection):
             params = {"created[gte]": gte, "created[lt]": lt, **extra}
             after = None
             while True:

@@ -1,14 +1,15 @@
 """What the raw events on the lake say: the new-object probe, and the 30-day edge of their coverage.
 
-Why a probe: listing six resources costs seven requests per tick even when nothing happened, and
+Why a probe: listing each resource costs a request or two per tick even when nothing happened, and
 Stripe allocates reads (about 500 per transaction over 30 days, at least 10,000 a month). One
-`/v1/events` page covers every resource, and a new object shows up there too (as its `*.created`
-event, or any other event carrying it). So, for today's partition only, `stripe/<resource>` asks
+`/v1/events` page covers every resource, and a new object shows up there too, as one of its
+resource's creation events (`creation_types` in stripe_aep/catalog.py). So, for today's partition only, `stripe/<resource>` asks
 the events already on the lake first: when they cover the part of the day its listing has not
 covered yet (the raw gap) and show no object of the resource created in that gap, the listing is
 skipped and the raw cursor does not move (the gap stays a gap: nothing is claimed that was not
 listed). The close-out of yesterday, backfills and every other day always list, so the day ends
-fully listed whatever the events said. Balance transactions have no events and always list.
+fully listed whatever the events said. A resource without events (balance transactions) always
+lists.
 
 Why the edge: Stripe keeps 30 days of events ("List all events": events going back 30 days). A
 listing snapshot of an object is its state at the snapshot's `fetched_at`; every later change is
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stripe_aep.config import EVENTS, OBJECT_NAMES, RESOURCES
+from stripe_aep.catalog import EVENTS, RESOURCE_NAMES, stripe_resource
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.rawstore import (
     DAY,
@@ -54,13 +55,14 @@ RETENTION_MARGIN_SECONDS = 3600
 PROBE_EVENTS_SLACK_SECONDS = 300
 #: The not-yet-fetched newest events are reported as a hole only once they are this old.
 TAIL_GRACE_SECONDS = DAY
-#: Resources that have no events: always listed.
-NO_EVENTS = frozenset({"balance_transactions"})
-#: The resources whose listing snapshots rely on events to stay current.
-EVENT_RESOURCES: tuple[str, ...] = tuple(r for r in RESOURCES if r not in NO_EVENTS)
 
 LOST_WINDOWS_PATH = "_meta/stripe_events/lost_windows.json"
 COVERAGE_STATE_PATH = "_meta/stripe_events/coverage.json"
+
+
+def with_events(resources: Iterable[str]) -> tuple[str, ...]:
+    """The resources among `resources` whose listing snapshots rely on events to stay current."""
+    return tuple(r for r in resources if stripe_resource(r).has_events)
 
 
 def oldest_fetchable(now: float) -> int:
@@ -107,7 +109,8 @@ def event_object(event: dict[str, Any]) -> dict[str, Any]:
 
 def probe(lake: Lake, resource: str, day: dt.date, now: float, lag: int) -> Probe:
     """May today's listing of `resource` be skipped? (see the module docstring)."""
-    if resource in NO_EVENTS:
+    declared = stripe_resource(resource)
+    if not declared.has_events:
         return Probe(False, f"{resource} have no events: always listed")
     until = int(now) - lag
     gaps = RawPartition(lake, resource, day).gaps(until)
@@ -127,12 +130,16 @@ def probe(lake: Lake, resource: str, day: dt.date, now: float, lag: int) -> Prob
             f"the events on the lake end at {_iso(events_end)}, before the raw gap's end "
             f"{_iso(end)}",
         )
-    kind = OBJECT_NAMES[resource]
+    kind = declared.object_name
     seen = 0
     for event in iter_events(lake, day, start, events_end):
         seen += 1
         obj = event_object(event)
-        if obj.get("object") == kind and int(obj.get("created", 0)) >= start:
+        if (
+            event.get("type") in declared.creation_types
+            and obj.get("object") == kind
+            and int(obj.get("created", 0)) >= start
+        ):
             return Probe(
                 False,
                 f"event {event.get('id')} ({event.get('type')}) shows {kind} {obj.get('id')} "
@@ -224,12 +231,15 @@ def listing_fetch_times(lake: Lake, resource: str) -> Iterator[tuple[str, int]]:
             yield day, fetched_at(raw, meta)
 
 
-def oldest_listing_fetch(lake: Lake, resources: Sequence[str] = EVENT_RESOURCES) -> int | None:
-    """The oldest `fetched_at` among the live listing files of `resources` (`lt` for old files).
+def oldest_listing_fetch(lake: Lake, resources: Sequence[str]) -> int | None:
+    """The oldest `fetched_at` among the live listing files of those of `resources` that have
+    events (`lt` for old files).
 
     A scan of every sidecar: done once per lake, then remembered (`COVERAGE_STATE_PATH`), since a
     listing written later is always fetched later."""
-    times = [t for resource in resources for _, t in listing_fetch_times(lake, resource)]
+    times = [
+        t for resource in with_events(resources) for _, t in listing_fetch_times(lake, resource)
+    ]
     return min(times) if times else None
 
 
@@ -241,8 +251,11 @@ def events_coverage(lake: Lake, gte: int, lt: int) -> list[tuple[int, int]]:
     return [(max(a, gte), min(b, lt)) for a, b in merge_intervals(out) if b > gte and a < lt]
 
 
-def scan_coverage(lake: Lake, now: float, lag: int) -> CoverageReport:
-    """Holes in the events coverage from the oldest relied-upon listing fetch to now − lag.
+def scan_coverage(
+    lake: Lake, now: float, lag: int, resources: Sequence[str] = RESOURCE_NAMES
+) -> CoverageReport:
+    """Holes in the events coverage from the oldest relied-upon listing fetch (of the listings of
+    `resources`, the deployment's selection) to now − lag.
 
     Cost: the first scan reads every listing sidecar once (see `oldest_listing_fetch`); later
     scans list only the events day folders from the point already known to be final (older than
@@ -251,7 +264,7 @@ def scan_coverage(lake: Lake, now: float, lag: int) -> CoverageReport:
     state = lake.read_json(COVERAGE_STATE_PATH) if lake.exists(COVERAGE_STATE_PATH) else {}
     needed_from = state.get("needed_from")
     if needed_from is None:
-        needed_from = oldest_listing_fetch(lake)
+        needed_from = oldest_listing_fetch(lake, resources)
         if needed_from is None:
             return CoverageReport(None, until)
         state["needed_from"] = int(needed_from)
@@ -272,7 +285,7 @@ def scan_coverage(lake: Lake, now: float, lag: int) -> CoverageReport:
             report.fetchable.append(Hole(max(a, floor), b))
     # Everything before the floor is final now (it can no longer be fetched): it is recorded in
     # `LostWindows` first, then later scans start there instead of re-deriving it.
-    LostWindows(lake).record(report.lost, now)
+    LostWindows(lake, resources).record(report.lost, now)
     state["final_through"] = max(final_through, min(floor, until))
     lake.write_json(COVERAGE_STATE_PATH, state)
     return report
@@ -307,10 +320,12 @@ class LostWindow:
 
 
 class LostWindows:
-    """The marker on the lake that names every lost events window and what was done about it."""
+    """The marker on the lake that names every lost events window and what was done about it,
+    with the partitions of `resources` (the deployment's selection) to re-read."""
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, resources: Sequence[str] = RESOURCE_NAMES) -> None:
         self.lake = lake
+        self.resources = tuple(resources)
 
     def load(self) -> list[LostWindow]:
         if not self.lake.exists(LOST_WINDOWS_PATH):
@@ -343,7 +358,7 @@ class LostWindows:
                 same = next(o for o in windows if o.key == w.key)
                 if hole.lt > same.lt and same.status == "open":
                     same.lt = hole.lt
-                    same.partitions = affected_partitions(self.lake, same.lt)
+                    same.partitions = affected_partitions(self.lake, same.lt, self.resources)
                     changed = True
                 continue
             # A hole left unfetched loses a little more each scan: extend the open window it
@@ -351,10 +366,10 @@ class LostWindows:
             previous = next((o for o in windows if o.status == "open" and o.lt == hole.gte), None)
             if previous is not None:
                 previous.lt = hole.lt
-                previous.partitions = affected_partitions(self.lake, previous.lt)
+                previous.partitions = affected_partitions(self.lake, previous.lt, self.resources)
                 changed = True
                 continue
-            w.partitions = affected_partitions(self.lake, hole.lt)
+            w.partitions = affected_partitions(self.lake, hole.lt, self.resources)
             windows.append(w)
             new.append(w)
         if new or changed:
@@ -378,11 +393,13 @@ class LostWindows:
         self.save(windows)
 
 
-def affected_partitions(lake: Lake, before: int) -> dict[str, list[str]]:
-    """Per resource with events, the days whose live listing files were fetched before `before`:
-    their snapshots may predate a change the lost window held."""
+def affected_partitions(
+    lake: Lake, before: int, resources: Sequence[str] = RESOURCE_NAMES
+) -> dict[str, list[str]]:
+    """Per resource of `resources` with events, the days whose live listing files were fetched
+    before `before`: their snapshots may predate a change the lost window held."""
     out: dict[str, list[str]] = {}
-    for resource in EVENT_RESOURCES:
+    for resource in with_events(resources):
         hit = sorted({day for day, t in listing_fetch_times(lake, resource) if t < before})
         if hit:
             out[resource] = hit
@@ -403,4 +420,5 @@ __all__ = [
     "oldest_fetchable",
     "probe",
     "scan_coverage",
+    "with_events",
 ]

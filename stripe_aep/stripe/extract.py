@@ -37,11 +37,11 @@ import orjson
 
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import (
-    FILTER_PASSES,
     PAGE_LIMIT,
     StripeClient,
     StripeError,
     endpoint_of,
+    list_passes,
 )
 from stripe_aep.stripe.rawstore import RawFile, RawPartition, merge_intervals
 
@@ -155,10 +155,13 @@ class PartitionExtractor:
         split_budget: float = SPLIT_BUDGET,
         account_id: str | None = None,
         oldest_fetchable: Callable[[float], int] | None = None,
+        selection: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.lake = lake
         self.resource = resource
+        # The list calls of one window: for `events`, the `types[]` of the selected resources.
+        self.passes = list_passes(resource, selection)
         self.concurrency = concurrency
         self.lag = visibility_lag_seconds
         self.clock = clock
@@ -247,7 +250,7 @@ class PartitionExtractor:
                 )
         tasks: list[_Piece] = []
         stamp = int(self.clock())
-        passes = len(FILTER_PASSES[self.resource])
+        passes = len(self.passes)
         for source, stamp_value in ((gaps, None), (refreshes, stamp)):
             for window, (part, a, b) in enumerate(source, start=len(tasks)):
                 for lo, hi in cut_windows([(a, b)], self.max_piece):
@@ -412,7 +415,7 @@ class PartitionExtractor:
         windows flush: a later pass would have to revisit a file already written."""
         found: list[tuple[int, str, bytes, int]] = []
         seen: set[str] = set()
-        passes = FILTER_PASSES[self.resource]
+        passes = self.passes
         may_flush = len(passes) == 1 and piece.refresh is None
         held = 0  # encoded bytes in `found`
         for pass_index, extra in enumerate(passes):
