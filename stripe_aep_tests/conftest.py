@@ -4,12 +4,31 @@ import datetime as dt
 
 import pytest
 
-from stripe_aep.config import StripeSettings
+from stripe_aep.catalog import STRIPE_RESOURCES
+from stripe_aep.config import RESOURCES_VARIABLE, StripeSettings
 
 #: A fixed past window: every object of the account is visible and every day is closed.
 ACCOUNT_START = dt.date(2026, 11, 10)
 ACCOUNT_DAYS = 3
 TEST_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+#: The resources of AEP's own Stripe source. Whole-pipeline tests against the Stripe emulator that
+#: are not about the selection pin `STRIPE_AEP_RESOURCES` to these (`aep_source_selection`): fewer
+#: resources keep them fast, and until the emulator generates disputes and invoices and the XDM
+#: layer maps them, the default selection cannot run against it.
+AEP_SOURCE_RESOURCES = tuple(r.name for r in STRIPE_RESOURCES if r.in_aep_stripe_source)
+
+
+def only(assets, resources=AEP_SOURCE_RESOURCES):
+    """The assets of `assets` whose resource (the key's last part) is one of `resources`."""
+    return [a for a in assets if a.key.path[-1] in resources]
+
+
+@pytest.fixture
+def aep_source_selection(monkeypatch):
+    """`STRIPE_AEP_RESOURCES` set to AEP's six for the test; yields the names."""
+    monkeypatch.setenv(RESOURCES_VARIABLE, ",".join(AEP_SOURCE_RESOURCES))
+    return AEP_SOURCE_RESOURCES
 
 
 @pytest.fixture(scope="session")
@@ -113,20 +132,20 @@ def aep_emulator():
 
 @pytest.fixture
 def aep_setup(aep_emulator, monkeypatch):
-    """`stripe-aep setup` run against the AEP emulator (schemas, datasets of the six resources),
-    with the AEP variables set for the test: yields (client, datasets)."""
+    """`stripe-aep setup` run against the AEP emulator (schemas, datasets of AEP's six
+    resources), with the AEP variables set for the test: yields (client, datasets)."""
     from stripe_aep.aep.client import AepClient
     from stripe_aep.aep.settings import AepSettings
     from stripe_aep.aep.setup import run_setup
-    from stripe_aep.config import RESOURCES
     from stripe_aep.xdm import schema_registry_payloads
     from stripe_aep_tests.aep.conftest import env_for
 
     env = env_for(aep_emulator)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv(RESOURCES_VARIABLE, ",".join(AEP_SOURCE_RESOURCES))
     client = AepClient(AepSettings.from_env(env))
-    payloads = {r: schema_registry_payloads(r, AEP_TEST_TENANT) for r in RESOURCES}
+    payloads = {r: schema_registry_payloads(r, AEP_TEST_TENANT) for r in AEP_SOURCE_RESOURCES}
     datasets = run_setup(client, tenant=AEP_TEST_TENANT, payloads=payloads, environ={})
     yield client, datasets
     client.close()

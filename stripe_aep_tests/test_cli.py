@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from stripe_aep.cli import main
-from stripe_aep.config import RESOURCES
 from stripe_aep.emulators.aep_api import AepEmulator
+from stripe_aep.xdm import RESOURCES
 from stripe_aep_tests.aep.conftest import env_for
-from stripe_aep_tests.conftest import TEST_KEY
+from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES, TEST_KEY
 
 
 def test_schemas_export_writes_payloads_per_resource(tmp_path, capsys):
@@ -28,7 +28,7 @@ def test_schemas_export_writes_payloads_per_resource(tmp_path, capsys):
 
 
 @pytest.fixture
-def aep_env(monkeypatch):
+def aep_env(monkeypatch, aep_source_selection):
     with AepEmulator() as aep:
         env = env_for(aep)
         for k, v in env.items():
@@ -44,9 +44,9 @@ def test_setup_twice_changes_nothing_and_prints_dataset_ids(aep_env, capsys):
     second = capsys.readouterr().out
     after = aep_env.state
     ids = re.findall(r"\b[0-9a-f]{24}\b", first)
-    assert len(ids) == len(RESOURCES)
+    assert len(ids) == len(AEP_SOURCE_RESOURCES)  # the selection's datasets
     assert ids == re.findall(r"\b[0-9a-f]{24}\b", second)
-    assert len(after.datasets) == len(before.datasets) == len(RESOURCES)
+    assert len(after.datasets) == len(before.datasets) == len(AEP_SOURCE_RESOURCES)
     assert len(after.schemas) == len(before.schemas)
 
 

@@ -12,18 +12,18 @@ from stripe_aep.aep.client import AepClient
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
-from stripe_aep.config import RESOURCES
 from stripe_aep.lake import Lake
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
-from stripe_aep.stripe.client import FILTER_PASSES
+from stripe_aep.stripe.client import list_passes
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep.xdm_lake import XdmPartition
-from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
+from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY, only
+from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES as RESOURCES
 
 TENANT = "stripeaep"
 EXPORT = "/data/foundation/export"
 DAYS = [ACCOUNT_START, ACCOUNT_START + dt.timedelta(days=1)]
-ALL_ASSETS = [*raw_assets, *xdm_assets, *aep_assets]
+ALL_ASSETS = only([*raw_assets, *xdm_assets, *aep_assets], RESOURCES)
 
 
 def _resources(stripe_url, root):
@@ -200,7 +200,7 @@ def test_range_run_records_each_days_own_figures_on_its_partition(
             # The day's own pages: ceil(n / 100) per list pass (prices list active and inactive),
             # plus at most one partial page for each split the run made (idle workers may split a
             # day with pages left; how often depends on timing).
-            passes = len(FILTER_PASSES[resource])
+            passes = len(list_passes(resource))
             fewest = -(-n // 100)
             assert fewest <= r["pages"] <= fewest + passes - 1 + r["run_splits"], where
             assert r["cursor"].startswith((day + dt.timedelta(days=1)).isoformat()), where

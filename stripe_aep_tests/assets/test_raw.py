@@ -1,4 +1,4 @@
-"""The six raw assets with `dg.materialize` against the Stripe emulator."""
+"""The raw assets of AEP's six resources with `dg.materialize` against the Stripe emulator."""
 
 import datetime as dt
 import os
@@ -11,14 +11,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from stripe_aep.assets.raw import raw_assets
-from stripe_aep.config import RESOURCES
+from stripe_aep.assets.raw import raw_assets as every_raw_asset
 from stripe_aep.lake import Lake
 from stripe_aep.resources import LakeResource, StripeResource
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
-from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
+from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY, only
+from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES as RESOURCES
 
 DAY = ACCOUNT_START.isoformat()
+raw_assets = only(every_raw_asset, RESOURCES)
+#: The selection is these resources (the reads ledger and its projection cover the selection).
+pytestmark = pytest.mark.usefixtures("aep_source_selection")
 
 
 def _resources(url, root, **extra):

@@ -2,18 +2,17 @@
 
 import pytest
 
-from stripe_aep.config import DEFAULT_RATE_SAFETY_FACTOR, EVENTS, StripeSettings
+from stripe_aep.catalog import DEFAULT_RESOURCES, EVENTS, RESOURCE_NAMES, stripe_resource
+from stripe_aep.config import DEFAULT_RATE_SAFETY_FACTOR, StripeSettings
 from stripe_aep.stripe.client import (
-    EVENT_TYPES,
-    FILTER_PASSES,
-    MAX_EVENT_TYPES,
-    READ_PERMISSION,
     StripeAuthenticationError,
     StripeClient,
     StripeError,
     StripeInvalidRequestError,
     StripePermissionError,
     StripeRetriesExhausted,
+    list_passes,
+    permission_hint,
 )
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
@@ -243,9 +242,36 @@ def test_retrieve_refuses_what_is_not_an_id(stripe_settings):
     assert client.stats.requests == 0
 
 
-def test_event_types_fit_one_request_and_name_no_wildcard():
-    assert len(EVENT_TYPES) <= MAX_EVENT_TYPES == 20
-    assert len(set(EVENT_TYPES)) == len(EVENT_TYPES)
-    assert not any("*" in t for t in EVENT_TYPES)
-    assert FILTER_PASSES[EVENTS] == ({"types[]": list(EVENT_TYPES)},)
-    assert "rak_event_read" in READ_PERMISSION[EVENTS]
+AEP_SIX = ("charges", "subscriptions", "refunds", "balance_transactions", "customers", "prices")
+
+
+@pytest.mark.parametrize("selection, passes", [(AEP_SIX, 1), (DEFAULT_RESOURCES, 2)])
+def test_event_passes_ask_the_selections_types_20_at_most_and_no_wildcard(selection, passes):
+    """One `types[]` pass for AEP's six resources (20 types), two for the default eight."""
+    got = list_passes(EVENTS, selection)
+    assert len(got) == passes
+    types = [t for p in got for t in p["types[]"]]
+    assert all(set(p) == {"types[]"} and 0 < len(p["types[]"]) <= 20 for p in got)
+    assert len(set(types)) == len(types)
+    assert not any("*" in t for t in types)
+    wanted = {t for r in selection for t in stripe_resource(r).requested_event_types}
+    assert set(types) == wanted
+    assert "charge.dispute.created" in types  # the charge's `disputed` flips (a subject event)
+    assert not any(t.startswith("invoice.") for t in types) or "invoices" in selection
+
+
+def test_no_event_types_is_refused_rather_than_no_pass():
+    with pytest.raises(ValueError, match="no event types"):
+        list_passes(EVENTS, ["balance_transactions"])
+
+
+def test_resource_passes_and_permission_hints_come_from_the_catalog():
+    assert list_passes("prices") == ({"active": "true"}, {"active": "false"})
+    assert list_passes("subscriptions") == ({"status": "all"},)
+    assert list_passes("charges") == ({},)
+    assert permission_hint(EVENTS) == "Events: Read (rak_event_read)"
+    assert permission_hint("account") == "Account: Read"
+    assert permission_hint("refunds") == "Charges and Refunds: Read (rak_refund_read)"
+    for name in RESOURCE_NAMES:
+        assert permission_hint(name) == stripe_resource(name).permission_hint
+    assert permission_hint("v1") is None

@@ -7,12 +7,13 @@ import dagster as dg
 import pytest
 
 import stripe_aep.assets.raw as raw_module
-from stripe_aep.assets.events import events_asset
+from stripe_aep.assets.events import build_events_asset
 from stripe_aep.assets.raw import raw_assets
-from stripe_aep.config import EVENTS, RESOURCES, StripeSettings
+from stripe_aep.catalog import DEFAULT_RESOURCES, EVENTS, event_type_passes, stripe_resource
+from stripe_aep.config import RESOURCES_VARIABLE, StripeSettings
 from stripe_aep.lake import Lake
 from stripe_aep.resources import LakeResource, StripeResource
-from stripe_aep.stripe.client import EVENT_TYPES, StripeClient
+from stripe_aep.stripe.client import StripeClient
 from stripe_aep.stripe.events import (
     COVERAGE_STATE_PATH,
     EVENTS_RETENTION_SECONDS,
@@ -24,7 +25,7 @@ from stripe_aep.stripe.events import (
 )
 from stripe_aep.stripe.extract import PartitionExtractor, encode
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, fetched_at, read_objects
-from stripe_aep_tests.conftest import TEST_KEY
+from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES, TEST_KEY, only
 from stripe_aep_tests.stripe.fake_stripe import FakeStripe
 
 DAY = dt.date(2026, 3, 10)
@@ -151,13 +152,18 @@ def test_events_extractor_never_claims_windows_past_the_retention(tmp_path):
             visibility_lag_seconds=LAG,
             clock=lambda: now,
             oldest_fetchable=oldest_fetchable,
+            selection=DEFAULT_RESOURCES,
         )
         result = extractor.run([DAY, dt.datetime.fromtimestamp(now - 86400 * 29.5, dt.UTC).date()])
+    passes = event_type_passes(DEFAULT_RESOURCES)
     assert all(a >= oldest_fetchable(now) for a, _ in result.windows)
     assert RawPartition(Lake(str(tmp_path)), EVENTS, DAY).coverage() == []
     sent = [q for p, q in fake.log if p == "/v1/events"]
     assert sent and all(int(q["created[gte]"][0]) >= oldest_fetchable(now) for q in sent)
-    assert all(q["types[]"] == list(EVENT_TYPES) for q in sent)
+    # every window asks each `types[]` pass of the selection once
+    asked = [tuple(q["types[]"]) for q in sent]
+    assert set(asked) == set(passes) and len(passes) == 2
+    assert asked.count(passes[0]) == asked.count(passes[1])
 
 
 def test_a_hole_older_than_the_retention_is_recorded_as_lost(tmp_path):
@@ -210,7 +216,8 @@ def fake_today(monkeypatch):
     return clock
 
 
-def _tick(fake_url, root, instance):
+def _tick(fake_url, root, instance, selection=AEP_SOURCE_RESOURCES):
+    """One fresh-data tick of the Stripe steps of `selection` (stripe/events and the raw assets)."""
     resources = {
         "stripe": StripeResource(
             api_key=TEST_KEY, api_base=fake_url, max_rps="1000", visibility_lag_seconds=str(LAG)
@@ -218,7 +225,7 @@ def _tick(fake_url, root, instance):
         "lake": LakeResource(root=str(root)),
     }
     result = dg.materialize(
-        [events_asset, *raw_assets],
+        [build_events_asset(selection), *only(raw_assets, selection)],
         resources=resources,
         partition_key=DAY.isoformat(),
         instance=instance,
@@ -230,17 +237,32 @@ def _tick(fake_url, root, instance):
     }
 
 
-def test_an_idle_tick_costs_two_requests_and_a_new_customer_one_more(tmp_path, fake_today):
+@pytest.mark.parametrize(
+    "selection, events_passes",
+    [(AEP_SOURCE_RESOURCES, 1), (DEFAULT_RESOURCES, 2)],
+    ids=["aep-six", "default-eight"],
+)
+def test_an_idle_tick_costs_one_request_per_events_pass_and_one_for_balance_transactions(
+    tmp_path, fake_today, monkeypatch, selection, events_passes
+):
+    """An idle tick costs 1 + the events passes: 2 requests for AEP's six resources, 3 for the
+    default eight (their 43 event types need two `types[]` passes); a new customer one more."""
+    monkeypatch.setenv(RESOURCES_VARIABLE, ",".join(selection))
+    assert len(event_type_passes(selection)) == events_passes
     fake = FakeStripe()
     old = fake.add("customers", _customer("cus_old", START - 86400))
     with fake.serve() as server, dg.instance_for_test() as instance:
-        _tick(server.url, tmp_path, instance)  # the first tick of the day lists everything
+        _tick(server.url, tmp_path, instance, selection)  # the day's first tick lists everything
         fake_today["now"] += 900
         before = len(fake.paths())
-        meta = _tick(server.url, tmp_path, instance)
+        meta = _tick(server.url, tmp_path, instance, selection)
         idle = fake.paths()[before:]
-        assert sorted(idle) == ["/v1/balance_transactions", "/v1/events"], idle
-        for resource in set(RESOURCES) - {"balance_transactions"}:
+        assert sorted(idle) == ["/v1/balance_transactions"] + ["/v1/events"] * events_passes, idle
+        assert len(idle) == 1 + events_passes
+        assert meta["events"]["run_requests"].value == events_passes
+        with_events = [r for r in selection if stripe_resource(r).has_events]
+        assert len(with_events) == len(selection) - 1
+        for resource in with_events:
             assert meta[resource]["listing_skipped_by_events"].value is True, resource
             assert meta[resource]["run_requests"].value == 0
         assert meta["balance_transactions"]["listing_skipped_by_events"].value is False
@@ -252,9 +274,11 @@ def test_an_idle_tick_costs_two_requests_and_a_new_customer_one_more(tmp_path, f
         fake.add_event("customer.updated", {**old, "email": "x@y.test"}, new["created"] + 5)
         fake_today["now"] += 900
         before = len(fake.paths())
-        meta = _tick(server.url, tmp_path, instance)
+        meta = _tick(server.url, tmp_path, instance, selection)
         sent = fake.paths()[before:]
-        assert sorted(sent) == ["/v1/balance_transactions", "/v1/customers", "/v1/events"], sent
+        assert sorted(sent) == sorted(
+            ["/v1/balance_transactions", "/v1/customers"] + ["/v1/events"] * events_passes
+        ), sent
         assert meta["customers"]["listing_skipped_by_events"].value is False
         assert "cus_new" in meta["customers"]["listing_probe"].value
         assert meta["events"]["run_new_objects"].value == 2
@@ -265,8 +289,10 @@ def test_an_idle_tick_costs_two_requests_and_a_new_customer_one_more(tmp_path, f
     assert "cus_new" in ids
     assert RawPartition(lake, "customers", DAY).cursor() > cursor_before
     reads = lake.read_json("_meta/stripe_reads/events.json")
-    # the events' own reads ledger: one per tick, plus the first write's one-off /v1/account
-    assert sum(reads["days"].values()) == 3 + 1
+    # the events' own reads ledger: its passes each tick, plus the first write's one-off /v1/account
+    assert sum(reads["days"].values()) == 3 * events_passes + 1
+    # the schedules' projection: 1 + the events passes a tick
+    assert meta["events"]["projected_monthly_reads"].value >= (1 + events_passes) * (96 * 30 + 30)
 
 
 def test_the_newest_unfetched_events_are_not_a_hole_until_a_day_old(tmp_path):
@@ -283,11 +309,15 @@ def test_the_newest_unfetched_events_are_not_a_hole_until_a_day_old(tmp_path):
 def test_every_type_the_emulator_emits_is_asked_for():
     from stripe_aep.emulators.stripe_events import EMITTED_TYPES
 
-    assert {t for types in EMITTED_TYPES.values() for t in types} <= set(EVENT_TYPES)
+    asked = {t for types in event_type_passes(DEFAULT_RESOURCES) for t in types}
+    assert {t for types in EMITTED_TYPES.values() for t in types} <= asked
 
 
-def test_idle_ticks_against_the_emulator_cost_two_reads_and_a_refund_one_more(tmp_path, fake_today):
-    """The fresh-data tick's Stripe steps on the emulator, counted in its arrival log."""
+def test_idle_ticks_against_the_emulator_cost_two_reads_and_a_refund_one_more(
+    tmp_path, fake_today, aep_source_selection
+):
+    """The fresh-data tick's Stripe steps of AEP's six resources on the emulator, counted in its
+    arrival log: 2 reads an idle tick."""
     from stripe_aep.emulators.stripe_account import StripeAccount
     from stripe_aep.emulators.stripe_api import StripeEmulator
 

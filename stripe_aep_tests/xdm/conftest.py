@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stripe_aep.config import OBJECT_NAMES
+from stripe_aep.emulators.stripe_account import OBJECT_NAMES
 from stripe_aep.xdm import ConversionResult, convert_jsonl
 from stripe_aep.xdm.convert import listing_version
 from stripe_aep_tests.paths import STRIPE_SPECS
