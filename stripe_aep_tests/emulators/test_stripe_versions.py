@@ -10,8 +10,7 @@ import json
 import pytest
 
 from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
-from stripe_aep.emulators.stripe_account import OBJECT_NAMES, RESOURCES
-from stripe_aep.emulators.stripe_account import load_samples
+from stripe_aep.emulators.stripe_account import OBJECT_NAMES, RESOURCES, load_samples
 from stripe_aep.emulators.stripe_api import StripeEmulator
 from stripe_aep.specs import stripe as stripe_specs
 from stripe_aep_tests.emulators.stripe_fixtures import (
