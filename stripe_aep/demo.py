@@ -68,7 +68,8 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             AEP_PLATFORM_URL=aep_server.url,
         )
         from stripe_aep.commands import setup_command
-        from stripe_aep.definitions import RESOURCES, defs
+        from stripe_aep.config import selected_resources
+        from stripe_aep.definitions import selected_assets
         from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
         print(f"Stripe emulator on {stripe_server.url}, AEP emulator on {aep_server.url}")
@@ -82,7 +83,8 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             "xdm": XdmResource(tenant=DEMO_AEP["AEP_TENANT_ID"]),
             "aep": AepResource(),
         }
-        assets = list(defs.assets or [])
+        selection = selected_resources()  # STRIPE_AEP_RESOURCES, default every resource
+        assets = selected_assets(selection)
         print(
             f"\nmaterializing {len(assets)} assets for {first} .. {today} into "
             f"{os.path.abspath(data_dir)} ...",
@@ -94,7 +96,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             instance=dg.DagsterInstance.ephemeral(),
             run_config={
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}} for r in RESOURCES},
+                "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}} for r in selection},
             },
             tags={
                 "dagster/asset_partition_range_start": first.isoformat(),
@@ -189,7 +191,7 @@ def _change_capture_tick(account, assets, resources, today: dt.date):
     and become versions (docs/change-capture.md)."""
     import dagster as dg
 
-    from stripe_aep.definitions import RESOURCES
+    from stripe_aep.config import selected_resources
 
     print("\nin Stripe: a customer edited, one deleted, a price deactivated, a subscription "
           "canceled, a charge refunded; then the next tick of today ...", flush=True)  # fmt: skip
@@ -212,7 +214,10 @@ def _change_capture_tick(account, assets, resources, today: dt.date):
         partition_key=today.isoformat(),
         run_config={
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-            "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}} for r in RESOURCES},
+            "ops": {
+                f"aep__{r}": {"config": {"poll_interval_seconds": 0.3}}
+                for r in selected_resources()
+            },
         },
         raise_on_error=False,
     )
