@@ -693,8 +693,9 @@ def parse_resources(value: str | None) -> tuple[str, ...]:
         return DEFAULT_RESOURCES
     variable = RESOURCES_VARIABLE
     valid = ", ".join(RESOURCE_NAMES)
-    check_text(variable, value, secret=False, allow_inner_space=True)
     names = [part.strip() for part in value.split(",")]
+    for name in names:  # spaces around a name are fine; a tab or a control character inside not
+        check_text(variable, name, secret=False)
     if any(not name for name in names):
         raise ConfigError(
             variable,

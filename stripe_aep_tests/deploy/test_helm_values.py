@@ -52,6 +52,7 @@ NOT_DEPLOYED = {
     "STRIPE_AEP_DEV_EMULATORS": "`make dev` only",
     "STRIPE_AEP_FRESH_CRON": "test override of the fresh-data schedule's cron",
     "STRIPE_CURRENCIES": "a Python constant (stripe_aep.xdm), not an environment variable",
+    "STRIPE_RESOURCES": "a Python constant (stripe_aep.catalog), not an environment variable",
 }
 #: Secrets of the deployment itself, beyond the ones the code marks (`check_text(..., secret=True)`).
 DEPLOYMENT_SECRETS = {
@@ -605,17 +606,19 @@ def test_literal_values_pass_the_projects_own_settings_parsers():
     assert lock_wait_seconds(env) == 900
 
 
-def test_pools_fit_one_runs_six_extraction_steps():
-    """The `stripe_api` pool lets the six raw steps of a run extract together (docs/operations.md);
-    fewer would leave account budget unused, more only splits it."""
+def test_pools_let_a_run_use_the_account_budget_within_the_pod_memory():
+    """The `stripe_api` pool lets six raw steps of a run extract together (docs/operations.md):
+    enough to use the account's budget (100/s live, 25/s per endpoint: at least four endpoints at
+    once), few enough for the run pod's memory (≈ 520 MB a step at full load, docs/deploy.md); the
+    other steps of a run with more resources wait for a slot."""
     from stripe_aep.assets.aep import aep_assets
     from stripe_aep.assets.raw import raw_assets
-    from stripe_aep.config import RESOURCES
+    from stripe_aep.catalog import RESOURCE_NAMES
 
     values = load_values()
-    assert [a.op.pool for a in raw_assets] == ["stripe_api"] * len(RESOURCES)
+    assert [a.op.pool for a in raw_assets] == ["stripe_api"] * len(RESOURCE_NAMES)
     assert {a.op.pool for a in aep_assets} == {"aep_api"}
-    assert values["concurrency"]["pools"]["defaultLimit"] == len(RESOURCES) == 6
+    assert 100 / 25 <= values["concurrency"]["pools"]["defaultLimit"] == 6
     runs = values["concurrency"]["runs"]
     backfill = next(t for t in runs["tagConcurrencyLimits"] if t["key"] == "dagster/backfill")
     assert backfill["limit"] < runs["maxConcurrentRuns"], "backfills must leave slots for schedules"

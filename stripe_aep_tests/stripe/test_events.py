@@ -246,7 +246,7 @@ def test_an_idle_tick_costs_one_request_per_events_pass_and_one_for_balance_tran
     tmp_path, fake_today, monkeypatch, selection, events_passes
 ):
     """An idle tick costs 1 + the events passes: 2 requests for AEP's six resources, 3 for the
-    default eight (their 43 event types need two `types[]` passes); a new customer one more."""
+    default eight (their 32 event types need two `types[]` passes); a new customer one more."""
     monkeypatch.setenv(RESOURCES_VARIABLE, ",".join(selection))
     assert len(event_type_passes(selection)) == events_passes
     fake = FakeStripe()
