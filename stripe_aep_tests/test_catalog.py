@@ -195,7 +195,8 @@ def test_the_code_location_assets_cover_exactly_the_selection(selection):
 
     keys = sorted(a.key.to_user_string() for a in selected_assets(selection))
     assert keys == sorted(
-        ["stripe/events"] + [f"{layer}/{r}" for layer in ("stripe", "xdm", "aep") for r in selection]
+        ["stripe/events"]
+        + [f"{layer}/{r}" for layer in ("stripe", "xdm", "aep") for r in selection]
     )
 
 

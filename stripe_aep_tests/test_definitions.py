@@ -52,9 +52,7 @@ def test_a_selection_of_two_resources_has_exactly_their_assets_and_their_event_t
     (events,) = [a for a in definitions.assets if a.key == dg.AssetKey(["stripe", "events"])]
     asked = events.metadata_by_key[events.key]["event_types"].split(", ")
     assert asked == [t for types in event_type_passes(selection) for t in types]
-    assert set(asked) == {
-        t for r in selection for t in stripe_resource(r).requested_event_types
-    }
+    assert set(asked) == {t for r in selection for t in stripe_resource(r).requested_event_types}
     assert not any(t.startswith(("price.", "refund.", "customer.subscription.")) for t in asked)
 
 
