@@ -10,7 +10,6 @@ from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-from stripe_aep.config import RESOURCES
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
@@ -26,8 +25,9 @@ query($id: String!) {
 
 
 def test_ui_backfill_of_a_range_runs_as_one_run_and_fills_every_day(
-    stripe_emulator, stripe_account, tmp_path, monkeypatch
+    stripe_emulator, stripe_account, tmp_path, monkeypatch, aep_source_selection
 ):
+    RESOURCES = aep_source_selection  # the code location of this test moves AEP's six
     days = [ACCOUNT_START + dt.timedelta(days=i) for i in range(3)]
     lake_root = tmp_path / "lake"
     for name, value in {

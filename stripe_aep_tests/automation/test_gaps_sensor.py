@@ -1,8 +1,9 @@
 """The gaps sensor on a real (temporary) Dagster instance and a lake folder.
 
 Partitions are a short window (2026-11-01 .. 2026-11-10) so every expectation is spelled out.
-Delivered days are recorded as materializations of all six `aep/<resource>` assets and have their
-raw and XDM files on the lake, as a delivery leaves them.
+Delivered days are recorded as materializations of every `aep/<resource>` asset of the selection
+(the default: every resource of the catalog) and have their raw and XDM files on the lake, as a
+delivery leaves them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dagster as dg
 import pytest
 
 from stripe_aep.automation import sensors
-from stripe_aep.config import RESOURCES
+from stripe_aep.config import RESOURCES_VARIABLE, selected_resources
 from stripe_aep_tests.automation.sensor_helpers import context, start_runs
 
 NAME = sensors.GAPS_SENSOR
@@ -23,9 +24,14 @@ NOW = dt.datetime(2026, 11, 10, 12, 0, tzinfo=dt.UTC).timestamp()
 DAYS = [f"2026-11-{d:02d}" for d in range(1, 11)]
 
 
+#: The default selection (STRIPE_AEP_RESOURCES unset): every resource of the catalog.
+RESOURCES = selected_resources({})
+
+
 @pytest.fixture(autouse=True)
 def short_window(monkeypatch):
     monkeypatch.setattr(sensors, "daily_partitions", WINDOW)
+    monkeypatch.delenv(RESOURCES_VARIABLE, raising=False)
 
 
 def deliver(instance, data_dir, days, resources=RESOURCES):
@@ -149,7 +155,18 @@ def test_the_registered_sensor_targets_all_layers(instance, data_dir, monkeypatc
     data = sensors.gaps_sensor.evaluate_tick(context(instance, NAME))
     (request,) = data.run_requests
     assert request.tags[sensors.RANGE_START_TAG] == "2026-11-10"
-    # no selection of its own: the run covers the sensor's target, all 19 assets
+    # no selection of its own: the run covers the sensor's target, every asset of the location
     assert request.asset_selection is None
     job = defs.resolve_job_def(sensors.gaps_sensor.job_name)
-    assert len(job.asset_layer.selected_asset_keys) == 19
+    assert set(job.asset_layer.selected_asset_keys) == {a.key for a in defs.assets}
+
+
+def test_only_the_selected_resources_make_gaps(instance, data_dir, monkeypatch):
+    """Days delivered for the selected resources are no gap, whatever the other resources lack."""
+    deliver(instance, data_dir, DAYS, resources=["charges", "customers"])
+    monkeypatch.setenv(RESOURCES_VARIABLE, "customers,charges")
+    result, _ = tick(instance, data_dir)
+    assert isinstance(result, dg.SkipReason), result
+    monkeypatch.delenv(RESOURCES_VARIABLE)  # every resource: the others were never delivered
+    result, _ = tick(instance, data_dir)
+    assert ranges(result), result

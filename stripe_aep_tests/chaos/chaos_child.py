@@ -1,4 +1,5 @@
-"""Child process of the chaos test: one run of all assets over a range of days, then exit.
+"""Child process of the chaos test: one run of the selected resources' assets (`STRIPE_AEP_RESOURCES`)
+over a range of days, then exit.
 
 Run as `python -m stripe_aep_tests.chaos.chaos_child <lake> <first-day> <last-day>` with the
 `STRIPE_*` and `AEP_*` variables pointing at the emulators. It exits 0 when the run succeeded and 1
@@ -16,12 +17,13 @@ import dagster as dg
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
-from stripe_aep.config import RESOURCES
+from stripe_aep.config import selected_resources
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
 
 
 def main(argv: list[str]) -> int:
     lake, first, last = argv
+    selection = selected_resources()
     resources = {
         "stripe": StripeResource(
             api_key=os.environ["STRIPE_API_KEY"],
@@ -36,12 +38,12 @@ def main(argv: list[str]) -> int:
     run_config = {
         "ops": {
             f"aep__{r}": {"config": {"poll_interval_seconds": 0.05, "wait_timeout_seconds": 20}}
-            for r in RESOURCES
+            for r in selection
         }
     }
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [*raw_assets, *xdm_assets, *aep_assets],
+            [a for a in (*raw_assets, *xdm_assets, *aep_assets) if a.key.path[-1] in selection],
             resources=resources,
             instance=instance,
             tags={

@@ -28,7 +28,7 @@ import pytest
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
-from stripe_aep.config import RESOURCES
+from stripe_aep.config import RESOURCES_VARIABLE
 from stripe_aep.emulators.aep_api import AepEmulator
 from stripe_aep.emulators.aep_store import AepFaults
 from stripe_aep.emulators.stripe_account import StripeAccount
@@ -37,6 +37,7 @@ from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep_tests.aep.conftest import env_for
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
+from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES as RESOURCES
 
 TENANT = "stripeaep"
 DAYS = [ACCOUNT_START, ACCOUNT_START + dt.timedelta(days=1)]
@@ -74,6 +75,7 @@ class Chaos:
             "STRIPE_API_KEY": TEST_KEY,
             "STRIPE_API_BASE": stripe.url,
             "STRIPE_AEP_DATA_DIR": str(lake),
+            RESOURCES_VARIABLE: ",".join(RESOURCES),
         }
         self.env.pop("STRIPE_AEP_CRASH_AT", None)
         self.outcomes: list[str] = []
