@@ -20,7 +20,8 @@ import pytest
 
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.settings import AepSettings
-from stripe_aep.config import EVENTS, RESOURCES
+from stripe_aep.catalog import EVENTS
+from stripe_aep.config import selected_resources
 from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
@@ -35,6 +36,9 @@ from stripe_aep_tests.e2e.harness import DagsterDev
 PAST_DAYS = 5
 #: Every asset of the code location (what the UI's "Materialize all" selects): the events, then the
 #: three layers of each resource.
+#: The resources the `dagster dev` of these tests moves: STRIPE_AEP_RESOURCES of the test process
+#: (inherited by `dagster dev`), default every resource of the catalog.
+RESOURCES = selected_resources()
 ALL_ASSET_PATHS = [["stripe", EVENTS]] + [
     [layer, r] for layer in ("stripe", "xdm", "aep") for r in RESOURCES
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from stripe_aep.config import DEFAULT_STRIPE_API_VERSION, RESOURCES
+from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.emulators.stripe_limits import busiest_second
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep_tests.assets.test_change_delivery import (
@@ -30,6 +30,7 @@ from stripe_aep_tests.assets.test_change_delivery import (
 from stripe_aep_tests.conftest import TEST_KEY
 from stripe_aep_tests.e2e.conftest import (
     ALL_ASSET_PATHS,
+    RESOURCES,
     Deployment,
     deployment,
     require_binary,
@@ -80,7 +81,7 @@ def five_day_backfill(dev):
 def test_ui_backfill_of_five_days_delivers_each_object_once(dev, five_day_backfill):
     _, status = five_day_backfill
     assert_backfill_delivered_exactly_once(dev, status)
-    # BackfillPolicy.multi_run: the five days of all 19 assets run as one range run, not 90.
+    # BackfillPolicy.multi_run: the five days of every asset run as one range run, not one a day.
     assert len(status["runs"]) == 1, status["runs"]
 
 
@@ -377,7 +378,7 @@ FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_path):
-    """Headless Chromium on the running webserver: the asset graph with its 19 assets and their
+    """Headless Chromium on the running webserver: the asset graph with every asset and their
     check results, an asset's checks, the backfill page with its status; no console error."""
     require_binary(CHROMIUM, "apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install '.[test]'")
@@ -395,14 +396,14 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
 
-            # The asset graph, every group expanded: 19 asset nodes; the 12 xdm/aep ones show their
+            # The asset graph, every group expanded: every asset node; the xdm/aep ones show their
             # checks passed (the stripe/* assets have none).
-            # 2400 px wide: stripe/events fans out to the six raw assets, which widens the stripe
+            # 2400 px wide: stripe/events fans out to the raw assets, which widens the stripe
             # group; at 1600 px the graph is zoomed out below the scale at which nodes show text.
             page.set_viewport_size({"width": 2400, "height": 2000})
             page.goto(dev.dagster.url + EXPANDED_GRAPH, wait_until="load")
             nodes = page.get_by_text("Latest event", exact=True)
-            sync_api.expect(nodes).to_have_count(19, timeout=60_000)
+            sync_api.expect(nodes).to_have_count(len(ALL_ASSET_PATHS), timeout=60_000)
             passed = page.get_by_text(re.compile(r"^\d+ / \d+ Passed$"))
             sync_api.expect(passed).to_have_count(12, timeout=60_000)
             for resource in RESOURCES:
@@ -433,7 +434,7 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
                 sync_api.expect(
                     page.get_by_text(" / ".join(path), exact=True).first
                 ).to_be_visible()
-            sync_api.expect(page.get_by_text("100% completed")).to_have_count(19)
+            sync_api.expect(page.get_by_text("100% completed")).to_have_count(len(ALL_ASSET_PATHS))
             page.screenshot(path=str(SCREENSHOTS / "backfill.png"))
         finally:
             browser.close()

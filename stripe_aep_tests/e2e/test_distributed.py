@@ -33,9 +33,8 @@ import yaml
 
 from stripe_aep.assets.aep import AEP_POOL
 from stripe_aep.assets.raw import STRIPE_POOL
-from stripe_aep.config import RESOURCES
 from stripe_aep.emulators.stripe_limits import busiest_second
-from stripe_aep_tests.e2e.conftest import ALL_ASSET_PATHS, Deployment, deployment
+from stripe_aep_tests.e2e.conftest import ALL_ASSET_PATHS, RESOURCES, Deployment, deployment
 from stripe_aep_tests.e2e.harness import wait_for
 from stripe_aep_tests.paths import REPO_ROOT
 from stripe_aep_tests.pg import create_database, postgres_url

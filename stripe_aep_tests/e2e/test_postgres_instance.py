@@ -3,7 +3,7 @@
 The test starts its own server (Debian's `initdb` + `pg_ctl`, in a temporary folder, on 127.0.0.1
 and a free port, password authentication) so it needs nothing running beforehand; `.ci/run`
 installs the `postgresql` package when missing. Then the same UI backfill as on SQLite: five days
-of all 19 assets, one run, every object in AEP exactly once; and the runs, the backfill and the
+of every asset, one run, every object in AEP exactly once; and the runs, the backfill and the
 event log are in PostgreSQL, not in a SQLite file.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from stripe_aep_tests.e2e.conftest import deployment
+from stripe_aep_tests.e2e.conftest import ALL_ASSET_PATHS, deployment
 from stripe_aep_tests.e2e.test_dagster_dev import (
     assert_backfill_delivered_exactly_once,
     launch_five_day_backfill,
@@ -54,8 +54,8 @@ def test_ui_backfill_on_postgres_instance_delivers_each_object_once(dev_pg, pg):
             cursor.execute(
                 "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
             )
-            # 19 assets x 5 days, one materialization each.
-            assert cursor.fetchone()[0] == 19 * len(dev_pg.past_days)
+            # every asset x 5 days, one materialization each.
+            assert cursor.fetchone()[0] == len(ALL_ASSET_PATHS) * len(dev_pg.past_days)
     finally:
         conn.close()
     home = dev_pg.dagster.home
