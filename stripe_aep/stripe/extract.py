@@ -283,6 +283,11 @@ class PartitionExtractor:
                         api_version=self.client.settings.api_version,
                         livemode=self.client.settings.livemode,
                     )
+                    # The events' `types[]`: what a window of events covers depends on them (the
+                    # probe trusts a window only for the types it asked, stripe/events.py).
+                    asked = sorted({t for p in self.passes for t in p.get("types[]", ())})
+                    if asked:
+                        meta_cache["event_types"] = asked
                 return dict(meta_cache)
 
         scheduler = _Scheduler(

@@ -131,6 +131,51 @@ def test_probe_lists_when_the_events_do_not_cover_the_gap(tmp_path):
     assert not decision.skip and "before the raw gap's end" in decision.reason
 
 
+def test_probe_trusts_events_only_for_the_types_they_asked(tmp_path):
+    """A resource added to the selection later: the events fetched before never asked its types,
+    so they do not tell that none of its objects was created; the listing runs."""
+    lake = Lake(str(tmp_path))
+    _write(lake, "invoices", DAY, START, START + 3600, [], fetched_at=START + 3605)
+    # events written before the sidecars recorded their types: AEP's six resources' 20 types
+    _write(lake, EVENTS, DAY, START, END, [])
+    assert probe(lake, "customers", DAY, END + LAG, LAG).skip
+    decision = probe(lake, "invoices", DAY, END + LAG, LAG)
+    assert not decision.skip and "asked the invoice creation types" in decision.reason
+    # events that asked the invoices' types too
+    lake2 = Lake(str(tmp_path / "b"))
+    _write(lake2, "invoices", DAY, START, START + 3600, [], fetched_at=START + 3605)
+    types = [t for p in event_type_passes(DEFAULT_RESOURCES) for t in p]
+    _write(lake2, EVENTS, DAY, START, END, [], event_types=types)
+    assert probe(lake2, "invoices", DAY, END + LAG, LAG).skip
+    # and events that asked only the customers' types cover the customers only
+    lake3 = Lake(str(tmp_path / "c"))
+    for resource in ("customers", "invoices"):
+        _write(lake3, resource, DAY, START, START + 3600, [], fetched_at=START + 3605)
+    asked = list(stripe_resource("customers").event_types)
+    _write(lake3, EVENTS, DAY, START, END, [], event_types=asked)
+    assert probe(lake3, "customers", DAY, END + LAG, LAG).skip
+    assert not probe(lake3, "invoices", DAY, END + LAG, LAG).skip
+
+
+def test_events_files_record_the_types_they_asked(tmp_path):
+    fake = FakeStripe()
+    with fake.serve() as server:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=server.url, max_rps="1000")
+        PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            EVENTS,
+            concurrency=2,
+            visibility_lag_seconds=LAG,
+            clock=lambda: float(END + 3600),
+            selection=("charges", "customers"),
+        ).run([DAY])
+    part = RawPartition(Lake(str(tmp_path)), EVENTS, DAY)
+    (raw,) = part.files()
+    asked = {t for r in ("charges", "customers") for t in stripe_resource(r).requested_event_types}
+    assert set(part.read_meta(raw)["event_types"]) == asked
+
+
 def test_probe_never_skips_balance_transactions(tmp_path):
     lake = _probe_lake(tmp_path, [])
     assert not probe(lake, "balance_transactions", DAY, END + LAG, LAG).skip
