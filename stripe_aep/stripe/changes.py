@@ -20,11 +20,12 @@ docs/change-capture.md, "How versions are derived"):
   `changes/<resource>/<day>` *are* the events windows already derived, so a re-run derives nothing
   twice and a crash leaves nothing half done (the file is written atomically, last).
 - Per object, the newest event decides. Order: `created`, then the type rank (creation types <
-  other types < `*.deleted`), then the event id. Creation types (`*.created`, and
-  `charge.succeeded|failed|pending` in the object's own creation second) never make a version: the
-  listing brings new objects.
-- When the newest event is a deletion (`customer.deleted`, `price.deleted`,
-  `customer.subscription.deleted`), the version is a tombstone: the event's payload (the object's
+  other types < deletion types), then the event id. The types per resource are the catalog's
+  (stripe_aep/catalog.py: `creation_types`, `deletion_types`, `subject_events`). Creation types
+  (`*.created`, and `charge.succeeded|failed|pending` in the object's own creation second) never
+  make a version: the listing brings new objects.
+- When the newest event is one of the resource's deletion types (`customer.deleted`,
+  `invoice.deleted`, …), the version is a tombstone: the event's payload (the object's
   last state) with `_change.deleted: true`. Deleted objects cannot be re-fetched.
 - Otherwise the payload serves only if the event was rendered at the pinned API version and no
   other event about the object shares its second (Stripe's `created` has one-second resolution and
@@ -623,8 +624,9 @@ class ChangeDeriver:
                 if isinstance(event_object(e).get("created"), int)
                 and event_object(e).get("object") == self.object_name
             )
-        # A dispute's payload does not say when its charge was created: the charge is re-fetched
-        # first, so that its created day is locked with the others.
+        # A subject event's payload (a dispute opened on a charge) does not say when the object it
+        # changes was created: that object is re-fetched first, so that its created day is locked
+        # with the others.
         self._disputed = self._fetch_disputed(plan, figures)
         created.update(day_of(int(c["created"])) for c in self._disputed.values() if c)
         changes = RawPartition(self.lake, self.resource, day, layer="changes")
@@ -745,8 +747,8 @@ class ChangeDeriver:
     def _fetch_disputed(
         self, plan: list[tuple[int, int, list[dict[str, Any]]]], figures: DayFigures
     ) -> dict[str, dict[str, Any] | None]:
-        """The charges that `charge.dispute.created` events of `plan` are about, re-fetched at
-        the pinned version (None for one Stripe answers 404)."""
+        """The objects the subject events of `plan` are about (the charges `charge.dispute.created`
+        names), re-fetched at the pinned version (None for one Stripe answers 404)."""
         wanted = sorted(
             {
                 subject

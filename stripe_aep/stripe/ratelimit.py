@@ -2,7 +2,7 @@
 
 Why: Stripe limits an account to 100 requests/s in live mode (25 in a sandbox) *and* every endpoint
 (`GET /v1/charges`, `GET /v1/refunds`, ...) to 25 requests/s, and caps the requests in flight; a 429
-names the limiter that fired in `Stripe-Rate-Limited-Reason` (docs.stripe.com/rate-limits). Six assets
+names the limiter that fired in `Stripe-Rate-Limited-Reason` (docs.stripe.com/rate-limits). Several assets
 extracting at once, each with many threads and each in its own process, must together stay under all
 of them, and an account that other integrations also use must settle, not storm.
 
