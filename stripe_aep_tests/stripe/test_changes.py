@@ -26,6 +26,8 @@ from stripe_aep.stripe.changes import (
     input_paths,
     is_creation,
     mapped_hash,
+    subject_id,
+    type_rank,
 )
 from stripe_aep.stripe.client import PAGE_LIMIT, StripeInvalidRequestError
 from stripe_aep.stripe.extract import encode
@@ -141,6 +143,27 @@ def test_ordering_rule():
     assert is_creation(event("e", "charge.succeeded", 5, charge))
     assert not is_creation(event("e", "charge.succeeded", 6, charge))  # e.g. ACH settling later
     assert not is_creation(event("e", "charge.refunded", 5, charge))
+
+
+def test_a_dispute_opened_is_the_disputes_creation_and_a_change_of_its_charge():
+    """`charge.dispute.created` (catalog: a creation type of disputes, a subject event of charges):
+    for the dispute it only announces a new object; for the charge it is a change to re-fetch."""
+    dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_1", "created": 5}
+    opened = event("evt_1", "charge.dispute.created", 5, dispute)
+    assert is_creation(opened) and is_creation(opened, "dispute")
+    assert not is_creation(opened, "charge")
+    assert type_rank("charge.dispute.created", "dispute") == 0
+    assert type_rank("charge.dispute.created", "charge") == 1
+    assert subject_id(opened, "dispute") == "dp_1" and subject_id(opened, "charge") == "ch_1"
+    expanded = event("evt_2", "charge.dispute.created", 5, {**dispute, "charge": {"id": "ch_2"}})
+    assert subject_id(expanded, "charge") == "ch_2"
+    assert subject_id(opened, "customer") is None
+    updated = event("evt_3", "charge.dispute.updated", 9, dispute)
+    assert subject_id(updated, "charge") is None  # only the opening flips the charge
+    assert not is_creation(updated, "dispute") and type_rank("charge.dispute.updated") == 1
+    # every creation type of the catalog ranks first, every deletion type last
+    assert type_rank("invoice.created") == type_rank("charge.succeeded", "charge") == 0
+    assert type_rank("invoice.deleted") == type_rank("customer.subscription.deleted") == 2
 
 
 def footer(obj: dict, text: str) -> dict:
