@@ -13,7 +13,7 @@ import dagster as dg
 import requests
 
 from stripe_aep.assets.aep import aep_assets
-from stripe_aep.assets.events import events_asset
+from stripe_aep.assets.events import build_events_asset
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation import sensors
@@ -29,9 +29,14 @@ from stripe_aep_tests.assets.test_change_delivery import (
     record_of,
 )
 from stripe_aep_tests.automation.sensor_helpers import context
-from stripe_aep_tests.conftest import AEP_TEST_TENANT, TEST_KEY
+from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES, AEP_TEST_TENANT, TEST_KEY, only
 
-ALL_ASSETS = [events_asset, *raw_assets, *xdm_assets, *aep_assets]
+#: AEP's six resources (`aep_setup` selects them).
+events_asset = build_events_asset(AEP_SOURCE_RESOURCES)
+ALL_ASSETS = [
+    events_asset,
+    *only([*raw_assets, *xdm_assets, *aep_assets], AEP_SOURCE_RESOURCES),
+]
 #: The resources compared with Stripe (refund records take their customer from the charges'
 #: index, which the comparison's one-object conversion does not have).
 COMPARED = ("customers", "prices", "subscriptions", "charges")

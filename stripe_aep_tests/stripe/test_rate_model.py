@@ -20,11 +20,12 @@ DAYS = 3
 RANGE_RUN = """
 import sys, dagster as dg
 from stripe_aep.assets.raw import raw_assets
+from stripe_aep.config import selected_resources
 from stripe_aep.resources import LakeResource, StripeResource
 key, url, root, first, last = sys.argv[1:6]
 with dg.instance_for_test() as instance:
     result = dg.materialize(
-        raw_assets,
+        [a for a in raw_assets if a.key.path[-1] in selected_resources()],
         resources={
             "stripe": StripeResource(api_key=key, api_base=url, visibility_lag_seconds="0"),
             "lake": LakeResource(root=root),
@@ -107,7 +108,9 @@ def _start(external_stripe_emulator, charges_per_day=1500):
     )
 
 
-def test_two_concurrent_range_runs_stay_within_every_limit(external_stripe_emulator, tmp_path):
+def test_two_concurrent_range_runs_stay_within_every_limit(
+    external_stripe_emulator, tmp_path, aep_source_selection
+):
     url = _start(external_stripe_emulator)
     first, last = _days()
     procs = [
