@@ -12,22 +12,13 @@ from stripe_aep.xdm.money import (
     major_decimal,
     major_text,
 )
-from stripe_aep.xdm.registry import (
-    export_schemas,
-    identity_namespace_payload,
-    schema_registry_payloads,
-)
-from stripe_aep.xdm.resources import (
-    CUSTOMER_NAMESPACE,
-    RESOURCES,
-    ResourceMapping,
-    mapping_for,
-)
+from stripe_aep.xdm.registry import export_schemas, schema_registry_payloads
+from stripe_aep.xdm.resources import ResourceMapping, mapping_for
 from stripe_aep.xdm.schemas import column_schema, validate_tenant, xdm_schema_for
+from stripe_aep.xdm.standard import CUSTOMER_NAMESPACE, identity_namespace_payload
 
 __all__ = [
     "CUSTOMER_NAMESPACE",
-    "RESOURCES",
     "STRIPE_CURRENCIES",
     "ConversionResult",
     "PartInfo",

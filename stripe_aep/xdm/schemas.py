@@ -1,7 +1,7 @@
 """Schemas generated from the mappings: the Arrow/Parquet XDM schema, the flattened column list,
 the XDM JSON Schema of the tenant field group, and the pyarrow parse schema of the raw Stripe JSON.
 
-Why generated: the mapping (`resources.py`) is the single source of truth; these functions only
+Why generated: the mappings (`mappings/<resource>.py`) are the single source of truth; these functions only
 walk it, so the Parquet files, the Schema Registry payloads and the parser can never disagree.
 """
 

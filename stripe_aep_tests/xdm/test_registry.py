@@ -9,9 +9,9 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
 from stripe_aep.xdm import (
     CUSTOMER_NAMESPACE,
-    RESOURCES,
     column_schema,
     export_schemas,
     schema_registry_payloads,
