@@ -39,9 +39,9 @@ from stripe_aep.aep.deliver import XdmFile, deliver
 from stripe_aep.aep.ledger import BatchLedger
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
+from stripe_aep.xdm.standard import EXPERIENCE_EVENT as EE_CLASS
 
 TENANT = "stripeaep"
-EE_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
 ROW_BYTES = 32 + 8 + 24 + 8 + 160  # _id, timestamp, id, amount, description (approx., uncompressed)
 
 SERVER = """

@@ -1,20 +1,22 @@
-"""Charge id → customer id, from the raw charges on the lake: the refunds' customer identity.
+"""Charge id → customer id, from the raw charges on the lake: the customer identity of objects
+that name their charge but not (or not always) their customer.
 
-Why: a refund's primary XDM identity is its customer, but Stripe sends `customer` on refunds only
-since API version 2026-07-29.dahlia. At older versions the customer is on the refunded charge.
-Asking Stripe for it is the wrong way round: expanding `data.charge` on the refund list is the
-kind of request Stripe's concurrency limiter sheds first, and one `GET /v1/charges/{id}` per
-refund costs a request per object (at 25 requests/s per endpoint, ~2,500 refunds a second become
-a 100-second tail). The charges are already on the lake (`stripe/charges`, raw, exactly as
-Stripe sent them), so the conversion of refunds looks the customer up there.
+Why: the primary XDM identity of a refund or a dispute is its customer, but a dispute names only
+its charge, and Stripe sends `customer` on refunds only since API version 2026-07-29.dahlia; the
+customer is on the charge. Asking Stripe for it is the wrong way round: expanding `data.charge`
+on a list is the kind of request Stripe's concurrency limiter sheds first, and one
+`GET /v1/charges/{id}` per object costs a request per object (at 25 requests/s per endpoint,
+~2,500 refunds a second become a 100-second tail). The charges are already on the lake
+(`stripe/charges`, raw, exactly as Stripe sent them), so the conversion looks the customer up
+there. The resources that need it say so in the catalog (`lookup_resources=("charges",)`).
 
 How: one small Parquet sidecar per raw charges file, `index/charge_customers/<day>/<stem>.parquet`
 with the columns `charge` and `customer` (charges without a customer are left out), built the
 first time it is needed by reading only those two fields of the raw file. Raw files never change
 once written (a merge writes a new file), so a sidecar is never stale; sidecars of files that are
-no longer live (superseded by a merge) are ignored and removed. Loading the index for a refunds
-run reads the sidecars of every day up to the newest refund day — a refund's charge is never
-created after the refund — which is a few tens of bytes per charge. It finds them with two
+no longer live (superseded by a merge) are ignored and removed. Loading the index for a conversion
+run reads the sidecars of every day up to the newest day converted — a refund's or a dispute's
+charge is never created after it — which is a few tens of bytes per charge. It finds them with two
 recursive listings (the raw charges, the sidecars), so on an object store its listing cost is one
 request per 1,000 keys, not two requests per day of history.
 """
@@ -38,16 +40,18 @@ INDEX_ROOT = "index/charge_customers"
 SCHEMA = pa.schema([("charge", pa.string()), ("customer", pa.string())])
 
 
-def refunds_carry_customer(api_version: str | None) -> bool:
-    """True if refunds read at this API version carry `customer` (vendored shapes say so).
-    Unknown, missing or not-vendored-yet versions answer False: the lookup only fills nulls, so
-    doing it when it was not needed costs time, never correctness."""
+def carries_customer(object_name: str, api_version: str | None) -> bool:
+    """True if `object_name` objects read at this API version carry `customer` (the vendored
+    shape of that version has it: refunds since 2026-07-29.dahlia, disputes never). Unknown,
+    missing or not-vendored-yet versions answer False: the lookup only fills nulls, so doing it
+    when it was not needed costs time, never correctness."""
     if not api_version or not stripe_specs.is_api_version(api_version):
         return False
     try:
-        return "customer" not in stripe_specs.fields_newer_than("refund", api_version)
+        shape = stripe_specs.shape_version(api_version)
     except ValueError:  # newer than every vendored shape
         return False
+    return "customer" in stripe_specs.sample_object(object_name, shape)
 
 
 class ChargeCustomerIndex:

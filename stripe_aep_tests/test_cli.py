@@ -12,7 +12,7 @@ import requests
 
 from stripe_aep.cli import main
 from stripe_aep.emulators.aep_api import AepEmulator
-from stripe_aep.xdm import RESOURCES
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
 from stripe_aep_tests.aep.conftest import env_for
 from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES, TEST_KEY
 

@@ -10,7 +10,6 @@ from stripe_aep.catalog import DEFAULT_RESOURCES, event_type_passes, stripe_reso
 from stripe_aep.config import RESOURCES_VARIABLE, selected_resources
 from stripe_aep.definitions import RESOURCES, defs, selected_assets
 from stripe_aep.partitions import daily_partitions
-from stripe_aep.xdm import RESOURCES as XDM_MAPPED
 
 
 def _keys(definitions: dg.Definitions) -> set[str]:
@@ -23,15 +22,10 @@ def test_the_code_location_moves_the_selection_by_default_every_resource():
     assert RESOURCES == selected_resources() == DEFAULT_RESOURCES
     assert len(DEFAULT_RESOURCES) == 8
     keys = _keys(defs)
-    assert {k for k in keys if not k.startswith("xdm/")} == {
-        f"{layer}/{r}" for layer in ("stripe", "aep") for r in RESOURCES
+    assert keys == {
+        f"{layer}/{r}" for layer in ("stripe", "xdm", "aep") for r in RESOURCES
     } | {"stripe/events"}
-    # Every resource the XDM layer maps has its xdm/ asset. TIGHTEN AFTER MERGE: once every
-    # resource of the catalog has its mapping module, this is exactly {xdm/<r> for r in RESOURCES}
-    # and the code location holds 3 × 8 + 1 = 25 assets.
-    assert {k for k in keys if k.startswith("xdm/")} == {
-        f"xdm/{r}" for r in RESOURCES if r in XDM_MAPPED
-    }
+    assert len(keys) == 3 * 8 + 1
 
 
 def test_a_selection_of_two_resources_has_exactly_their_assets_and_their_event_types():
@@ -73,12 +67,7 @@ def test_a_bad_selection_fails_when_the_code_location_loads_naming_the_variable(
 def test_definitions_load_and_every_asset_is_wired_as_documented():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert set(graph.get_all_asset_keys()) - set(graph.materializable_asset_keys) <= {
-        # TIGHTEN AFTER MERGE: no stub at all once every resource has its mapping module.
-        dg.AssetKey(["xdm", r])
-        for r in RESOURCES
-        if r not in XDM_MAPPED
-    }
+    assert set(graph.get_all_asset_keys()) == set(graph.materializable_asset_keys)
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
         assert node.group_name == key.path[0]

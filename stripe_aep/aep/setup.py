@@ -27,17 +27,9 @@ from typing import Any
 
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.errors import ConfigError
+from stripe_aep.xdm.standard import PROFILE_CLASSES, identity_namespace_payload
 
-IDENTITY_NAMESPACE = {
-    "name": "Stripe Customer ID",
-    "code": "StripeCustomerId",
-    "description": "Stripe customer id (cus_…); the identity of Stripe records in AEP",
-    "idType": "CROSS_DEVICE",
-}
-XDM_PROFILE_CLASS = "https://ns.adobe.com/xdm/context/profile"
-XDM_EXPERIENCE_EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
-#: Only these classes can feed Real-Time Customer Profile.
-PROFILE_CLASSES = frozenset({XDM_PROFILE_CLASS, XDM_EXPERIENCE_EVENT_CLASS})
+IDENTITY_NAMESPACE = identity_namespace_payload()
 PAYLOAD_KEYS = ("field_group", "schema", "descriptors", "dataset", "class_id")
 _PLACEHOLDER = re.compile(r"\{\{(class|fieldgroup|schema):([A-Za-z0-9_]+)\}\}")
 

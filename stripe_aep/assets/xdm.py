@@ -1,30 +1,29 @@
 """`xdm/<resource>`: XDM-conformant Parquet built from the raw files, with quarantine and reconciliation.
 
 Thin Dagster layer over `stripe_aep.xdm_lake` (layout, manifests) and `stripe_aep.xdm` (mapping,
-streaming conversion). One factory builds the six assets.
+streaming conversion). One factory builds the asset of each resource; what an asset reads besides
+its own raw files (refunds and disputes: the raw charges, for their customer) comes from the
+catalog's `lookup_resources`.
 """
+
+from collections.abc import Callable
 
 import dagster as dg
 
 from stripe_aep.assets import ASSET_OWNERS
 from stripe_aep.assets.raw import partition_days, record_day_figures
-from stripe_aep.charge_customers import ChargeCustomerIndex, refunds_carry_customer
+from stripe_aep.catalog import RESOURCE_NAMES, STRIPE_RESOURCES, stripe_resource
+from stripe_aep.charge_customers import ChargeCustomerIndex, carries_customer
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, XdmResource
 from stripe_aep.stripe.rawstore import DamagedRawFile
-from stripe_aep.xdm import (
-    RESOURCES,  # the resources the XDM layer maps
-    column_schema,
-)
-from stripe_aep.xdm.resources import CHARGE_CUSTOMERS
+from stripe_aep.xdm import column_schema
+from stripe_aep.xdm.mappings.common import CHARGE_CUSTOMERS
 from stripe_aep.xdm_lake import XdmPartition, xdm_stem
 
 RECONCILE_CHECK = "raw_objects_reconcile"
 QUARANTINE_CHECK = "quarantine_empty"
-
-#: Raw assets each XDM asset reads (default: its own resource).
-_RAW_INPUTS = {"refunds": ("refunds", "charges")}
 
 #: The tenant only changes field names, not the column list: publish the schema of a placeholder.
 _SCHEMA_TENANT = "tenant"
@@ -45,8 +44,8 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name="xdm",
-        # Refunds take their customer from the raw charges when their API version has none.
-        deps=[dg.AssetKey(["stripe", name]) for name in _RAW_INPUTS.get(resource, (resource,))],
+        # Its raw files, and the raw files of the resources its mapping looks up (catalog).
+        deps=[dg.AssetKey(["stripe", name]) for name in raw_inputs(resource)],
         partitions_def=daily_partitions,
         backfill_policy=backfill_policy,
         kinds={"parquet", "xdm"},
@@ -267,22 +266,56 @@ def _day_state(partition: XdmPartition, tenant: str) -> dict:
     return state
 
 
-def _lookups(
+def raw_inputs(resource: str) -> tuple[str, ...]:
+    """The raw assets the XDM asset of `resource` reads: its own and its catalog lookups."""
+    return (resource, *stripe_resource(resource).lookup_resources)
+
+
+def _charge_customers(
     resource: str, lake: LakeResource, partitions: list[XdmPartition], tenant: str
-) -> dict | None:
-    """Refunds read at an API version without `refund.customer`: the charge → customer index of
-    the raw charges on the lake (stripe_aep/charge_customers.py)."""
-    if resource != "refunds":
-        return None
+) -> dict:
+    """The charge → customer index of the raw charges on the lake (stripe_aep/charge_customers.py),
+    unless every raw file to convert was read at an API version whose objects carry `customer`
+    (refunds since 2026-07-29.dahlia; disputes never do)."""
+    object_name = stripe_resource(resource).object_name
     versions = {
         partition.read_meta(item.raw).get("api_version")
         for partition in partitions
         for item in partition.pending(tenant)
     }
-    if all(refunds_carry_customer(version) for version in versions):
-        return None
+    if all(carries_customer(object_name, version) for version in versions):
+        return {}
     latest = max(p.day for p in partitions)
     return {CHARGE_CUSTOMERS: ChargeCustomerIndex(lake.lake()).pairs(until=latest)}
 
 
-xdm_assets = [build_xdm_asset(resource) for resource in RESOURCES]
+#: What each lookup resource gives a conversion: its conversion parameters.
+LOOKUPS: dict[str, Callable[[str, LakeResource, list[XdmPartition], str], dict]] = {
+    "charges": _charge_customers,
+}
+
+
+def _lookups(
+    resource: str, lake: LakeResource, partitions: list[XdmPartition], tenant: str
+) -> dict | None:
+    """The conversion parameters the catalog's `lookup_resources` of `resource` provide."""
+    params: dict = {}
+    for name in stripe_resource(resource).lookup_resources:
+        params.update(LOOKUPS[name](resource, lake, partitions, tenant))
+    return params or None
+
+
+def _check_lookups() -> None:
+    """Every lookup the catalog declares has a provider here (fails at import, naming it)."""
+    for stanza in STRIPE_RESOURCES:
+        missing = [name for name in stanza.lookup_resources if name not in LOOKUPS]
+        if missing:
+            raise ValueError(
+                f"the catalog says {stanza.name} looks up {missing}, but assets/xdm.py has no "
+                f"lookup for it: add one to LOOKUPS"
+            )
+
+
+_check_lookups()
+
+xdm_assets = [build_xdm_asset(resource) for resource in RESOURCE_NAMES]

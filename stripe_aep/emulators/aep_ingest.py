@@ -34,10 +34,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-XDM_EXPERIENCE_EVENT = "https://ns.adobe.com/xdm/context/experienceevent"
-XDM_INDIVIDUAL_PROFILE = "https://ns.adobe.com/xdm/context/profile"
-BEHAVIOR_TIME_SERIES = "https://ns.adobe.com/xdm/data/time-series"
-BEHAVIOR_RECORD = "https://ns.adobe.com/xdm/data/record"
+from stripe_aep.xdm.standard import ADHOC_BEHAVIOR as BEHAVIOR_ADHOC
+from stripe_aep.xdm.standard import EXPERIENCE_EVENT as XDM_EXPERIENCE_EVENT
+from stripe_aep.xdm.standard import INDIVIDUAL_PROFILE as XDM_INDIVIDUAL_PROFILE
+from stripe_aep.xdm.standard import RECORD_BEHAVIOR as BEHAVIOR_RECORD
+from stripe_aep.xdm.standard import TIME_SERIES_BEHAVIOR as BEHAVIOR_TIME_SERIES
 
 # Codes used in Catalog `errors[].code` (reference §6).
 CODE_EMPTY_FILE = "106"
@@ -187,8 +188,6 @@ def field_group_properties(field_group: dict) -> tuple[dict, list[str]]:
     _deep_merge(properties, field_group.get("properties") or {})
     return properties, required
 
-
-BEHAVIOR_ADHOC = "https://ns.adobe.com/xdm/data/adhoc"
 
 BEHAVIORS: dict[str, tuple[dict, tuple[str, ...]]] = {
     BEHAVIOR_RECORD: (

@@ -4,7 +4,7 @@ Why placeholders: AEP assigns `$id`s when a class, field group or schema is crea
 that refers to another one cannot contain its final id. References use `{{kind:<resource>}}`
 placeholders that the setup code replaces with the `$id` returned by the earlier POST:
 
-- `{{class:<resource>}}`      — a custom class (`POST /tenant/classes`; prices only),
+- `{{class:<resource>}}`      — a custom class (`POST /tenant/classes`; custom record classes),
 - `{{fieldgroup:<resource>}}` — the tenant field group (`POST /tenant/fieldgroups`),
 - `{{schema:<resource>}}`     — the schema (`POST /tenant/schemas`).
 
@@ -21,28 +21,15 @@ import json
 import pathlib
 from typing import Any
 
-from stripe_aep.xdm.resources import (
+from stripe_aep.catalog import RESOURCE_NAMES
+from stripe_aep.xdm.resources import mapping_for
+from stripe_aep.xdm.schemas import validate_tenant, xdm_json_schema
+from stripe_aep.xdm.standard import (
     CUSTOMER_NAMESPACE,
     RECORD_BEHAVIOR,
-    RESOURCES,
-    mapping_for,
+    identity_namespace_payload,
+    placeholder,
 )
-from stripe_aep.xdm.schemas import validate_tenant, xdm_json_schema
-
-
-def placeholder(kind: str, resource: str) -> str:
-    """`{{kind:resource}}`, the reference convention replaced by setup code."""
-    return "{{" + f"{kind}:{resource}" + "}}"
-
-
-def identity_namespace_payload() -> dict[str, Any]:
-    """Identity Service `POST /data/core/idnamespace/identities` body for `StripeCustomerId`."""
-    return {
-        "name": "Stripe Customer ID",
-        "code": CUSTOMER_NAMESPACE,
-        "idType": "CROSS_DEVICE",
-        "description": "Stripe customer id (cus_…), written by stripe-aep.",
-    }
 
 
 def schema_registry_payloads(resource: str, tenant: str) -> dict[str, Any]:
@@ -73,7 +60,7 @@ def schema_registry_payloads(resource: str, tenant: str) -> dict[str, Any]:
         "title": titles["field_group"],
         "description": (
             f"Stripe {m.stripe_object} fields under _{tenant}: common Stripe fields "
-            f"(_{tenant}.stripe) and the {m.stripe_object} object (_{tenant}.{m.object_name})."
+            f"(_{tenant}.stripe) and the {m.stripe_object} object (_{tenant}.{m.tenant_object})."
         ),
         "type": "object",
         "meta:intendedToExtend": [m.xdm_class],
@@ -88,7 +75,7 @@ def schema_registry_payloads(resource: str, tenant: str) -> dict[str, Any]:
         "title": titles["schema"],
         "description": (
             f"Stripe {resource} as {'ExperienceEvents' if m.is_event else 'records'} "
-            f"({m.xdm_class}), written by stripe-aep. {m.rationale.replace('{TENANT}', tenant)}"
+            f"({m.xdm_class}), written by stripe-aep. {m.why.replace('{TENANT}', tenant)}"
         ),
         "type": "object",
         "allOf": [
@@ -171,7 +158,7 @@ def export_schemas(tenant: str, out_dir: pathlib.Path) -> list[pathlib.Path]:
         "resources": {},
     }
     dump(out_dir / "identity-namespace.json", identity_namespace_payload())
-    for resource in RESOURCES:
+    for resource in RESOURCE_NAMES:
         p = schema_registry_payloads(resource, tenant)
         files = []
         if p["class"] is not None:

@@ -1,7 +1,7 @@
 """Schemas generated from the mappings: the Arrow/Parquet XDM schema, the flattened column list,
 the XDM JSON Schema of the tenant field group, and the pyarrow parse schema of the raw Stripe JSON.
 
-Why generated: the mapping (`resources.py`) is the single source of truth; these functions only
+Why generated: the mappings (`mappings/<resource>.py`) are the single source of truth; these functions only
 walk it, so the Parquet files, the Schema Registry payloads and the parser can never disagree.
 """
 
@@ -23,16 +23,21 @@ from stripe_aep.xdm.spec import (
     XdmType,
 )
 
-_TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_]*")
+#: An AEP tenant id as `GET /data/foundation/schemaregistry/stats` returns it (`tenantId`, without
+#: the leading underscore of the `_<tenant>` field namespace): lower-case letters, digits and
+#: underscores, at most 128 characters.
+_TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,127}")
 
 
 def validate_tenant(tenant: str) -> str:
-    """Check an AEP tenant id (`AEP_TENANT_ID`, without the leading underscore)."""
+    """Check an AEP tenant id (`AEP_TENANT_ID`, without the leading underscore): the one tenant
+    rule of the project (the settings and the XDM resource call it too)."""
     if not isinstance(tenant, str) or not _TENANT_RE.fullmatch(tenant):
         hint = " (pass it without the leading underscore)" if str(tenant).startswith("_") else ""
         raise ValueError(
             f"invalid AEP tenant id {tenant!r}{hint}: expected lower-case letters, digits and "
-            "underscores, as returned by GET /data/foundation/schemaregistry/stats (tenantId)"
+            "underscores (at most 128), as returned by GET /data/foundation/schemaregistry/stats "
+            "(tenantId)"
         )
     return tenant
 

@@ -14,7 +14,8 @@ from stripe_aep.aep.deliver import deliver
 from stripe_aep.aep.doctor import doctor_aep
 from stripe_aep.aep.errors import ConfigError
 from stripe_aep.aep.setup import dataset_env_var, resolve_dataset_id, run_setup
-from stripe_aep.xdm import RESOURCES, schema_registry_payloads
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep_tests.aep.conftest import (
     PROFILE_CLASS,
     TENANT,
@@ -137,12 +138,13 @@ def validate_recorded(recorded) -> set[str]:
     return validated
 
 
-def test_setup_with_the_xdm_payloads_of_all_six_resources(aep, aep_client, recorded):
+def test_setup_with_the_xdm_payloads_of_every_resource(aep, aep_client, recorded):
     payloads = {r: schema_registry_payloads(r, TENANT) for r in RESOURCES}
     ids = run_setup(aep_client, tenant=TENANT, payloads=payloads, environ={}, profile=True)
-    assert set(ids) == set(RESOURCES) and len(set(ids.values())) == 6
+    n = len(RESOURCES)
+    assert set(ids) == set(RESOURCES) and len(set(ids.values())) == n
     after = counts(aep)
-    assert after["datasets"] == 6 and after["schemas"] == 6 and after["field_groups"] == 6
+    assert after["datasets"] == n and after["schemas"] == n and after["field_groups"] == n
     assert after["unions"] >= 1
     assert validate_recorded(recorded) >= {
         "/tenant/classes",

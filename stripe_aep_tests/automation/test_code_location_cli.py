@@ -82,14 +82,11 @@ def test_the_filter_is_narrow():
 
 def test_every_asset_has_an_owner_and_a_description():
     from stripe_aep.definitions import RESOURCES, defs
-    from stripe_aep.xdm import RESOURCES as XDM_MAPPED
 
     graph = defs.resolve_asset_graph()
     keys = list(graph.materializable_asset_keys)
-    # stripe/events + 3 layers per selected resource (25 by default). TIGHTEN AFTER MERGE: every
-    # resource has its xdm/ asset once its mapping module exists, `== 1 + 3 * len(RESOURCES)`.
-    mapped = [r for r in RESOURCES if r in XDM_MAPPED]
-    assert len(keys) == 1 + 2 * len(RESOURCES) + len(mapped)
+    # stripe/events + 3 layers per selected resource (25 by default)
+    assert len(keys) == 1 + 3 * len(RESOURCES)
     for key in keys:
         node = graph.get(key)
         assert node.owners == ["team:stripe-aep"], key

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stripe_aep.emulators.stripe_account import OBJECT_NAMES
-from stripe_aep.xdm import RESOURCES, convert_jsonl, schema_registry_payloads
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.catalog import stripe_resource
+from stripe_aep.xdm import convert_jsonl, schema_registry_payloads
 from stripe_aep.xdm.convert import listing_version
 from stripe_aep_tests.aep_spec import validate_request
 from stripe_aep_tests.emulators.aep_fixtures import (
@@ -33,7 +34,7 @@ from stripe_aep_tests.emulators.aep_fixtures import (
 from stripe_aep_tests.paths import STRIPE_SPECS
 
 STRIPE_SAMPLES = STRIPE_SPECS
-OBJECT_OF = OBJECT_NAMES
+OBJECT_OF = {name: stripe_resource(name).object_name for name in RESOURCES}
 PLACEHOLDER = re.compile(r"\{\{(class|fieldgroup|schema):([a-z_]+)\}\}")
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stripe_aep.emulators.stripe_account import OBJECT_NAMES
+from stripe_aep.catalog import stripe_resource
 from stripe_aep.xdm import ConversionResult, convert_jsonl
 from stripe_aep.xdm.convert import listing_version
 from stripe_aep_tests.paths import STRIPE_SPECS
@@ -22,7 +22,6 @@ TENANT = "stripeaep"
 API_VERSION = "2026-06-24.dahlia"
 #: When the listing of the test lines was fetched (their version time).
 FETCHED_AT = 1_780_000_000
-OBJECT_OF = OBJECT_NAMES
 
 
 def load_samples(name: str) -> dict[str, dict]:
@@ -35,7 +34,16 @@ SAMPLES_2023 = load_samples("samples-2023.json")
 
 def sample(resource: str, which: str = "fixtures3") -> dict:
     source = FIXTURES3 if which == "fixtures3" else SAMPLES_2023
-    return copy.deepcopy(source[OBJECT_OF[resource]])
+    return copy.deepcopy(source[stripe_resource(resource).object_name])
+
+
+def samples(resource: str) -> list[dict]:
+    """Stripe's sample object of the resource, and Adobe's 2023 one where it has one (Adobe's
+    Stripe source documents the six objects it moves)."""
+    object_name = stripe_resource(resource).object_name
+    return [sample(resource)] + (
+        [sample(resource, "samples-2023")] if object_name in SAMPLES_2023 else []
+    )
 
 
 def jsonl(objects: list) -> bytes:

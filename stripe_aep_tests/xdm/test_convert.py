@@ -9,26 +9,20 @@ from collections import Counter
 
 import pytest
 
-from stripe_aep.xdm import RESOURCES
-from stripe_aep_tests.xdm.conftest import TENANT, jsonl, sample
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.xdm import mapping_for
+from stripe_aep_tests.xdm.conftest import TENANT, jsonl, sample, samples
 
 NS = f"_{TENANT}"
-OBJECT_FIELD = {
-    "charges": "charge",
-    "subscriptions": "subscription",
-    "refunds": "refund",
-    "balance_transactions": "balanceTransaction",
-    "customers": "customer",
-    "prices": "price",
-}
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_every_sample_object_converts(convert, resource):
-    objects = [sample(resource, "fixtures3"), sample(resource, "samples-2023")]
+    objects = samples(resource)
     run = convert(jsonl(objects), resource, account="acct_123")
     assert run.quarantine == []
-    assert (run.result.input_records, run.result.rows, run.result.quarantined) == (2, 2, 0)
+    n = len(objects)
+    assert (run.result.input_records, run.result.rows, run.result.quarantined) == (n, n, 0)
     assert run.result.slow_path_records == 0  # old and new shapes parse together, vectorised
     rows = run.rows()
     assert [r[NS]["stripe"]["id"] for r in rows] == [o["id"] for o in objects]
@@ -40,7 +34,7 @@ def test_every_sample_object_converts(convert, resource):
         assert common["apiVersion"] == "2026-06-24.dahlia"
         assert common["livemode"] == obj.get("livemode")
         assert row["_id"].startswith(obj["id"] + "-")
-        assert row[NS][OBJECT_FIELD[resource]] is not None
+        assert row[NS][mapping_for(resource).tenant_object] is not None
 
 
 def test_charge_money_currency_and_payment_fields(convert):
@@ -337,7 +331,7 @@ def test_result_preview_and_markdown(convert):
 
 
 def test_bad_arguments_fail_with_clear_errors(convert):
-    with pytest.raises(ValueError, match="unknown resource 'invoices'"):
-        convert(b"", "invoices")
+    with pytest.raises(ValueError, match="unknown Stripe resource 'payouts'.*invoices"):
+        convert(b"", "payouts")
     with pytest.raises(ValueError, match="too small"):
         convert(b"", "prices", max_file_bytes=10)

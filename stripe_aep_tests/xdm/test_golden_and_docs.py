@@ -13,7 +13,8 @@ import pathlib
 
 import pytest
 
-from stripe_aep.xdm import RESOURCES, column_schema, render_mapping_docs
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.xdm import column_schema, render_mapping_docs
 from stripe_aep_tests.xdm.conftest import jsonl, sample
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
@@ -64,7 +65,7 @@ def test_docs_list_every_column_and_the_key_decisions():
 
 
 def test_xdm_package_does_not_import_dagster():
-    for path in (ROOT / "stripe_aep" / "xdm").glob("*.py"):
+    for path in (ROOT / "stripe_aep" / "xdm").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from stripe_aep.xdm import RESOURCES, xdm_schema_for
-from stripe_aep_tests.xdm.conftest import TENANT, jsonl, sample
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.xdm import xdm_schema_for
+from stripe_aep_tests.xdm.conftest import TENANT, jsonl, sample, samples
 
 ALLOWED = {
     ("INT64", "None"),
@@ -22,7 +23,8 @@ ALLOWED = {
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_parquet_physical_and_logical_types(convert, resource):
-    run = convert(jsonl([sample(resource), sample(resource, "samples-2023")]), resource)
+    objects = samples(resource)
+    run = convert(jsonl(objects), resource)
     meta = pq.ParquetFile(run.paths[0]).metadata
     schema = meta.schema
     seen_timestamp = False
@@ -39,7 +41,7 @@ def test_parquet_physical_and_logical_types(convert, resource):
             seen_timestamp = True
         assert (physical, logical) in ALLOWED, (col.path, physical, logical)
     assert seen_timestamp
-    assert meta.num_rows == 2
+    assert meta.num_rows == len(objects)
     # the file schema is the XDM schema
     assert pq.read_schema(run.paths[0]).equals(xdm_schema_for(resource, TENANT))
 

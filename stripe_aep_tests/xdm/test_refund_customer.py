@@ -14,12 +14,12 @@ import pytest
 
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
-from stripe_aep.charge_customers import INDEX_ROOT, ChargeCustomerIndex, refunds_carry_customer
+from stripe_aep.charge_customers import INDEX_ROOT, ChargeCustomerIndex, carries_customer
 from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.lake import Lake
 from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds
-from stripe_aep.xdm.resources import CHARGE_CUSTOMERS
+from stripe_aep.xdm.mappings.common import CHARGE_CUSTOMERS
 from stripe_aep.xdm_lake import XdmPartition
 from stripe_aep_tests.conftest import ACCOUNT_DAYS, ACCOUNT_START, TEST_KEY
 from stripe_aep_tests.xdm.conftest import TENANT, jsonl, sample
@@ -57,11 +57,14 @@ def test_the_refund_customer_comes_from_the_charge_only_where_the_refund_has_non
 
 
 def test_which_versions_carry_refund_customer():
-    assert refunds_carry_customer(DEFAULT_STRIPE_API_VERSION)
-    assert not refunds_carry_customer(OLDER)
-    assert not refunds_carry_customer("2022-11-15")
-    assert not refunds_carry_customer("unknown") and not refunds_carry_customer(None)
-    assert not refunds_carry_customer("2026-10-28.endive")  # newer than vendored: look it up
+    assert carries_customer("refund", DEFAULT_STRIPE_API_VERSION)
+    assert not carries_customer("refund", OLDER)
+    assert not carries_customer("refund", "2022-11-15")
+    assert not carries_customer("refund", "unknown") and not carries_customer("refund", None)
+    assert not carries_customer("refund", "2026-10-28.endive")  # newer than vendored: look it up
+    # A dispute names only its charge, at every version; a charge always has `customer`.
+    assert not any(carries_customer("dispute", v) for v in (OLDER, DEFAULT_STRIPE_API_VERSION))
+    assert carries_customer("charge", OLDER) and carries_customer("invoice", OLDER)
 
 
 def test_the_index_is_one_sidecar_per_live_raw_charges_file(tmp_path):

@@ -9,12 +9,13 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
 from stripe_aep.xdm import (
     CUSTOMER_NAMESPACE,
-    RESOURCES,
     column_schema,
     export_schemas,
     schema_registry_payloads,
+    validate_tenant,
     xdm_schema_for,
 )
 from stripe_aep_tests.paths import AEP_SPECS as AEP_SPECS_DIR
@@ -154,7 +155,7 @@ def test_export_schemas_writes_every_payload(tmp_path):
     assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
 
 
-@pytest.mark.parametrize("bad", ["_stripeaep", "Bad Tenant", "", "a.b"])
+@pytest.mark.parametrize("bad", ["_stripeaep", "Bad Tenant", "", "a.b", "a" * 129])
 def test_bad_tenant_is_rejected_with_a_hint(bad, tmp_path):
     with pytest.raises(ValueError, match="invalid AEP tenant id"):
         schema_registry_payloads("charges", bad)
@@ -163,3 +164,8 @@ def test_bad_tenant_is_rejected_with_a_hint(bad, tmp_path):
     if bad.startswith("_"):
         with pytest.raises(ValueError, match="without the leading underscore"):
             xdm_schema_for("charges", bad)
+
+
+def test_the_longest_tenant_id_is_accepted():
+    assert validate_tenant("a" * 128) == "a" * 128
+    assert validate_tenant("acme_corp2") == "acme_corp2"
