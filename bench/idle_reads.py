@@ -45,10 +45,11 @@ from stripe_aep.assets.events import events_asset
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import RESOURCES
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.emulators.aep_api import AepEmulator
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.xdm import schema_registry_payloads
 
 KEY = "sk_test_" + "idle_reads_bench_0000000"
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "stripe": StripeResource(api_key=KEY, api_base=stripe.url, max_rps="100"),
             "lake": LakeResource(root=root),
             "xdm": XdmResource(tenant=TENANT),
-            "aep": AepResource(),
+            "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
         }
         poll = {
             "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.05}} for r in RESOURCES}

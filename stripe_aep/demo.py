@@ -69,8 +69,8 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
         )
         from stripe_aep.commands import setup_command
         from stripe_aep.config import RESOURCES
-        from stripe_aep.definitions import defs
-        from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+        from stripe_aep.definitions import defs, resources_from_env
+        from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 
         print(f"Stripe emulator on {stripe_server.url}, AEP emulator on {aep_server.url}")
         print("stripe-aep setup (field groups, schemas, identity namespace, datasets) ...")
@@ -81,7 +81,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
             ),
             "lake": LakeResource(root=data_dir),
             "xdm": XdmResource(tenant=DEMO_AEP["AEP_TENANT_ID"]),
-            "aep": AepResource(),
+            "aep": resources_from_env()["aep"],  # fed from the AEP_* set above, as deployed
         }
         assets = list(defs.assets or [])
         print(

@@ -13,8 +13,9 @@ from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import RESOURCES
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.lake import Lake
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.client import FILTER_PASSES
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep.xdm_lake import XdmPartition
@@ -33,7 +34,7 @@ def _resources(stripe_url, root):
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=TENANT),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
 
 

@@ -17,7 +17,8 @@ from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import RESOURCES
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.definitions import resources_from_env
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
         ),
         "lake": LakeResource(root=lake),
         "xdm": XdmResource(tenant=os.environ["AEP_TENANT_ID"]),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
     run_config = {
         "ops": {

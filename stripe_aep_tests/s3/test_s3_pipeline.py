@@ -21,8 +21,9 @@ from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.charge_customers import INDEX_ROOT
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.lake import Lake, SpooledFile
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.secrets import SecretMasker
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep.xdm_lake import XdmPartition
@@ -45,7 +46,7 @@ def _resources(stripe_url: str, root: str, api_version: str | None = None) -> di
         ),
         "lake": LakeResource(root=root),
         "xdm": XdmResource(tenant=TENANT),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
 
 
