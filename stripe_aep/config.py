@@ -750,7 +750,8 @@ def check_tenant(value: str | None) -> str:
     """`AEP_TENANT_ID`: set, free of whitespace and control characters, and of the shape
     `stripe_aep.xdm.schemas.validate_tenant` accepts (the one rule, also applied to every schema and
     row built for a tenant). Used by the XDM resource, `AepSettings` and the `setup` command alike."""
-    from stripe_aep.xdm.schemas import validate_tenant  # the XDM layer imports this module
+    # imported here: the XDM package (its mappings, pyarrow) is heavy and imports this module
+    from stripe_aep.xdm.schemas import validate_tenant
 
     if value is None or not value.strip():
         raise ConfigError(
@@ -780,7 +781,8 @@ def fresh_cron_from_env(environ: Mapping[str, str] | None = None) -> str:
     """`STRIPE_AEP_FRESH_CRON` (default every 15 minutes), checked when the code location loads with
     the cron parser Dagster's schedules use, so a typo fails the load naming the variable instead of
     Dagster's "invalid cron schedule" that names only the schedule."""
-    # Dagster's own check (dagster is pinned in pyproject.toml; test_config covers the import).
+    # Dagster's own check, so the two can never disagree (a private helper: dagster is pinned in
+    # pyproject.toml, and test_resource_settings fails if it moves).
     from dagster._utils.schedules import is_valid_cron_string
 
     env = os.environ if environ is None else environ

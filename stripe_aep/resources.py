@@ -1,11 +1,12 @@
 """Dagster resources: thin, configurable wrappers that build the plain-Python clients.
 
 Each setting is a typed field (`str`, `int`, `float`, all optional with the builder's default) whose
-description names its environment variable. The code location (`definitions.py`) feeds every field
-from its variable, the way Dagster's own examples do: `dg.EnvVar` for strings and secrets, `dg.EnvVar.int`
-for whole numbers, so the value is resolved at run start and never stored in run config or shown in
-the UI. Nothing here reads `os.environ`: a resource built in a test or in `make demo` holds exactly
-the values it was given.
+description names its environment variable. The code location (`definitions.resources_from_env`) feeds
+every field from its variable, the way Dagster's own examples do: `dg.EnvVar` for strings and secrets,
+`dg.EnvVar.int` for whole numbers, resolved at run start and never stored in run config or shown in
+the UI; Dagster's `EnvVar` has no float form, so the few float settings are read (and bounded) when the
+code location loads. Nothing here reads `os.environ`: a resource built in a test or in `make demo`
+holds exactly the values it was given.
 
 The fields are only typed here; the rules (bounds, shapes, "not set") live once, in the builders of
 `stripe_aep.config` and `stripe_aep.aep.settings`, which the command line uses too. Every resource
