@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         run_setup(client, tenant=TENANT, payloads=payloads, environ={})
         client.close()
         resources = {
-            "stripe": StripeResource(api_key=KEY, api_base=stripe.url, max_rps="100"),
+            "stripe": StripeResource(api_key=KEY, api_base=stripe.url, max_rps=100),
             "lake": LakeResource(root=root),
             "xdm": XdmResource(tenant=TENANT),
             "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed

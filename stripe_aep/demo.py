@@ -77,7 +77,7 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
         setup_command()
         resources = {
             "stripe": StripeResource(
-                api_key=DEMO_KEY, api_base=stripe_server.url, visibility_lag_seconds="0"
+                api_key=DEMO_KEY, api_base=stripe_server.url, visibility_lag_seconds=0
             ),
             "lake": LakeResource(root=data_dir),
             "xdm": XdmResource(tenant=DEMO_AEP["AEP_TENANT_ID"]),

@@ -30,7 +30,7 @@ ALL_ASSETS = [*raw_assets, *xdm_assets, *aep_assets]
 def _resources(stripe_url, root):
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=stripe_url, max_rps="1000", visibility_lag_seconds="0"
+            api_key=TEST_KEY, api_base=stripe_url, max_rps=1000, visibility_lag_seconds=0
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=TENANT),

@@ -29,7 +29,7 @@ def _only(assets, resource="charges"):
 def _resources(url, root, tenant=TENANT):
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=url, max_rps="1000", visibility_lag_seconds="0"
+            api_key=TEST_KEY, api_base=url, max_rps=1000, visibility_lag_seconds=0
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=tenant),

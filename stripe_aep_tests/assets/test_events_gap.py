@@ -43,7 +43,7 @@ DAY = 86_400
 def _resources(url: str, root) -> dict:
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=url, max_rps="1000", visibility_lag_seconds="0"
+            api_key=TEST_KEY, api_base=url, max_rps=1000, visibility_lag_seconds=0
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=AEP_TEST_TENANT),

@@ -24,7 +24,7 @@ DAY = ACCOUNT_START.isoformat()
 def _resources(url, root, **extra):
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=url, max_rps="1000", visibility_lag_seconds="0", **extra
+            api_key=TEST_KEY, api_base=url, max_rps=1000, visibility_lag_seconds=0, **extra
         ),
         "lake": LakeResource(root=str(root)),
     }

@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
         "stripe": StripeResource(
             api_key=os.environ["STRIPE_API_KEY"],
             api_base=os.environ["STRIPE_API_BASE"],
-            max_rps="200",
-            visibility_lag_seconds="0",
+            max_rps=200,
+            visibility_lag_seconds=0,
         ),
         "lake": LakeResource(root=lake),
         "xdm": XdmResource(tenant=os.environ["AEP_TENANT_ID"]),

@@ -40,8 +40,8 @@ def _resources(stripe_url: str, root: str, api_version: str | None = None) -> di
         "stripe": StripeResource(
             api_key=TEST_KEY,
             api_base=stripe_url,
-            max_rps="1000",
-            visibility_lag_seconds="0",
+            max_rps=1000,
+            visibility_lag_seconds=0,
             api_version=api_version or "",
         ),
         "lake": LakeResource(root=root),
