@@ -25,7 +25,7 @@ EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_proce
 ledger_url_from_env()
 
 
-def _from_set_variables(**fields: dg.EnvVar) -> dict[str, dg.EnvVar]:
+def _from_set_variables(**fields: dg.EnvVar | int) -> dict[str, dg.EnvVar | int]:
     """The fields whose variable is set (not blank) where the code location loads.
 
     Dagster fails a whole run whose `EnvVar` names an unset variable, before any step, with a
@@ -33,6 +33,7 @@ def _from_set_variables(**fields: dg.EnvVar) -> dict[str, dg.EnvVar]:
     field at the default (and an unset required one fail the step that needs it, with the builder's
     `ConfigError` that says what to set). Run workers inherit the code location's environment
     (`dagster dev`; the Helm chart's `includeConfigInLaunchedRuns`), so "set here" means "set there".
+    (`dg.EnvVar.int` is an `int` carrying the variable's name, hence the annotation.)
     """
     return {
         name: var
