@@ -42,11 +42,11 @@ import stripe_aep.assets.raw as raw_module
 from stripe_aep.aep.client import AepClient
 from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
-from stripe_aep.definitions import RESOURCES, selected_assets
+from stripe_aep.definitions import RESOURCES, resources_from_env, selected_assets
 from stripe_aep.emulators.aep_api import AepEmulator
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.xdm import schema_registry_payloads
 
 KEY = "sk_test_" + "idle_reads_bench_0000000"
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         run_setup(client, tenant=TENANT, payloads=payloads, environ={})
         client.close()
         resources = {
-            "stripe": StripeResource(api_key=KEY, api_base=stripe.url, max_rps="100"),
+            "stripe": StripeResource(api_key=KEY, api_base=stripe.url, max_rps=100),
             "lake": LakeResource(root=root),
             "xdm": XdmResource(tenant=TENANT),
-            "aep": AepResource(),
+            "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
         }
         poll = {
             "ops": {f"aep__{r}": {"config": {"poll_interval_seconds": 0.05}} for r in RESOURCES}

@@ -16,6 +16,7 @@ from stripe_aep.config import (
     ConfigError,
     StripeSettings,
     check_data_dir,
+    check_tenant,
     data_dir_from_env,
     selected_resources,
     start_date_from_env,
@@ -38,13 +39,12 @@ def setup_command(profile: bool = False) -> int:
 
     resources = selected_resources()
     settings = AepSettings.from_env()
-    if not settings.tenant_id:
-        raise ConfigError("AEP_TENANT_ID", "not set", "Set it to your tenant id, no underscore")
+    tenant = check_tenant(settings.tenant_id)  # setup names things after the tenant: required here
     client = AepClient(settings)
-    payloads = {r: schema_registry_payloads(r, settings.tenant_id) for r in resources}
-    datasets = run_setup(client, tenant=settings.tenant_id, payloads=payloads, profile=profile)
+    payloads = {r: schema_registry_payloads(r, tenant) for r in resources}
+    datasets = run_setup(client, tenant=tenant, payloads=payloads, profile=profile)
     width = max(len(r) for r in datasets)
-    print(f"AEP sandbox {settings.sandbox!r}, tenant _{settings.tenant_id}: datasets")
+    print(f"AEP sandbox {settings.sandbox!r}, tenant _{tenant}: datasets")
     for resource, dataset_id in datasets.items():
         print(f"  {resource.ljust(width)}  {dataset_id}   (AEP_DATASET_{resource.upper()})")
     return 0

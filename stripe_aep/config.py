@@ -200,13 +200,18 @@ def start_date_from_env(environ: Mapping[str, str] | None = None) -> dt.date:
 
 
 def _bounded_float(
-    env: Mapping[str, str], name: str, default: float, bounds: tuple[float, float], unit: str
-) -> float:
+    env: Mapping[str, str],
+    name: str,
+    default: float | None,
+    bounds: tuple[float, float],
+    unit: str,
+) -> float | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     low, high = bounds
-    fix = f"Set {name} to a number of {unit} from {low:g} to {high:g}, or leave it unset ({default:g})"
+    unset = "" if default is None else f" ({default:g})"
+    fix = f"Set {name} to a number of {unit} from {low:g} to {high:g}, or leave it unset{unset}"
     shown = repr(raw[:40])
     try:
         value = float(raw)
@@ -220,13 +225,14 @@ def _bounded_float(
 
 
 def _bounded_int(
-    env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int], unit: str
-) -> int:
+    env: Mapping[str, str], name: str, default: int | None, bounds: tuple[int, int], unit: str
+) -> int | None:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     low, high = bounds
-    fix = f"Set {name} to a whole number of {unit} from {low} to {high}, or leave it unset ({default})"
+    unset = "" if default is None else f" ({default})"
+    fix = f"Set {name} to a whole number of {unit} from {low} to {high}, or leave it unset{unset}"
     shown = repr(raw[:40])
     if not re.fullmatch(r"\s*[+-]?\d{1,12}\s*", raw):
         raise ConfigError(name, f"{shown} is not a whole number (or is absurdly large)", fix)
@@ -312,22 +318,14 @@ class StripeSettings:
                 f"{version!r} is not a Stripe API version",
                 f"Use a dated version like {DEFAULT_STRIPE_API_VERSION}, or leave it unset",
             )
-        env = {
-            "STRIPE_MAX_RPS": "" if max_rps is None else str(max_rps),
-            "STRIPE_VISIBILITY_LAG_SECONDS": ""
-            if visibility_lag_seconds is None
-            else str(visibility_lag_seconds),
-            "STRIPE_CONCURRENCY": "" if concurrency is None else str(concurrency),
-        }
+        env = _as_env(
+            STRIPE_MAX_RPS=max_rps,
+            STRIPE_VISIBILITY_LAG_SECONDS=visibility_lag_seconds,
+            STRIPE_CONCURRENCY=concurrency,
+        )
         live = "_live_" in api_key
         rates = rates or StripeRateSettings()
-        rps = _bounded_float(
-            env,
-            "STRIPE_MAX_RPS",
-            rates.default_account_rps(live),
-            MAX_RPS_BOUNDS,
-            "requests per second",
-        )
+        rps = _float_setting(env, "STRIPE_MAX_RPS", rates.default_account_rps(live))
         lag = _bounded_int(
             env,
             "STRIPE_VISIBILITY_LAG_SECONDS",
@@ -508,42 +506,84 @@ class StripeRateSettings:
         return DEFAULT_MAX_IN_FLIGHT["live" if live else "test"]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> StripeRateSettings:
-        env = os.environ if environ is None else environ
+    def build(
+        cls,
+        *,
+        safety_factor: str | float | None = None,
+        endpoint_rps: str | float | None = None,
+        endpoint_rps_overrides: str | None = None,
+        max_in_flight: str | int | None = None,
+        read_allocation: str | int | None = None,
+        ledger_url: str | None = None,
+    ) -> StripeRateSettings:
+        """Validate raw values (strings from the environment, typed values from resource config);
+        None or blank means unset. Each error names the variable."""
+        env = _as_env(
+            STRIPE_RATE_SAFETY_FACTOR=safety_factor,
+            STRIPE_ENDPOINT_RPS=endpoint_rps,
+            STRIPE_MAX_IN_FLIGHT=max_in_flight,
+            STRIPE_READ_ALLOCATION=read_allocation,
+        )
         # Bounded like every number (finite; a factor above 1 would ask for more than Stripe allows).
-        safety = _bounded_float(
-            env,
-            "STRIPE_RATE_SAFETY_FACTOR",
-            DEFAULT_RATE_SAFETY_FACTOR,
-            RATE_SAFETY_FACTOR_BOUNDS,
-            "a share of Stripe's limit",
+        safety = _float_setting(env, "STRIPE_RATE_SAFETY_FACTOR", DEFAULT_RATE_SAFETY_FACTOR)
+        rps = _float_setting(env, "STRIPE_ENDPOINT_RPS", DEFAULT_ENDPOINT_RPS)
+        overrides = _endpoint_overrides(endpoint_rps_overrides)
+        in_flight = _bounded_int(
+            env, "STRIPE_MAX_IN_FLIGHT", None, MAX_IN_FLIGHT_BOUNDS, "requests in flight"
         )
-        endpoint_rps = _bounded_float(
-            env, "STRIPE_ENDPOINT_RPS", DEFAULT_ENDPOINT_RPS, MAX_RPS_BOUNDS, "requests per second"
+        allocation = _bounded_int(
+            env, "STRIPE_READ_ALLOCATION", None, READ_ALLOCATION_BOUNDS, "reads per month"
         )
-        overrides = _endpoint_overrides(env.get("STRIPE_ENDPOINT_RPS_OVERRIDES"))
-        in_flight = None
-        if (env.get("STRIPE_MAX_IN_FLIGHT") or "").strip():
-            in_flight = _bounded_int(
-                env, "STRIPE_MAX_IN_FLIGHT", 0, MAX_IN_FLIGHT_BOUNDS, "requests in flight"
-            )
-        allocation = None
-        if (env.get("STRIPE_READ_ALLOCATION") or "").strip():
-            allocation = _bounded_int(
-                env, "STRIPE_READ_ALLOCATION", 0, READ_ALLOCATION_BOUNDS, "reads per month"
-            )
         budget_url = None
-        if (env.get(LEDGER_URL_VARIABLE) or "").strip():
-            ledger = parse_ledger_url(env.get(LEDGER_URL_VARIABLE) or "")
+        if (ledger_url or "").strip():
+            ledger = parse_ledger_url(ledger_url or "")
             budget_url = ledger.url if ledger.is_postgres else None
         return cls(
             safety_factor=safety,
-            endpoint_rps=endpoint_rps,
+            endpoint_rps=rps,
             endpoint_rps_overrides=overrides,
             max_in_flight=in_flight,
             read_allocation=allocation,
             budget_url=budget_url,
         )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StripeRateSettings:
+        env = os.environ if environ is None else environ
+        return cls.build(
+            safety_factor=env.get("STRIPE_RATE_SAFETY_FACTOR"),
+            endpoint_rps=env.get("STRIPE_ENDPOINT_RPS"),
+            endpoint_rps_overrides=env.get("STRIPE_ENDPOINT_RPS_OVERRIDES"),
+            max_in_flight=env.get("STRIPE_MAX_IN_FLIGHT"),
+            read_allocation=env.get("STRIPE_READ_ALLOCATION"),
+            ledger_url=env.get(LEDGER_URL_VARIABLE),
+        )
+
+
+#: The settings that take a fraction, with their bounds and unit. Dagster's `EnvVar` resolves only
+#: strings, integers (`EnvVar.int`) and booleans at run time, so the code location reads these when it
+#: loads (`float_setting`) and the builders check them again, with the same bounds, at run start.
+FLOAT_SETTINGS: dict[str, tuple[tuple[float, float], str]] = {
+    "STRIPE_MAX_RPS": (MAX_RPS_BOUNDS, "requests per second"),
+    "STRIPE_RATE_SAFETY_FACTOR": (RATE_SAFETY_FACTOR_BOUNDS, "a share of Stripe's limit"),
+    "STRIPE_ENDPOINT_RPS": (MAX_RPS_BOUNDS, "requests per second"),
+}
+
+
+def _float_setting(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    bounds, unit = FLOAT_SETTINGS[name]
+    return _bounded_float(env, name, default, bounds, unit)
+
+
+def float_setting(name: str, environ: Mapping[str, str] | None = None) -> float | None:
+    """A float setting of `FLOAT_SETTINGS` from the environment, bounded; None when unset or blank."""
+    env = os.environ if environ is None else environ
+    return _float_setting(env, name, None)
+
+
+def _as_env(**values: str | float | None) -> dict[str, str]:
+    """Typed or raw values as the builders' parsers read them: None becomes unset (blank)."""
+    return {name: "" if value is None else str(value) for name, value in values.items()}
 
 
 # ---- Dagster executor ---------------------------------------------------------------------------
@@ -736,3 +776,62 @@ def selected_resources(environ: Mapping[str, str] | None = None) -> tuple[str, .
     code location defines and that setup, doctor, the sensors, the schedules and the demo cover."""
     env = os.environ if environ is None else environ
     return parse_resources(env.get(RESOURCES_VARIABLE))
+
+
+# -- the AEP tenant (AEP_TENANT_ID) ----------------------------------------------------------------
+
+TENANT_VARIABLE = "AEP_TENANT_ID"
+
+
+def check_tenant(value: str | None) -> str:
+    """`AEP_TENANT_ID`: set, free of whitespace and control characters, and of the shape
+    `stripe_aep.xdm.schemas.validate_tenant` accepts (the one rule, also applied to every schema and
+    row built for a tenant). Used by the XDM resource, `AepSettings` and the `setup` command alike."""
+    # imported here: the XDM package (its mappings, pyarrow) is heavy and imports this module
+    from stripe_aep.xdm.schemas import validate_tenant
+
+    if value is None or not value.strip():
+        raise ConfigError(
+            "AEP_TENANT_ID",
+            "not set",
+            "Set it to your AEP tenant id without the leading underscore (GET /stats on the "
+            "Schema Registry shows it as tenantId); the local emulator uses `stripeaep`",
+        )
+    check_text(TENANT_VARIABLE, value, secret=False)
+    try:
+        return validate_tenant(value)
+    except ValueError:
+        fix = "Use the tenant id without the leading underscore: lowercase letters, digits and "
+        fix += "underscores, e.g. acmecorp"
+        if value.startswith("_"):
+            fix = f"Drop the leading underscore: {TENANT_VARIABLE}={value.lstrip('_')}"
+        raise ConfigError(TENANT_VARIABLE, f"{value!r} is not a tenant id", fix) from None
+
+
+# -- the fresh-data schedule (STRIPE_AEP_FRESH_CRON) -----------------------------------------------
+
+FRESH_CRON_VARIABLE = "STRIPE_AEP_FRESH_CRON"
+DEFAULT_FRESH_CRON = "*/15 * * * *"
+
+
+def fresh_cron_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """`STRIPE_AEP_FRESH_CRON` (default every 15 minutes), checked when the code location loads with
+    the cron parser Dagster's schedules use, so a typo fails the load naming the variable instead of
+    Dagster's "invalid cron schedule" that names only the schedule."""
+    # Dagster's own check, so the two can never disagree (a private helper: dagster is pinned in
+    # pyproject.toml, and test_resource_settings fails if it moves).
+    from dagster._utils.schedules import is_valid_cron_string
+
+    env = os.environ if environ is None else environ
+    raw = env.get(FRESH_CRON_VARIABLE)
+    if raw is None or not raw.strip():
+        return DEFAULT_FRESH_CRON
+    check_text(FRESH_CRON_VARIABLE, raw, secret=False, allow_inner_space=True)
+    if not is_valid_cron_string(raw):
+        raise ConfigError(
+            FRESH_CRON_VARIABLE,
+            f"{raw[:60]!r} is not a cron expression",
+            f"Set it to five fields (minute hour day month weekday), e.g. {DEFAULT_FRESH_CRON!r} "
+            "for every 15 minutes, or leave it unset",
+        )
+    return raw

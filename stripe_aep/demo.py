@@ -69,19 +69,19 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
         )
         from stripe_aep.commands import setup_command
         from stripe_aep.config import selected_resources
-        from stripe_aep.definitions import selected_assets
-        from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+        from stripe_aep.definitions import resources_from_env, selected_assets
+        from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 
         print(f"Stripe emulator on {stripe_server.url}, AEP emulator on {aep_server.url}")
         print("stripe-aep setup (field groups, schemas, identity namespace, datasets) ...")
         setup_command()
         resources = {
             "stripe": StripeResource(
-                api_key=DEMO_KEY, api_base=stripe_server.url, visibility_lag_seconds="0"
+                api_key=DEMO_KEY, api_base=stripe_server.url, visibility_lag_seconds=0
             ),
             "lake": LakeResource(root=data_dir),
             "xdm": XdmResource(tenant=DEMO_AEP["AEP_TENANT_ID"]),
-            "aep": AepResource(),
+            "aep": resources_from_env()["aep"],  # fed from the AEP_* set above, as deployed
         }
         selection = selected_resources()  # STRIPE_AEP_RESOURCES, default every resource
         assets = selected_assets(selection)

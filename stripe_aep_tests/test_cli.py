@@ -10,9 +10,9 @@ import sys
 import pytest
 import requests
 
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
 from stripe_aep.cli import main
 from stripe_aep.emulators.aep_api import AepEmulator
-from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
 from stripe_aep_tests.aep.conftest import env_for
 from stripe_aep_tests.conftest import AEP_SOURCE_RESOURCES, TEST_KEY
 

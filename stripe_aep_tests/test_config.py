@@ -318,7 +318,7 @@ def _raw_run(stripe_emulator, lake_root, **stripe_config):
         "stripe": StripeResource(
             api_key=TEST_KEY,
             api_base=stripe_emulator.url,
-            visibility_lag_seconds="0",
+            visibility_lag_seconds=0,
             **stripe_config,
         ),
         "lake": LakeResource(root=str(lake_root)),
@@ -330,12 +330,12 @@ def _raw_run(stripe_emulator, lake_root, **stripe_config):
 
 def test_data_dir_that_is_a_file_fails_the_run_before_any_request(stripe_emulator, tmp_path):
     (tmp_path / "lake").write_text("a file")
-    message = _raw_run(stripe_emulator, tmp_path / "lake", max_rps="1000")
+    message = _raw_run(stripe_emulator, tmp_path / "lake", max_rps=1000.0)
     assert "STRIPE_AEP_DATA_DIR" in message and "not a folder" in message
     assert len(stripe_emulator.log) == 0
 
 
-@pytest.mark.parametrize("name,value", [("max_rps", "nan"), ("concurrency", "100000")])
+@pytest.mark.parametrize("name,value", [("max_rps", float("nan")), ("concurrency", 100000)])
 def test_unbounded_numbers_fail_the_run_before_any_request(stripe_emulator, tmp_path, name, value):
     message = _raw_run(stripe_emulator, tmp_path / "lake", **{name: value})
     assert f"STRIPE_{name.upper()}" in message

@@ -22,9 +22,9 @@ def test_the_code_location_moves_the_selection_by_default_every_resource():
     assert RESOURCES == selected_resources() == DEFAULT_RESOURCES
     assert len(DEFAULT_RESOURCES) == 8
     keys = _keys(defs)
-    assert keys == {
-        f"{layer}/{r}" for layer in ("stripe", "xdm", "aep") for r in RESOURCES
-    } | {"stripe/events"}
+    assert keys == {f"{layer}/{r}" for layer in ("stripe", "xdm", "aep") for r in RESOURCES} | {
+        "stripe/events"
+    }
     assert len(keys) == 3 * 8 + 1
 
 

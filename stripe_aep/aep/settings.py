@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from stripe_aep.aep.errors import ConfigError
-from stripe_aep.config import check_http_url, check_text, redact_key
+from stripe_aep.config import check_http_url, check_tenant, check_text, redact_key
 
 DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com"
 DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
@@ -30,7 +30,6 @@ DEFAULT_SCOPES: tuple[str, ...] = (
 
 _ORG_RE = re.compile(r"[A-Za-z0-9]+@AdobeOrg")
 _SANDBOX_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
-_TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,127}")
 _SCOPE_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
@@ -98,12 +97,7 @@ class AepSettings:
                 "shown in AEP > Sandboxes",
             )
         if self.tenant_id is not None:
-            check_text("AEP_TENANT_ID", self.tenant_id, secret=False)
-            if not _TENANT_RE.fullmatch(self.tenant_id):
-                fix = "Use the tenant id without the leading underscore, lowercase, e.g. acmecorp"
-                if self.tenant_id.startswith("_"):
-                    fix = f"Drop the leading underscore: AEP_TENANT_ID={self.tenant_id.lstrip('_')}"
-                raise ConfigError("AEP_TENANT_ID", f"{self.tenant_id!r} is not a tenant id", fix)
+            check_tenant(self.tenant_id)
         for name, url, example in (
             ("AEP_IMS_URL", self.ims_url, DEFAULT_IMS_URL),
             ("AEP_PLATFORM_URL", self.platform_url, DEFAULT_PLATFORM_URL),
@@ -127,29 +121,55 @@ class AepSettings:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AepSettings:
-        """Read `AEP_*` variables; a missing or malformed one raises `ConfigError` naming it."""
-        env = os.environ if environ is None else environ
+    def build(
+        cls,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        org_id: str | None = None,
+        sandbox: str | None = None,
+        tenant_id: str | None = None,
+        ims_url: str | None = None,
+        platform_url: str | None = None,
+        scopes: str | None = None,
+    ) -> AepSettings:
+        """Validate raw values (from the environment or the AEP resource's fields): None or blank
+        means unset; anything else is taken as is, so validation sees a stray newline. A missing or
+        malformed one raises `ConfigError` naming its variable."""
 
-        def get(name: str) -> str | None:
-            # blank means unset; anything else is taken as is, so validation sees a stray newline
-            value = env.get(name)
+        def given(value: str | None) -> str | None:
             return value if value and value.strip() else None
 
-        scopes_raw = get("AEP_SCOPES")
-        scopes = (
+        scopes_raw = given(scopes)
+        parsed_scopes = (
             # spaces around the commas are fine ("openid, AdobeID"); inside a scope they are not
             tuple(s.strip(" ") for s in scopes_raw.split(",") if s.strip())
             if scopes_raw
             else DEFAULT_SCOPES
         )
         return cls(
-            client_id=get("AEP_CLIENT_ID") or "",
-            client_secret=get("AEP_CLIENT_SECRET") or "",
-            org_id=get("AEP_ORG_ID") or "",
-            sandbox=get("AEP_SANDBOX") or DEFAULT_SANDBOX,
-            tenant_id=get("AEP_TENANT_ID"),
-            ims_url=(get("AEP_IMS_URL") or DEFAULT_IMS_URL).rstrip("/"),
-            platform_url=(get("AEP_PLATFORM_URL") or DEFAULT_PLATFORM_URL).rstrip("/"),
-            scopes=scopes,
+            client_id=given(client_id) or "",
+            client_secret=given(client_secret) or "",
+            org_id=given(org_id) or "",
+            sandbox=given(sandbox) or DEFAULT_SANDBOX,
+            tenant_id=given(tenant_id),
+            ims_url=(given(ims_url) or DEFAULT_IMS_URL).rstrip("/"),
+            platform_url=(given(platform_url) or DEFAULT_PLATFORM_URL).rstrip("/"),
+            scopes=parsed_scopes,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AepSettings:
+        """Read `AEP_*` variables (the command line's path; Dagster's resources pass their fields
+        to `build`)."""
+        env = os.environ if environ is None else environ
+        return cls.build(
+            client_id=env.get("AEP_CLIENT_ID"),
+            client_secret=env.get("AEP_CLIENT_SECRET"),
+            org_id=env.get("AEP_ORG_ID"),
+            sandbox=env.get("AEP_SANDBOX"),
+            tenant_id=env.get("AEP_TENANT_ID"),
+            ims_url=env.get("AEP_IMS_URL"),
+            platform_url=env.get("AEP_PLATFORM_URL"),
+            scopes=env.get("AEP_SCOPES"),
         )

@@ -8,16 +8,17 @@ aep) for one partition. They start STOPPED, as Dagster schedules do: switch them
 """
 
 import datetime as dt
-import os
 
 import dagster as dg
+
+from stripe_aep.config import fresh_cron_from_env
 
 #: Every asset of the code location: the three layers in dependency order, one run per tick.
 ALL_LAYERS = dg.AssetSelection.groups("stripe", "xdm", "aep")
 
 #: `STRIPE_AEP_FRESH_CRON` overrides it (the end-to-end tests tick every minute instead of waiting up
-#: to 15 for the daemon's tick); any five-field cron expression Dagster accepts.
-FRESH_CRON = os.environ.get("STRIPE_AEP_FRESH_CRON") or "*/15 * * * *"
+#: to 15 for the daemon's tick); any five-field cron expression Dagster accepts, checked on load.
+FRESH_CRON = fresh_cron_from_env()
 CLOSE_OUT_CRON = "30 0 * * *"
 
 

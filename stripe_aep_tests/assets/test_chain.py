@@ -12,8 +12,9 @@ from stripe_aep.aep.client import AepClient
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.lake import Lake
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.client import list_passes
 from stripe_aep.stripe.rawstore import day_bounds
 from stripe_aep.xdm_lake import XdmPartition
@@ -29,11 +30,11 @@ ALL_ASSETS = only([*raw_assets, *xdm_assets, *aep_assets], RESOURCES)
 def _resources(stripe_url, root):
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=stripe_url, max_rps="1000", visibility_lag_seconds="0"
+            api_key=TEST_KEY, api_base=stripe_url, max_rps=1000, visibility_lag_seconds=0
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=TENANT),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
 
 

@@ -24,9 +24,10 @@ from stripe_aep.aep.settings import AepSettings
 from stripe_aep.aep.setup import run_setup
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.xdm import xdm_assets
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.emulators.aep_api import AepEmulator, AepFaults
 from stripe_aep.lake import Lake
-from stripe_aep.resources import AepResource, LakeResource, XdmResource
+from stripe_aep.resources import LakeResource, XdmResource
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds
 from stripe_aep.xdm import schema_registry_payloads
 from stripe_aep_tests.aep.conftest import env_for
@@ -79,7 +80,7 @@ def materialize(root, instance) -> dg.ExecuteInProcessResult:
         resources={
             "lake": LakeResource(root=str(root)),
             "xdm": XdmResource(tenant=TENANT),
-            "aep": AepResource(),
+            "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
         },
         instance=instance,
         partition_key=DAY.isoformat(),

@@ -11,8 +11,9 @@ import pytest
 from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.lake import Lake
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep.xdm_lake import XdmPartition
 from stripe_aep_tests.conftest import ACCOUNT_START, TEST_KEY
@@ -28,11 +29,11 @@ def _only(assets, resource="charges"):
 def _resources(url, root, tenant=TENANT):
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=url, max_rps="1000", visibility_lag_seconds="0"
+            api_key=TEST_KEY, api_base=url, max_rps=1000, visibility_lag_seconds=0
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=tenant),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
 
 

@@ -18,9 +18,10 @@ from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.automation import sensors
 from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.rawstore import day_bounds, day_of
 from stripe_aep_tests.assets.test_change_delivery import (
     batch_tables,
@@ -47,11 +48,11 @@ DAY = 86_400
 def _resources(url: str, root) -> dict:
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=url, max_rps="1000", visibility_lag_seconds="0"
+            api_key=TEST_KEY, api_base=url, max_rps=1000, visibility_lag_seconds=0
         ),
         "lake": LakeResource(root=str(root)),
         "xdm": XdmResource(tenant=AEP_TEST_TENANT),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
 
 

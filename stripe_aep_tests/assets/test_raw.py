@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("aep_source_selection")
 def _resources(url, root, **extra):
     return {
         "stripe": StripeResource(
-            api_key=TEST_KEY, api_base=url, max_rps="1000", visibility_lag_seconds="0", **extra
+            api_key=TEST_KEY, api_base=url, max_rps=1000, visibility_lag_seconds=0, **extra
         ),
         "lake": LakeResource(root=str(root)),
     }
@@ -254,20 +254,18 @@ def test_malformed_start_date_fails_at_load_naming_the_variable():
 
 @pytest.mark.parametrize("allocation", ["10000", "100000000", None])
 def test_idle_tick_reports_reads_and_warns_over_the_allocation(
-    stripe_emulator, tmp_path, monkeypatch, allocation
+    stripe_emulator, tmp_path, allocation
 ):
     """Today's partition on an account with nothing new: one request per list pass, and the
     schedules' projected monthly reads (every tick of every resource) against the allocation: a
     warning when the projection exceeds it, none when it fits or no allocation is set."""
-    if allocation is None:
-        monkeypatch.delenv("STRIPE_READ_ALLOCATION", raising=False)
-    else:
-        monkeypatch.setenv("STRIPE_READ_ALLOCATION", allocation)
+    # STRIPE_READ_ALLOCATION, as the code location feeds it (dg.EnvVar.int) when set
+    stripe_fields = {} if allocation is None else {"read_allocation": int(allocation)}
     today = dt.datetime.now(dt.UTC).date().isoformat()
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             raw_assets,
-            resources=_resources(stripe_emulator.url, tmp_path),
+            resources=_resources(stripe_emulator.url, tmp_path, **stripe_fields),
             partition_key=today,
             instance=instance,
         )

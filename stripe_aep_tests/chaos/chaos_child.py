@@ -18,7 +18,8 @@ from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import selected_resources
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.definitions import resources_from_env
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 
 
 def main(argv: list[str]) -> int:
@@ -28,12 +29,12 @@ def main(argv: list[str]) -> int:
         "stripe": StripeResource(
             api_key=os.environ["STRIPE_API_KEY"],
             api_base=os.environ["STRIPE_API_BASE"],
-            max_rps="200",
-            visibility_lag_seconds="0",
+            max_rps=200,
+            visibility_lag_seconds=0,
         ),
         "lake": LakeResource(root=lake),
         "xdm": XdmResource(tenant=os.environ["AEP_TENANT_ID"]),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
     run_config = {
         "ops": {

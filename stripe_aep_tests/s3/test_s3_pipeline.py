@@ -21,8 +21,9 @@ from stripe_aep.assets.aep import aep_assets
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.charge_customers import INDEX_ROOT
+from stripe_aep.definitions import resources_from_env
 from stripe_aep.lake import Lake, SpooledFile
-from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.secrets import SecretMasker
 from stripe_aep.stripe.rawstore import RawPartition, day_bounds, read_objects
 from stripe_aep.xdm_lake import XdmPartition
@@ -39,13 +40,13 @@ def _resources(stripe_url: str, root: str, api_version: str | None = None) -> di
         "stripe": StripeResource(
             api_key=TEST_KEY,
             api_base=stripe_url,
-            max_rps="1000",
-            visibility_lag_seconds="0",
+            max_rps=1000,
+            visibility_lag_seconds=0,
             api_version=api_version or "",
         ),
         "lake": LakeResource(root=root),
         "xdm": XdmResource(tenant=TENANT),
-        "aep": AepResource(),
+        "aep": resources_from_env()["aep"],  # the AEP_* variables, as deployed
     }
 
 
