@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stripe_aep.config import OBJECT_NAMES
+from stripe_aep.catalog import STRIPE_RESOURCES
 from stripe_aep.xdm import RESOURCES, convert_jsonl, schema_registry_payloads
 from stripe_aep.xdm.convert import listing_version
 from stripe_aep_tests.aep_spec import validate_request
@@ -33,7 +33,7 @@ from stripe_aep_tests.emulators.aep_fixtures import (
 from stripe_aep_tests.paths import STRIPE_SPECS
 
 STRIPE_SAMPLES = STRIPE_SPECS
-OBJECT_OF = OBJECT_NAMES
+OBJECT_OF = {r.name: r.object_name for r in STRIPE_RESOURCES}
 PLACEHOLDER = re.compile(r"\{\{(class|fieldgroup|schema):([a-z_]+)\}\}")
 
 

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 import pytest
 import requests
 
+from stripe_aep.catalog import RESOURCE_NAMES, STRIPE_RESOURCES, stripe_resource
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
 from stripe_aep.emulators.stripe_events import (
@@ -27,20 +28,8 @@ WINDOW_END = WINDOW_START + DAYS * 86_400
 #: One hour after the window: every event is within Stripe's 30 days.
 NOW = WINDOW_END + 3600
 OLD, NEW = "2026-06-24.dahlia", "2026-07-29.dahlia"
-CREATION = {
-    "customers": {"customer.created"},
-    "prices": {"price.created"},
-    "subscriptions": {"customer.subscription.created"},
-    "refunds": {"refund.created"},
-    "charges": {"charge.succeeded", "charge.failed", "charge.pending"},
-}
-OBJECT_RESOURCE = {
-    "charge": "charges",
-    "subscription": "subscriptions",
-    "refund": "refunds",
-    "customer": "customers",
-    "price": "prices",
-}
+CREATION = {r.name: set(r.creation_types) for r in STRIPE_RESOURCES if r.has_events}
+OBJECT_RESOURCE = {r.object_name: r.name for r in STRIPE_RESOURCES}
 
 
 def make(**overrides) -> StripeAccount:
@@ -125,10 +114,15 @@ def test_every_object_has_one_creation_event_of_its_type(account, events):
 
 def test_mutations_are_a_modest_share_and_cover_every_kind(account, events):
     kinds = Counter(e["type"] for e in events)
-    for kind in ("charge.refunded", "charge.captured", "charge.updated",
+    for kind in ("charge.refunded", "charge.captured",
                  "customer.subscription.updated", "customer.subscription.deleted",
-                 "customer.updated", "customer.deleted"):  # fmt: skip
+                 "customer.updated", "customer.deleted", "charge.dispute.created",
+                 "charge.dispute.funds_withdrawn", "invoice.created",
+                 "invoice.finalized", "invoice.paid", "invoice.payment_failed",
+                 "invoice.voided", "invoice.marked_uncollectible"):  # fmt: skip
         assert kinds[kind], kind
+    # A dispute flips its charge's `disputed` without a `charge.updated` (planned ones emit none).
+    assert not kinds["charge.updated"]
     objects = sum(account.total(r) for r in EVENT_RESOURCES)
     mutations = sum(n for kind, n in kinds.items() if not any(kind in c for c in CREATION.values()))
     assert mutations < 0.2 * objects  # refunds dominate: ~15% of charges get one or two
@@ -144,6 +138,10 @@ def test_newest_event_of_each_object_is_its_current_state(account, events):
         if tied and tied[0]["created"] < event["created"]:
             tied.clear()
         tied.append(event)
+    # A charge's `disputed` turns true with its dispute's `charge.dispute.created` (an event of
+    # the dispute), so its own newest event shows it undisputed.
+    disputed = {e["data"]["object"]["charge"] for e in events
+                if e["type"] == "charge.dispute.created"}  # fmt: skip
     compared = 0
     for object_id, tied in newest.items():
         obj = tied[0]["data"]["object"]
@@ -154,6 +152,9 @@ def test_newest_event_of_each_object_is_its_current_state(account, events):
             continue
         newer = stripe_specs.fields_newer_than(obj["object"], tied[0]["api_version"])
         expected = {k: v for k, v in current.items() if k not in newer}
+        if object_id in disputed:
+            assert expected["disputed"] is True and obj["disputed"] is False
+            expected["disputed"] = False
         # Several events in one second: their order is not Stripe's to give; one is the last.
         assert expected in [e["data"]["object"] for e in tied], (tied[0]["type"], object_id)
         compared += 1

@@ -112,6 +112,14 @@ def dispute_document(
     return document
 
 
+def _as_of(when: int, txn: dict[str, Any]) -> dict[str, Any]:
+    """A balance transaction as the dispute shows it: as it was when the dispute last changed its
+    `balance_transactions` (pending until `available_on`). The listed transaction becomes
+    available by the clock; the dispute's copy keeps its status until the dispute changes, so
+    that every event's snapshot is the same whenever the account was generated."""
+    return dict(txn, status="available" if txn["available_on"] <= when else "pending")
+
+
 def _due_by(created: int, days: int) -> int:
     """The end (23:59:59 UTC) of the day `days` after `created`: Stripe's evidence deadline."""
     return (created // DAY + days + 1) * DAY - 1
@@ -146,11 +154,11 @@ class DisputeMaker:
         settle_currency, settle_amount, rate = settle
         withdrawal: list[Any] = []
         if not inquiry:
-            withdrawal.append(orjson.loads(gen.add_txn(
+            withdrawal.append(_as_of(created, orjson.loads(gen.add_txn(
                 self.new_id("txn_"), created, -settle_amount, settle_currency,
                 f"Chargeback withdrawal for {charge['id']}", rate, DISPUTE_FEE, "adjustment",
                 dispute_id, "dispute", fee_description="Dispute fee",
-            )))  # fmt: skip
+            ))))  # fmt: skip
         document = dispute_document(self.sample, dispute_id, created, charge, reason, inquiry,
                                     due_by, withdrawal)  # fmt: skip
         gen.add(RESOURCE.name, created, dispute_id, dump_object(document),
@@ -185,8 +193,9 @@ class DisputeMaker:
                     f"Chargeback reversal for {charge['id']}", rate, 0, "adjustment",
                     dispute_id, "dispute_reversal",
                 ))  # fmt: skip
+                listed = [_as_of(decided, txn) for txn in (*withdrawal, reinstated)]
                 plan(decided, dispute_id, "charge.dispute.funds_reinstated",
-                     {"balance_transactions": [*withdrawal, reinstated]})  # fmt: skip
+                     {"balance_transactions": listed})  # fmt: skip
         elif due_by + 1 < gen.horizon:
             # No evidence by the deadline: the dispute is lost (an inquiry just closes).
             plan(due_by + 1, dispute_id, "charge.dispute.closed", {
