@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from stripe_aep.catalog import RESOURCE_NAMES, STRIPE_RESOURCES, stripe_resource
+from stripe_aep.catalog import RESOURCE_NAMES, stripe_resource
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import (
     SlidingWindowLimiter,
