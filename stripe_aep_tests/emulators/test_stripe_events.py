@@ -129,9 +129,10 @@ def test_mutations_are_a_modest_share_and_cover_every_kind(account, events):
                     if kind not in creations and not kind.startswith("invoice."))  # fmt: skip
     assert mutations < 0.2 * objects  # refunds dominate: ~15% of charges get one or two
     # An invoice lives through a few steps: finalized, then paid / failed / voided / ...
-    steps = sum(n for kind, n in kinds.items() if kind.startswith("invoice.")) - kinds[
-        "invoice.created"
-    ]
+    steps = (
+        sum(n for kind, n in kinds.items() if kind.startswith("invoice."))
+        - kinds["invoice.created"]
+    )
     assert kinds["invoice.created"] == account.total("invoices")
     assert account.total("invoices") <= steps <= 4 * account.total("invoices")
     assert kinds["charge.refunded"] == account.total("refunds")  # one per refund
