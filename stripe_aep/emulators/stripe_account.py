@@ -13,9 +13,14 @@ statuses and nested objects varied by a seeded `random.Random`. Nothing reads gl
 the wall clock except through the injected `clock`, so the same arguments give byte-identical JSON.
 
 The account also lives: a second seeded stream plans mutations over time (refunds, captures,
-disputes, subscription status changes, customer edits and deletions, price deactivations and
-deletions), applied as the clock passes them, each recording the event Stripe would emit
-(stripe_events.py; `events`, `current` and `mutate` are the ground truth for tests).
+subscription status changes, customer edits and deletions, price deactivations and deletions; the
+disputes' and invoices' lifecycles, generators/), applied as the clock passes them, each recording
+the event Stripe would emit (stripe_events.py; `events`, `current` and `mutate` are the ground
+truth for tests).
+
+The resources, their object names, id prefixes and filter columns come from the catalog
+(`stripe_aep.catalog`); each resource's objects are made through its generator module
+(`stripe_aep/emulators/generators/<name>.py`, the catalog's `emulator_module`).
 
 Objects are serialized once, at generation, into compact JSON bytes (through `JsonTemplate`, which
 splices pre-serialized fragments of the sample object with the varying values), so that serving a
@@ -612,9 +617,11 @@ class StripeAccount:
         Kinds: customers `update` (fields: email, name, phone, address, description,
         metadata) and `delete`; prices `deactivate`, `update` (nickname, metadata, active) and
         `delete`; subscriptions `cancel` and `update` (status, metadata, cancel_at_period_end);
-        charges `refund` (amount: default what is left), `capture`, `dispute` and `update`
-        (description, metadata). The object's planned future mutations are dropped: its fate is
-        the caller's from now on. ValueError names what is wrong.
+        charges `refund` (amount: default what is left), `capture`, `dispute` (a chargeback opened
+        now: the dispute, its withdrawal and the charge's `disputed`) and `update` (description,
+        metadata). Disputes and invoices follow their planned lifecycle only. The object's planned
+        future mutations are dropped: its fate is the caller's from now on. ValueError names
+        what is wrong.
         """
         with self.lock:
             self.sync()
