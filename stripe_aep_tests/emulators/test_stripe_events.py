@@ -15,6 +15,7 @@ from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
 from stripe_aep.emulators.stripe_events import (
     EVENT_RESOURCES,
+    dump_object,
     parse_version_history,
     previous_attributes,
 )
@@ -620,3 +621,13 @@ def test_restricted_keys_need_the_event_read_permission_and_the_log_counts_the_e
         assert [r.endpoint for r in emulator.log] == ["GET /v1/events", "GET /v1/events"]
     with pytest.raises(ValueError, match="unknown resources"):
         StripeEmulator(account, restricted_keys={without: {"webhooks"}})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "Zoë Jónsdóttir €", "emoji 😀 and \U0010ffff", "del \x7f ctrl \x01\n\t\"q\" \\ é",
+     "looks escaped: \\x41 \\U0001f600 é", "ÿ\u0100\uffff"],
+)  # fmt: skip
+def test_dump_object_writes_exactly_what_json_dumps_writes(text):
+    document = {"name": text, "nested": {"ü": [text, 1, 2.5, None, True]}}
+    assert dump_object(document) == json.dumps(document, separators=(",", ":")).encode()
