@@ -416,11 +416,21 @@ class Timeline:
         due = [m for m in plans if m.time <= now]
         self.pending = [m for m in plans if m.time > now] if live else []
         self.pending.reverse()  # pop() takes the earliest
-        for mutation in due + self.pending[::-1]:
-            self._remember(mutation)
+        self._remember_all(due + self.pending[::-1])
         self._apply_batch(due)
 
     # ---- bookkeeping ------------------------------------------------------------------
+
+    def _remember_all(self, mutations: list[Mutation]) -> None:
+        """`_remember` for the planned mutations at once: one sort instead of an insertion each
+        (the million-object account plans a few hundred thousand)."""
+        by_object = self.by_object
+        for mutation in mutations:
+            by_object.setdefault(mutation.object_id, []).append(mutation)
+        evented = sorted((m for m in mutations if not m.silent), key=lambda m: (m.time, m.event_id))
+        self._event_keys = [(m.time, m.event_id) for m in evented]
+        self._event_mutations = evented
+        self.by_event_id = {m.event_id: m for m in evented}
 
     def _remember(self, mutation: Mutation) -> None:
         self.by_object.setdefault(mutation.object_id, []).append(mutation)
