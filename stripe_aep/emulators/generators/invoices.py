@@ -86,7 +86,9 @@ class InvoiceMaker:
             if boundary >= stop:
                 break
             starts.append(boundary)
-        starts = [start for start in starts if start < stop]
+        # The first invoice always exists (it is the subscription's `latest_invoice`), even for
+        # a subscription ended in its creation second.
+        starts = starts[:1] + [start for start in starts[1:] if start < stop]
         for number, start in enumerate(starts):
             following = (
                 starts[number + 1]
