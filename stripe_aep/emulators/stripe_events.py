@@ -458,9 +458,12 @@ class Timeline:
         self._event_mutations = [self._event_mutations[i] for i in keep]
 
     def _apply_batch(self, mutations: list[Mutation]) -> None:
-        """Apply due mutations object by object: one parse and one serialization per object."""
+        """Apply due mutations object by object: one parse and one serialization per object.
+        Mutations a generator applied before serializing its object are skipped."""
         by_object: dict[str, list[Mutation]] = {}
         for mutation in mutations:
+            if mutation.applied:
+                continue
             by_object.setdefault(mutation.object_id, []).append(mutation)
         removed: dict[str, list[str]] = {}
         for object_id, group in by_object.items():

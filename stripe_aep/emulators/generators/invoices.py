@@ -33,6 +33,7 @@ from typing import Any
 
 from stripe_aep.catalog import stripe_resource
 from stripe_aep.emulators.stripe_account import _ID_TABLE, DAY, _add_interval, dump_object
+from stripe_aep.emulators.stripe_events import apply_to
 from stripe_aep.specs import stripe as stripe_specs
 
 RESOURCE = stripe_resource("invoices")
@@ -153,9 +154,16 @@ class InvoiceMaker:
             total_discount_amounts=[], total_excluding_tax=amount,
             automatically_finalizes_at=finalize_at if number else None,
         )  # fmt: skip
-        gen.add(RESOURCE.name, created, invoice_id, dump_object(document),
-                (customer.id, sub["id"], "draft", sub["collection_method"]))  # fmt: skip
+        planned = len(gen.plans)
         self._plan_lifecycle(sub, invoice_id, created, finalize_at, amount, send_invoice)
+        # The steps already due at generation are applied here, before the one serialization
+        # (the account's Timeline skips applied mutations): parsing and re-serializing every
+        # invoice afterwards would cost more than making it.
+        for mutation in gen.plans[planned:]:
+            if mutation.time <= gen.now:
+                apply_to(document, mutation)
+        gen.add(RESOURCE.name, created, invoice_id, dump_object(document),
+                (customer.id, sub["id"], document["status"], sub["collection_method"]))  # fmt: skip
 
     def _plan_lifecycle(self, sub: dict[str, Any], invoice_id: str, created: int,
                         finalize_at: int, amount: int, send_invoice: bool) -> None:  # fmt: skip
