@@ -746,6 +746,8 @@ class _Generator:
         self.dispute_maker = self.generators["disputes"].DisputeMaker(self)
         self.invoice_maker = self.generators["invoices"].InvoiceMaker(self)
         self.last_brand: str | None = None  # the card brand `card_details` drew last
+        # The planned times of the last subscription's failed payment, unpaid status and end.
+        self.sub_fate: dict[str, int | None] = {}
 
     # ---- templates from Stripe's samples ------------------------------------------------
 

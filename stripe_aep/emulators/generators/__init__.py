@@ -8,8 +8,9 @@ The account is generated in one pass over its days by `stripe_account._Generator
 seeded random streams and the pre-serialized sample templates. Charges, refunds and balance
 transactions are made together (a charge makes its balance transaction and its refunds, a refund
 its own balance transaction), which is what keeps a million-object account fast to generate; the
-modules of those six resources are the documented entry points `_Generator` calls for each
-object, while `disputes` and `invoices` hold their whole generation (objects and lifecycle).
+modules of charges, refunds, balance transactions, customers, prices and subscriptions are the
+documented entry points `_Generator` calls for each object, while `disputes` and `invoices` hold
+their whole generation (objects and lifecycle).
 
 Each module exposes `make(generator, ...)`, called by `_Generator` with itself as first argument.
 """
