@@ -13,9 +13,14 @@ statuses and nested objects varied by a seeded `random.Random`. Nothing reads gl
 the wall clock except through the injected `clock`, so the same arguments give byte-identical JSON.
 
 The account also lives: a second seeded stream plans mutations over time (refunds, captures,
-disputes, subscription status changes, customer edits and deletions, price deactivations and
-deletions), applied as the clock passes them, each recording the event Stripe would emit
-(stripe_events.py; `events`, `current` and `mutate` are the ground truth for tests).
+subscription status changes, customer edits and deletions, price deactivations and deletions; the
+disputes' and invoices' lifecycles, generators/), applied as the clock passes them, each recording
+the event Stripe would emit (stripe_events.py; `events`, `current` and `mutate` are the ground
+truth for tests).
+
+The resources, their object names, id prefixes and filter columns come from the catalog
+(`stripe_aep.catalog`); each resource's objects are made through its generator module
+(`stripe_aep/emulators/generators/<name>.py`, the catalog's `emulator_module`).
 
 Objects are serialized once, at generation, into compact JSON bytes (through `JsonTemplate`, which
 splices pre-serialized fragments of the sample object with the varying values), so that serving a
@@ -27,6 +32,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import gc
+import importlib
 import json
 import random
 import re
@@ -39,9 +45,8 @@ from typing import Any
 
 import orjson
 
-from stripe_aep.catalog import STRIPE_RESOURCES
+from stripe_aep.catalog import RESOURCE_NAMES, STRIPE_RESOURCES, stripe_resource
 from stripe_aep.emulators.stripe_events import (
-    EVENT_RESOURCES,
     EventQuery,
     EventVersions,
     Mutation,
@@ -50,24 +55,9 @@ from stripe_aep.emulators.stripe_events import (
 )
 from stripe_aep.specs import stripe as stripe_specs
 
-__all__ = ["OBJECT_NAMES", "RESOURCES", "StripeAccount"]
-
-# The resources this account generates (config.RESOURCES/OBJECT_NAMES are gone: the catalog).
-RESOURCES = tuple(r.name for r in STRIPE_RESOURCES if r.in_aep_stripe_source)
-OBJECT_NAMES = {r.name: r.object_name for r in STRIPE_RESOURCES if r.name in RESOURCES}
+__all__ = ["StripeAccount"]
 
 DAY = 86_400
-
-
-# Filter columns kept per object so the API can filter without parsing JSON.
-FILTER_COLUMNS: dict[str, tuple[str, ...]] = {
-    "charges": ("customer", "payment_intent", "transfer_group"),
-    "subscriptions": ("status", "customer", "collection_method", "price"),
-    "refunds": ("charge", "payment_intent"),
-    "balance_transactions": ("type", "currency", "source"),
-    "customers": ("email",),
-    "prices": ("active", "type", "currency", "product", "lookup_key"),
-}
 
 # Currencies and their weights in generated charges. Minor-unit rules (Stripe's currencies page):
 # JPY/KRW are zero-decimal; KWD/BHD three-decimal with the last digit 0; ISK/UGX are represented
@@ -421,6 +411,7 @@ class _CustomerRecord:
     phone: str | None
     address: dict[str, Any] | None
     billing: list[RawJSON | None] = field(default_factory=lambda: [None, None])
+    invoice_prefix: str = ""  # numbers the customer's invoices
 
 
 class StripeAccount:
@@ -516,7 +507,9 @@ class StripeAccount:
     def index(self, resource: str) -> ResourceIndex:
         """The sorted index the emulator serves for `resource`."""
         if resource not in self._indexes:
-            raise KeyError(f"unknown resource {resource!r}; expected one of {', '.join(RESOURCES)}")
+            raise KeyError(
+                f"unknown resource {resource!r}; expected one of {', '.join(RESOURCE_NAMES)}"
+            )
         return self._indexes[resource]
 
     def visible_now(self) -> int | None:
@@ -624,16 +617,18 @@ class StripeAccount:
         Kinds: customers `update` (fields: email, name, phone, address, description,
         metadata) and `delete`; prices `deactivate`, `update` (nickname, metadata, active) and
         `delete`; subscriptions `cancel` and `update` (status, metadata, cancel_at_period_end);
-        charges `refund` (amount: default what is left), `capture`, `dispute` and `update`
-        (description, metadata). The object's planned future mutations are dropped: its fate is
-        the caller's from now on. ValueError names what is wrong.
+        charges `refund` (amount: default what is left), `capture`, `dispute` (a chargeback opened
+        now: the dispute, its withdrawal and the charge's `disputed`) and `update` (description,
+        metadata). Disputes and invoices follow their planned lifecycle only. The object's planned
+        future mutations are dropped: its fate is the caller's from now on. ValueError names
+        what is wrong.
         """
         with self.lock:
             self.sync()
             return _mutate(self, resource, object_id, kind, fields)
 
     def totals(self) -> dict[str, int]:
-        return {resource: self.total(resource) for resource in RESOURCES}
+        return {resource: self.total(resource) for resource in RESOURCE_NAMES}
 
     def __repr__(self) -> str:
         return (
@@ -707,7 +702,7 @@ class _Generator:
         current, older = load_samples()
         self._build_templates(current, older)
         rng = self.rng
-        self.rows: dict[str, list[tuple]] = {resource: [] for resource in RESOURCES}
+        self.rows: dict[str, list[tuple]] = {resource: [] for resource in RESOURCE_NAMES}
         self.customers: list[_CustomerRecord] = []
         self.customer_created: list[int] = []
         self.recurring_prices: list[_PriceRecord] = []
@@ -744,6 +739,15 @@ class _Generator:
         self.plans: list[Mutation] = []
         self.charge_creation_types: dict[str, str] = {}
         self.prices: list[tuple[str, int, bool]] = []  # (id, created, active at creation)
+        # Each catalog resource's generator module (`StripeResource.emulator_module`).
+        self.generators = {
+            r.name: importlib.import_module(r.emulator_module) for r in STRIPE_RESOURCES
+        }
+        self.dispute_maker = self.generators["disputes"].DisputeMaker(self)
+        self.invoice_maker = self.generators["invoices"].InvoiceMaker(self)
+        self.last_brand: str | None = None  # the card brand `card_details` drew last
+        # The planned times of the last subscription's failed payment, unpaid status and end.
+        self.sub_fate: dict[str, int | None] = {}
 
     # ---- templates from Stripe's samples ------------------------------------------------
 
@@ -953,11 +957,16 @@ class _Generator:
         type: str,
         changes: dict[str, Any] | None = None,
         remove: bool = False,
+        rng: random.Random | None = None,
+        silent: bool = False,
     ) -> None:
-        """Plan a mutation of an object (applied when the clock reaches `time`)."""
-        event_id = "evt_" + self.plan_rng.randbytes(24).translate(_ID_TABLE).decode()
+        """Plan a mutation of an object (applied when the clock reaches `time`); its event id
+        comes from `rng` (default: the mutation stream)."""
+        event_id = "evt_" + (rng or self.plan_rng).randbytes(24).translate(_ID_TABLE).decode()
         self.plans.append(
-            Mutation(time, resource, object_id, type, changes, event_id, remove, len(self.plans))
+            Mutation(
+                time, resource, object_id, type, changes, event_id, remove, len(self.plans), silent
+            )  # fmt: skip
         )
 
     # ---- the run ------------------------------------------------------------------------
@@ -971,9 +980,9 @@ class _Generator:
             if d1 <= d0:
                 break  # days after the clock (non-live): nothing was created yet
             self.generate_day(d0, d1, cpd, first_day=day == 0)
-        self.plan_customer_changes()
-        self.plan_price_changes()
-        return {resource: self.build_index(resource) for resource in RESOURCES}
+        self.generators["customers"].plan_changes(self)
+        self.generators["prices"].plan_changes(self)
+        return {resource: self.build_index(resource) for resource in RESOURCE_NAMES}
 
     def generate_day(self, d0: int, d1: int, cpd: int, first_day: bool) -> None:
         rng = self.rng
@@ -984,19 +993,25 @@ class _Generator:
         customer_times = self.times(n_customers, d0, d1)
         if first_day:  # subscriptions need a customer and a recurring price from the start
             price_times[0] = customer_times[0] = d0
+        generators = self.generators
+        make_price = generators["prices"].make
         for index, created in enumerate(price_times):
-            self.make_price(created, force_recurring_active=first_day and index == 0)
+            make_price(self, created, force_recurring_active=first_day and index == 0)
+        make_customer = generators["customers"].make
         for created in customer_times:
-            self.make_customer(created)
+            make_customer(self, created)
+        make_charge = generators["charges"].make
         for created in self.charge_times(cpd, d0, d1):
-            self.make_charge(created)
+            make_charge(self, created)
         if n_subscriptions:
             first = max(self.customer_created[0], self.recurring_created[0])
+            make_subscription = generators["subscriptions"].make
             for created in self.times(n_subscriptions, max(d0, first), d1):
-                self.make_subscription(created)
-        for kind in ("payout", "adjustment", "stripe_fee"):
+                make_subscription(self, created)
+        make_txn = generators["balance_transactions"]
+        for kind in make_txn.DAILY_KINDS:
             if cpd and (kind != "adjustment" or rng.random() < 0.6):
-                self.make_other_txn(kind, rng.randrange(d0, d1))
+                make_txn.make(self, kind, rng.randrange(d0, d1))
 
     def charge_times(self, count: int, d0: int, d1: int) -> list[int]:
         """Charge times with same-second clusters of 150–250 charges (fewer on tiny days)."""
@@ -1017,7 +1032,7 @@ class _Generator:
     def build_index(self, resource: str) -> ResourceIndex:
         rows = self.rows.pop(resource)
         rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
-        names = FILTER_COLUMNS[resource]
+        names = stripe_resource(resource).list_filters
         columns_by_position = list(zip(*(row[3] for row in rows), strict=True)) or [
             () for _ in names
         ]
@@ -1137,7 +1152,7 @@ class _Generator:
                 "delinquent": rng.random() < 0.05,
                 "description": rng.choice((None, None, "VIP", "Imported from legacy CRM")),
                 "email": email,
-                "invoice_prefix": "".join(rng.choices("0123456789ABCDEF", k=8)),
+                "invoice_prefix": (prefix := "".join(rng.choices("0123456789ABCDEF", k=8))),
                 "metadata": self.metadata(null_share=0.05),
                 "name": name,
                 "next_invoice_sequence": rng.randint(1, 40),
@@ -1147,6 +1162,7 @@ class _Generator:
                 "tax_exempt": rng.choice(("none", "none", "none", "exempt", "reverse")),
             }
         )
+        record.invoice_prefix = prefix
         self.customers.append(record)
         self.customer_created.append(created)
         self.add("customers", created, object_id, blob, (email,))
@@ -1248,8 +1264,10 @@ class _Generator:
         captured = outcome_kind == "succeeded"
         if bnpl:
             details = RawJSON(_encode_compound(self.bnpl_details(bnpl)))
+            brand = None
         else:
             details = self.card_details(amount, old_shape, failed)
+            brand = self.last_brand
         if customer is not None:
             email = customer.email
             billing = self.billing_json(customer, old_shape)
@@ -1322,7 +1340,7 @@ class _Generator:
             if not failed:
                 self.plan_capture(charge_id, created, amount, currency, values["description"])
             return
-        self.plan_charge_changes(charge_id, created, amount, refunds)
+        disputed_at = self.plan_charge_changes(charge_id, created, amount, refunds)
         settle_currency, settle_amount, rate = self.settle(currency, amount)
         fee = self.fee(settle_currency, settle_amount)
         self.add_txn(
@@ -1337,8 +1355,17 @@ class _Generator:
             charge_id,
             "charge",
         )
+        if disputed_at is not None and brand is not None and not refunds:
+            self.generators["disputes"].make(
+                self, disputed_at,
+                {"id": charge_id, "amount": amount, "currency": currency,
+                 "payment_intent": payment_intent, "brand": brand},
+                (settle_currency, settle_amount, rate),
+            )  # fmt: skip
+        make_refund = self.generators["refunds"].make
         for refund_created, refund_amount in refunds:
-            self.make_refund(
+            make_refund(
+                self,
                 refund_created,
                 refund_amount,
                 currency,
@@ -1352,10 +1379,10 @@ class _Generator:
 
     def plan_charge_changes(
         self, charge_id: str, created: int, amount: int, refunds: list[tuple[int, int]]
-    ) -> None:
+    ) -> int | None:
         """A succeeded charge's refunds (`charge.refunded` each; the refund objects and their
-        balance transactions are created at the same second) and, rarely, a dispute days later
-        (`charge.updated`: `disputed` becomes true)."""
+        balance transactions are created at the same second) and, rarely, when a dispute is
+        opened on it days later (returned; generators/disputes.py makes it)."""
         refunded = 0
         for refund_created, refund_amount in refunds:
             refunded += refund_amount
@@ -1363,10 +1390,9 @@ class _Generator:
                 refund_created, "charges", charge_id, "charge.refunded",
                 {"amount_refunded": refunded, "refunded": refunded == amount},
             )  # fmt: skip
-        if self.plan_rng.random() < 0.006:
-            disputed_at = self.plan_later(created, 6 * DAY, min_delay=DAY)
-            if disputed_at is not None:
-                self.plan(disputed_at, "charges", charge_id, "charge.updated", {"disputed": True})
+        if self.plan_rng.random() < self.generators["disputes"].DISPUTE_SHARE:
+            return self.plan_later(created, 6 * DAY, min_delay=DAY)
+        return None
 
     def plan_capture(
         self, charge_id: str, created: int, amount: int, currency: str, description: str | None
@@ -1391,7 +1417,7 @@ class _Generator:
 
     def card_details(self, amount: int, old_shape: bool, failed: bool) -> RawJSON:
         pick, rand = self.pick, self.rng.random
-        brand = pick(CARD_BRANDS)
+        brand = self.last_brand = pick(CARD_BRANDS)
         values = {
             "brand": brand,
             "country": pick(CARD_COUNTRIES),
@@ -1540,13 +1566,15 @@ class _Generator:
         kind: str,
         source: str | None,
         reporting_category: str,
-    ) -> None:
+        fee_description: str = "Stripe processing fees",
+    ) -> bytes:
+        """Render and list one balance transaction; returns its JSON."""
         available_on = (created // DAY + 2) * DAY
         fee_details = EMPTY_ARRAY
         if fee:
             fee_details = RawJSON(
                 f'[{{"amount":{fee},"application":null,"currency":"{currency}",'
-                '"description":"Stripe processing fees","type":"stripe_fee"}]'
+                f'"description":"{fee_description}","type":"stripe_fee"}}]'
             )
         blob = self.txn_t.render(
             {
@@ -1567,6 +1595,7 @@ class _Generator:
             }
         )
         self.add("balance_transactions", created, txn_id, blob, (kind, currency, source))
+        return blob
 
     def make_other_txn(self, kind: str, created: int) -> None:
         rng = self.rng
@@ -1618,6 +1647,7 @@ class _Generator:
             sub_id, created, status, initial, trial_end, canceled_at, reason, scheduled_cancel,
             period_end,
         )  # fmt: skip
+        fate = self.sub_fate
         send_invoice = rng.random() < 0.15
         quantity = rng.choice((1, 1, 1, 2, 5))
         item_id = "si_" + self.new_id("")
@@ -1733,6 +1763,13 @@ class _Generator:
             template.render(values),
             (values["status"], customer.id, values["collection_method"], price.id),
         )
+        self.generators["invoices"].make(self, {
+            "id": sub_id, "created": created, "first_invoice": values["latest_invoice"],
+            "customer": customer, "invoice_prefix": customer.invoice_prefix, "price": price,
+            "quantity": quantity, "item_id": item_id,
+            "collection_method": values["collection_method"], "days_until_due": 30,
+            "trial_end": trial_end, "anchor": anchor, "target": status, **fate,
+        })  # fmt: skip
 
     def plan_subscription_changes(
         self,
@@ -1749,9 +1786,14 @@ class _Generator:
         """Plan the way from `initial` to `target` (each status change a
         `customer.subscription.updated`; an end adds `customer.subscription.deleted` in the same
         second). Returns the status the subscription is created with ("active+cancel": active,
-        already scheduled to cancel at the period's end)."""
+        already scheduled to cancel at the period's end); `self.sub_fate` keeps the times of
+        its failed payment, of becoming unpaid and of its end (for its invoices)."""
         updated, deleted = "customer.subscription.updated", "customer.subscription.deleted"
         plan = self.plan
+        fate: dict[str, int | None] = {"failed_at": None, "unpaid_at": None, "ends_at": None}
+        self.sub_fate = fate
+        if scheduled_cancel:
+            fate["ends_at"] = period_end
         if (
             initial == "trialing"
             and trial_end is not None
@@ -1763,6 +1805,8 @@ class _Generator:
             if reason == "payment_failed" and initial == "active" and canceled_at - created >= 2:
                 failed_at = created + self.plan_rng.randint(1, canceled_at - created - 1)
                 plan(failed_at, "subscriptions", sub_id, updated, {"status": "past_due"})
+                fate["failed_at"] = failed_at
+            fate["ends_at"] = canceled_at
             plan(canceled_at, "subscriptions", sub_id, updated, {
                 "status": "canceled", "canceled_at": canceled_at, "ended_at": canceled_at,
                 "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
@@ -1773,13 +1817,16 @@ class _Generator:
             if failed_at is None:
                 return target
             plan(failed_at, "subscriptions", sub_id, updated, {"status": "past_due"})
+            fate["failed_at"] = failed_at
             unpaid_at = self.plan_later(failed_at, 2 * DAY) if target == "unpaid" else None
+            fate["unpaid_at"] = unpaid_at
             if unpaid_at is not None:
                 plan(unpaid_at, "subscriptions", sub_id, updated, {"status": "unpaid"})
         elif target == "incomplete_expired":
             # Stripe: an incomplete subscription whose first invoice is not paid in 23 hours
             # becomes incomplete_expired, a terminal status (docs.stripe.com/billing/subscriptions/overview).
             expired_at = created + 23 * 3600
+            fate["ends_at"] = expired_at
             if expired_at < self.horizon:
                 plan(expired_at, "subscriptions", sub_id, updated,
                      {"status": "incomplete_expired", "ended_at": expired_at})  # fmt: skip
@@ -1827,14 +1874,20 @@ ENDED_SUBSCRIPTION_STATUSES = frozenset(("canceled", "incomplete_expired"))
 def _mutate(
     account: StripeAccount, resource: str, object_id: str, kind: str, fields: dict[str, Any]
 ) -> list[str]:
-    if resource not in RESOURCES:
-        raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(RESOURCES)}")
+    if resource not in RESOURCE_NAMES:
+        raise ValueError(
+            f"unknown resource {resource!r}; expected one of {', '.join(RESOURCE_NAMES)}"
+        )
+    if resource == "balance_transactions":
+        raise ValueError(
+            "balance_transactions cannot be mutated: Stripe emits no events for them (they "
+            "become available on `available_on` by themselves)"
+        )
     if resource not in MUTATION_KINDS:
         raise ValueError(
-            f"{resource} cannot be mutated: Stripe emits no events for them"
-            + (" (they become available on `available_on` by themselves)"
-               if resource == "balance_transactions" else "")
-        )  # fmt: skip
+            f"the emulator cannot mutate {resource} on demand: they change by their planned "
+            "lifecycle (a dispute is opened with the charges' `dispute` mutation)"
+        )
     if kind not in MUTATION_KINDS[resource]:
         raise ValueError(
             f"unknown mutation {kind!r} of {resource}; expected one of "
@@ -1843,10 +1896,11 @@ def _mutate(
     timeline = account._timeline
     index = account.index(resource)
     position = index.position.get(object_id)
+    object_name = stripe_resource(resource).object_name
     if position is None or position < index.first_visible(account.visible_now()):
         if object_id in timeline.graveyard:
-            raise ValueError(f"{OBJECT_NAMES[resource]} {object_id} is deleted")
-        raise LookupError(f"No such {OBJECT_NAMES[resource]}: '{object_id}'")
+            raise ValueError(f"{object_name} {object_id} is deleted")
+        raise LookupError(f"No such {object_name}: '{object_id}'")
     unknown = set(fields) - (UPDATABLE_FIELDS[resource] if kind == "update" else {"amount"}
                              if kind == "refund" else set())  # fmt: skip
     if unknown:
@@ -1941,14 +1995,17 @@ def _mutate_charge(
         if not fields:
             raise ValueError("update of charges needs at least one field")
         return [change("charge.updated", dict(fields))], []
-    if kind == "dispute":
-        if charge["disputed"]:
-            raise ValueError(f"charge {charge_id} is already disputed")
-        return [change("charge.updated", {"disputed": True})], []
     if charge["status"] != "succeeded":
         raise ValueError(f"charge {charge_id} has status {charge['status']}: nothing to {kind}")
     currency, amount = charge["currency"], charge["amount"]
     settle_currency, settle_amount, rate = _settle(currency, amount)
+    if kind == "dispute":
+        if charge["disputed"]:
+            raise ValueError(f"charge {charge_id} is already disputed")
+        if not charge["captured"]:
+            raise ValueError(f"charge {charge_id} is not captured: there is nothing to dispute")
+        return _open_dispute(account, charge, change, new_id, now,
+                             (settle_currency, settle_amount, rate))  # fmt: skip
     if kind == "capture":
         if charge["captured"]:
             raise ValueError(f"charge {charge_id} is already captured")
@@ -1994,7 +2051,39 @@ def _mutate_charge(
     mutation = change(
         "charge.refunded", {"amount_refunded": refunded, "refunded": refunded == amount}
     )
-    return [mutation], ["evt_" + refund_id[len(EVENT_RESOURCES["refunds"]) :]]
+    return [mutation], [_creation_event_id("refunds", refund_id)]
+
+
+def _creation_event_id(resource: str, object_id: str) -> str:
+    """The id of an object's creation event (stripe_events.py: `evt_` + the id's random part)."""
+    return "evt_" + object_id[len(stripe_resource(resource).id_prefix) :]
+
+
+def _open_dispute(
+    account: StripeAccount,
+    charge: dict[str, Any],
+    change: Callable[..., Mutation],
+    new_id: Callable[[str], str],
+    now: int,
+    settle: tuple[str, int, float | None],
+) -> tuple[list[Mutation], list[str]]:
+    """A chargeback opened now: the dispute (`charge.dispute.created`), its withdrawal
+    (`charge.dispute.funds_withdrawn`) and the charge's `disputed`, set without an event."""
+    from stripe_aep.emulators.generators import disputes
+
+    def add_txn(txn_id, created, amount, currency, description, rate, fee, kind, source,
+                category, fee_description):  # fmt: skip
+        return _insert_txn(account, txn_id, created, amount, currency, description, rate, fee,
+                           kind, source, category, fee_description)  # fmt: skip
+
+    dispute = disputes.open_now(charge, now, new_id, settle, add_txn)
+    account.index("disputes").insert(
+        now, dispute["id"], dump_object(dispute), (charge["id"], charge["payment_intent"])
+    )
+    silent = change("charge.dispute.created", {"disputed": True})
+    silent.silent = True
+    withdrawn = change("charge.dispute.funds_withdrawn", oid=dispute["id"], on="disputes")
+    return [silent, withdrawn], [_creation_event_id("disputes", dispute["id"])]
 
 
 def _settle(currency: str, amount: int) -> tuple[str, int, float | None]:
@@ -2016,18 +2105,21 @@ def _insert_txn(
     fee: int,
     kind: str,
     source: str,
-) -> None:
-    """A balance transaction made now: pending until `available_on` (two days later, at 00:00)."""
+    category: str | None = None,
+    fee_description: str = "Stripe processing fees",
+) -> dict[str, Any]:
+    """A balance transaction made now: pending until `available_on` (two days later, at 00:00);
+    returns it."""
     available_on = (created // DAY + 2) * DAY
     txn = dict(load_samples()[0]["balance_transaction"])
     fee_details = []
     if fee:
         fee_details = [{"amount": fee, "application": None, "currency": currency,
-                        "description": "Stripe processing fees", "type": "stripe_fee"}]  # fmt: skip
+                        "description": fee_description, "type": "stripe_fee"}]  # fmt: skip
     txn.update(
         id=txn_id, amount=amount, available_on=available_on, created=created, currency=currency,
         description=description, exchange_rate=rate, fee=fee, fee_details=fee_details,
-        net=amount - fee, reporting_category=kind, source=source,
+        net=amount - fee, reporting_category=category or kind, source=source,
         status="available" if available_on <= created else "pending", type=kind,
     )  # fmt: skip
     account.index("balance_transactions").insert(
@@ -2036,6 +2128,7 @@ def _insert_txn(
     day = created // DAY
     if day not in account._pending_txn_days:
         bisect.insort(account._pending_txn_days, day)
+    return txn
 
 
 def _add_interval(start: int, interval: str, count: int) -> int:

@@ -48,11 +48,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from stripe_aep.catalog import (
+    EVENTS,
+    EVENTS_PERMISSION,
+    RESOURCE_NAMES,
+    STRIPE_RESOURCES,
+    stripe_resource,
+)
 from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
 from stripe_aep.emulators._server import BackgroundServer, bind_socket
 from stripe_aep.emulators.stripe_account import (
-    OBJECT_NAMES,
-    RESOURCES,
     ResourceIndex,
     StripeAccount,
     deleted_customer,
@@ -91,19 +96,15 @@ __all__ = [
 #: The account's default version: what renders a request that sends no `Stripe-Version`.
 DEFAULT_API_VERSION = DEFAULT_STRIPE_API_VERSION
 
-#: Permission a restricted key needs for each resource (ids as seen in Dashboard links; the ones
-#: for prices and balance transactions are not officially documented).
+#: Permission a restricted key needs for each resource and for the events: the catalog's (ids as
+#: seen in Dashboard links; those of prices, balance transactions, disputes and invoices are not
+#: officially documented).
 READ_PERMISSIONS = {
-    "charges": "rak_charge_read",
-    "refunds": "rak_refund_read",
-    "subscriptions": "rak_subscription_read",
-    "balance_transactions": "rak_balance_read",
-    "customers": "rak_customer_read",
-    "prices": "rak_plan_read",
-    "events": "rak_event_read",
+    **{r.name: r.permission for r in STRIPE_RESOURCES},
+    EVENTS: EVENTS_PERMISSION,
 }
-#: What a restricted key can be granted: the six resources and the events.
-GRANTABLE = (*RESOURCES, "events")
+#: What a restricted key can be granted: each catalog resource and the events.
+GRANTABLE = (*RESOURCE_NAMES, EVENTS)
 
 SUBSCRIPTION_STATUSES = frozenset(
     ("active", "canceled", "incomplete", "incomplete_expired", "past_due", "paused", "trialing",
@@ -119,18 +120,22 @@ SUBSCRIPTION_STATUS_FILTERS = {
 }
 DEFAULT_SUBSCRIPTION_STATUSES = SUBSCRIPTION_STATUSES - {"canceled"}
 
-#: Filters the emulator implements, per resource: query parameter → filter column.
+#: Query parameters named otherwise than their filter column: the price list takes `lookup_keys[]`
+#: (not `lookup_key`), the subscription list also takes `plan`, the older name of `price`.
+RENAMED_PARAMETERS: dict[str, dict[str, str]] = {"prices": {"lookup_key": "lookup_keys"}}
+EXTRA_PARAMETERS: dict[str, dict[str, str]] = {"subscriptions": {"plan": "price"}}
+#: Filters the emulator implements, per resource: query parameter → filter column. The columns are
+#: the catalog's `list_filters` (Stripe's API reference of each list endpoint).
 LIST_FILTERS: dict[str, dict[str, str]] = {
-    "charges": {"customer": "customer", "payment_intent": "payment_intent",
-                "transfer_group": "transfer_group"},
-    "subscriptions": {"customer": "customer", "collection_method": "collection_method",
-                      "price": "price", "plan": "price", "status": "status"},
-    "refunds": {"charge": "charge", "payment_intent": "payment_intent"},
-    "balance_transactions": {"type": "type", "currency": "currency", "source": "source"},
-    "customers": {"email": "email"},
-    "prices": {"active": "active", "type": "type", "currency": "currency", "product": "product",
-               "lookup_keys": "lookup_key"},
-}  # fmt: skip
+    r.name: {RENAMED_PARAMETERS.get(r.name, {}).get(c, c): c for c in r.list_filters}
+    | EXTRA_PARAMETERS.get(r.name, {})
+    for r in STRIPE_RESOURCES
+}
+#: `status` values of the invoice list ("The status of the invoice, one of draft, open, paid,
+#: uncollectible, or void", API reference "List all invoices"); no status is hidden by default.
+INVOICE_STATUSES = frozenset(("draft", "open", "paid", "uncollectible", "void"))
+#: `collection_method` values of the subscription and invoice lists.
+COLLECTION_METHODS = frozenset(("charge_automatically", "send_invoice"))
 #: Parameters real Stripe accepts on these lists that the emulator does not implement: they get a
 #: 400 that says so, rather than being silently ignored (which would return wrong data).
 UNSUPPORTED_FILTERS: dict[str, frozenset[str]] = {
@@ -141,6 +146,8 @@ UNSUPPORTED_FILTERS: dict[str, frozenset[str]] = {
     "balance_transactions": frozenset(("payout",)),
     "customers": frozenset(("test_clock",)),
     "prices": frozenset(("recurring",)),
+    "disputes": frozenset(),
+    "invoices": frozenset(("due_date", "customer_account")),
 }  # fmt: skip
 CREATED_OPERATORS = ("gt", "gte", "lt", "lte")
 _PARAM_RE = re.compile(r"([a-z_]+)(?:\[([a-z_]*|\d+)\])?")
@@ -384,6 +391,21 @@ def _add_filters(
             )  # fmt: skip
         elif SUBSCRIPTION_STATUS_FILTERS[status] is not None:
             query.filters.append(("status", SUBSCRIPTION_STATUS_FILTERS[status]))
+    if resource == "invoices" and "status" in values:
+        status = values["status"][-1]
+        if status not in INVOICE_STATUSES:
+            raise _BadRequest(
+                f"Invalid status: must be one of {', '.join(sorted(INVOICE_STATUSES))}",
+                code="invalid_request_error", param="status",
+            )  # fmt: skip
+        query.filters.append(("status", frozenset((status,))))
+    if resource in ("invoices", "subscriptions") and "collection_method" in values:
+        method = values["collection_method"][-1]
+        if method not in COLLECTION_METHODS:
+            raise _BadRequest(
+                "Invalid collection_method: must be one of charge_automatically or send_invoice",
+                code="invalid_request_error", param="collection_method",
+            )  # fmt: skip
     if resource == "prices":
         active = values.get("active", ["true"])[-1]
         if active not in ("true", "false"):
@@ -471,7 +493,7 @@ def _cursor_position(index: ResourceIndex, object_id: str, visible_from: int, pa
     position = index.position.get(object_id)
     if position is None or position < visible_from:
         raise _BadRequest(
-            f"No such {OBJECT_NAMES[index.resource]}: '{object_id}'",
+            f"No such {stripe_resource(index.resource).object_name}: '{object_id}'",
             code="resource_missing",
             param=param,
         )
@@ -562,7 +584,7 @@ class _EmulatorState:
         """Objects as the request's version and the served mode show them: fields newer than
         the version are absent, and a live-mode account's objects say `livemode: true`."""
         if resource is not None:
-            newer = stripe_specs.fields_newer_than(OBJECT_NAMES[resource], version)
+            newer = stripe_specs.fields_newer_than(stripe_resource(resource).object_name, version)
             if newer:
                 blobs = [_without(blob, newer) for blob in blobs]
         if self.livemode:
@@ -623,7 +645,7 @@ def _list_response(blobs: list[bytes], has_more: bool, url: str) -> Response:
 
 async def _list_objects(request: Request) -> Response:
     resource = request.path_params["resource"]
-    if resource not in RESOURCES:
+    if resource not in RESOURCE_NAMES:
         return _unrecognized(request)
     if request.method != "GET":
         return _read_only(request)
@@ -643,7 +665,7 @@ async def _list_objects(request: Request) -> Response:
 
 async def _retrieve_object(request: Request) -> Response:
     resource = request.path_params["resource"]
-    if resource not in RESOURCES:
+    if resource not in RESOURCE_NAMES:
         return _unrecognized(request)
     if request.method != "GET":
         return _read_only(request)
@@ -663,7 +685,7 @@ async def _retrieve_object(request: Request) -> Response:
         # Deleted prices too: the emulator answers like for an id that never existed.
         return stripe_error(
             404,
-            f"No such {OBJECT_NAMES[resource]}: '{object_id}'",
+            f"No such {stripe_resource(resource).object_name}: '{object_id}'",
             code="resource_missing",
             param="id",
         )

@@ -10,7 +10,9 @@ from collections import Counter
 
 import pytest
 
-from stripe_aep.emulators.stripe_account import RESOURCES, StripeAccount
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.catalog import STRIPE_RESOURCES
+from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep_tests.emulators.stripe_fixtures import (
     CHARGES_PER_DAY,
     DAYS,
@@ -21,22 +23,8 @@ from stripe_aep_tests.emulators.stripe_fixtures import (
     make_account,
 )
 
-PREFIXES = {
-    "charges": "ch_",
-    "subscriptions": "sub_",
-    "refunds": "re_",
-    "balance_transactions": "txn_",
-    "customers": "cus_",
-    "prices": "price_",
-}
-OBJECT = {
-    "charges": "charge",
-    "subscriptions": "subscription",
-    "refunds": "refund",
-    "balance_transactions": "balance_transaction",
-    "customers": "customer",
-    "prices": "price",
-}
+PREFIXES = {r.name: r.id_prefix for r in STRIPE_RESOURCES}
+OBJECT = {r.name: r.object_name for r in STRIPE_RESOURCES}
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_differs():
@@ -274,7 +262,7 @@ def test_bad_arguments_are_named(arguments, message):
 
 def test_unknown_resource_is_a_clear_error(account):
     with pytest.raises(KeyError, match="expected one of charges"):
-        account.objects("invoices")
+        account.objects("payouts")
 
 
 def test_repr_names_the_account_and_uses_no_clock():

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from stripe_aep.catalog import RESOURCE_NAMES, stripe_resource
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import (
     SlidingWindowLimiter,
@@ -219,16 +220,25 @@ def test_filters_combine_with_created_and_cursor(emulator, account):
 
 
 def test_retrieve_each_resource_and_404(emulator, account):
-    for resource in ("charges", "subscriptions", "refunds", "balance_transactions", "customers",
-                     "prices"):  # fmt: skip
-        obj = account.objects(resource)[3]
+    for resource in RESOURCE_NAMES:
+        objects = account.objects(resource)
+        assert objects, resource
+        obj = objects[min(3, len(objects) - 1)]
         response = get(emulator, f"/v1/{resource}/{obj['id']}")
         assert response.status_code == 200 and response.json() == obj
     missing = get(emulator, "/v1/charges/ch_missing")
     error = missing.json()["error"]
     assert missing.status_code == 404 and error["code"] == "resource_missing"
-    assert get(emulator, "/v1/invoices").status_code == 404
-    assert get(emulator, "/v1/invoices/in_1").status_code == 404
+    assert get(emulator, "/v1/payouts").status_code == 404
+    assert get(emulator, "/v1/payouts/po_1").status_code == 404
+    for resource in RESOURCE_NAMES:
+        missing = get(emulator, f"/v1/{resource}/{stripe_resource(resource).id_prefix}missing")
+        name = stripe_resource(resource).object_name
+        assert missing.status_code == 404 and missing.json()["error"] == {
+            "type": "invalid_request_error", "message": f"No such {name}: '{missing.url.rsplit('/', 1)[1]}'",
+            "code": "resource_missing", "param": "id",
+            "doc_url": "https://stripe.com/docs/error-codes/resource-missing",
+        }, resource  # fmt: skip
 
 
 def test_account_endpoint(emulator, account):
@@ -319,7 +329,7 @@ def test_restricted_keys_are_validated(account):
     with pytest.raises(ValueError, match="not a test restricted key"):
         StripeEmulator(account, restricted_keys={"sk_test_abc": {"charges"}})
     with pytest.raises(ValueError, match="unknown resources"):
-        StripeEmulator(account, restricted_keys={"rk_test_abc": {"invoices"}})
+        StripeEmulator(account, restricted_keys={"rk_test_abc": {"payouts"}})
 
 
 # ---- rate limit -----------------------------------------------------------------------------

@@ -10,10 +10,12 @@ from collections import Counter, defaultdict
 import pytest
 import requests
 
+from stripe_aep.catalog import STRIPE_RESOURCES
 from stripe_aep.emulators.stripe_account import StripeAccount
 from stripe_aep.emulators.stripe_api import StripeEmulator
 from stripe_aep.emulators.stripe_events import (
     EVENT_RESOURCES,
+    dump_object,
     parse_version_history,
     previous_attributes,
 )
@@ -27,20 +29,8 @@ WINDOW_END = WINDOW_START + DAYS * 86_400
 #: One hour after the window: every event is within Stripe's 30 days.
 NOW = WINDOW_END + 3600
 OLD, NEW = "2026-06-24.dahlia", "2026-07-29.dahlia"
-CREATION = {
-    "customers": {"customer.created"},
-    "prices": {"price.created"},
-    "subscriptions": {"customer.subscription.created"},
-    "refunds": {"refund.created"},
-    "charges": {"charge.succeeded", "charge.failed", "charge.pending"},
-}
-OBJECT_RESOURCE = {
-    "charge": "charges",
-    "subscription": "subscriptions",
-    "refund": "refunds",
-    "customer": "customers",
-    "price": "prices",
-}
+CREATION = {r.name: set(r.creation_types) for r in STRIPE_RESOURCES if r.has_events}
+OBJECT_RESOURCE = {r.object_name: r.name for r in STRIPE_RESOURCES}
 
 
 def make(**overrides) -> StripeAccount:
@@ -125,13 +115,27 @@ def test_every_object_has_one_creation_event_of_its_type(account, events):
 
 def test_mutations_are_a_modest_share_and_cover_every_kind(account, events):
     kinds = Counter(e["type"] for e in events)
-    for kind in ("charge.refunded", "charge.captured", "charge.updated",
+    for kind in ("charge.refunded", "charge.captured",
                  "customer.subscription.updated", "customer.subscription.deleted",
-                 "customer.updated", "customer.deleted"):  # fmt: skip
+                 "customer.updated", "customer.deleted", "charge.dispute.created",
+                 "charge.dispute.funds_withdrawn", "invoice.created",
+                 "invoice.finalized", "invoice.paid", "invoice.payment_failed",
+                 "invoice.voided", "invoice.marked_uncollectible"):  # fmt: skip
         assert kinds[kind], kind
-    objects = sum(account.total(r) for r in EVENT_RESOURCES)
-    mutations = sum(n for kind, n in kinds.items() if not any(kind in c for c in CREATION.values()))
+    # A dispute flips its charge's `disputed` without a `charge.updated` (planned ones emit none).
+    assert not kinds["charge.updated"]
+    objects = sum(account.total(r) for r in EVENT_RESOURCES if r != "invoices")
+    creations = {t for types in CREATION.values() for t in types}
+    mutations = sum(n for kind, n in kinds.items()
+                    if kind not in creations and not kind.startswith("invoice."))  # fmt: skip
     assert mutations < 0.2 * objects  # refunds dominate: ~15% of charges get one or two
+    # An invoice lives through a few steps: finalized, then paid / failed / voided / ...
+    steps = (
+        sum(n for kind, n in kinds.items() if kind.startswith("invoice."))
+        - kinds["invoice.created"]
+    )
+    assert kinds["invoice.created"] == account.total("invoices")
+    assert account.total("invoices") <= steps <= 4 * account.total("invoices")
     assert kinds["charge.refunded"] == account.total("refunds")  # one per refund
 
 
@@ -144,6 +148,10 @@ def test_newest_event_of_each_object_is_its_current_state(account, events):
         if tied and tied[0]["created"] < event["created"]:
             tied.clear()
         tied.append(event)
+    # A charge's `disputed` turns true with its dispute's `charge.dispute.created` (an event of
+    # the dispute), so its own newest event shows it undisputed.
+    disputed = {e["data"]["object"]["charge"] for e in events
+                if e["type"] == "charge.dispute.created"}  # fmt: skip
     compared = 0
     for object_id, tied in newest.items():
         obj = tied[0]["data"]["object"]
@@ -154,6 +162,9 @@ def test_newest_event_of_each_object_is_its_current_state(account, events):
             continue
         newer = stripe_specs.fields_newer_than(obj["object"], tied[0]["api_version"])
         expected = {k: v for k, v in current.items() if k not in newer}
+        if object_id in disputed:
+            assert expected["disputed"] is True and obj["disputed"] is False
+            expected["disputed"] = False
         # Several events in one second: their order is not Stripe's to give; one is the last.
         assert expected in [e["data"]["object"] for e in tied], (tied[0]["type"], object_id)
         compared += 1
@@ -610,3 +621,13 @@ def test_restricted_keys_need_the_event_read_permission_and_the_log_counts_the_e
         assert [r.endpoint for r in emulator.log] == ["GET /v1/events", "GET /v1/events"]
     with pytest.raises(ValueError, match="unknown resources"):
         StripeEmulator(account, restricted_keys={without: {"webhooks"}})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "Zoë Jónsdóttir €", "emoji 😀 and \U0010ffff", "del \x7f ctrl \x01\n\t\"q\" \\ é",
+     "looks escaped: \\x41 \\U0001f600 é", "ÿ\u0100\uffff"],
+)  # fmt: skip
+def test_dump_object_writes_exactly_what_json_dumps_writes(text):
+    document = {"name": text, "nested": {"ü": [text, 1, 2.5, None, True]}}
+    assert dump_object(document) == json.dumps(document, separators=(",", ":")).encode()

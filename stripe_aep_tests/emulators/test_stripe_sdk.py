@@ -39,6 +39,8 @@ def _all(list_object) -> list[str]:
         ("balance_transactions", {}),
         ("customers", {}),
         ("subscriptions", {"status": "all"}),
+        ("disputes", {}),
+        ("invoices", {}),
     ],
 )
 def test_auto_paging_lists_every_object(emulator, account, resource, params):

@@ -9,8 +9,10 @@ import json
 
 import pytest
 
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
+from stripe_aep.catalog import STRIPE_RESOURCES
 from stripe_aep.config import DEFAULT_STRIPE_API_VERSION
-from stripe_aep.emulators.stripe_account import OBJECT_NAMES, RESOURCES, load_samples
+from stripe_aep.emulators.stripe_account import load_samples
 from stripe_aep.emulators.stripe_api import StripeEmulator
 from stripe_aep.specs import stripe as stripe_specs
 from stripe_aep_tests.emulators.stripe_fixtures import (
@@ -50,14 +52,18 @@ def test_the_pinned_default_is_the_newest_vendored_version():
     assert stripe_specs.vendored_versions() == ("2026-06-24.dahlia", "2026-07-29.dahlia")
     assert stripe_specs.is_api_version(DEFAULT_STRIPE_API_VERSION)
     assert stripe_specs.fields_newer_than("refund", OLDER) == REFUND_FIELDS_OF_2026_07_29
-    for name in OBJECT_NAMES.values():
-        assert stripe_specs.fields_newer_than(name, DEFAULT_STRIPE_API_VERSION) == frozenset()
+    for resource in STRIPE_RESOURCES:
+        newer = stripe_specs.fields_newer_than(resource.object_name, DEFAULT_STRIPE_API_VERSION)
+        assert newer == frozenset()
 
 
 def test_generated_shapes_are_the_vendored_shapes_of_the_newest_version():
-    """The account builds its objects from embedded samples: they must be the vendored ones."""
+    """The account builds its objects from embedded samples: they must be the vendored ones.
+    The generators of disputes and invoices read the vendored samples themselves."""
     current, _ = load_samples()
-    for name in OBJECT_NAMES.values():
+    embedded = [r.object_name for r in STRIPE_RESOURCES if r.object_name in current]
+    assert {r.object_name for r in STRIPE_RESOURCES} - set(embedded) == {"dispute", "invoice"}
+    for name in embedded:
         assert current[name] == stripe_specs.sample_object(name, DEFAULT_STRIPE_API_VERSION), name
 
 
@@ -76,7 +82,8 @@ def test_fields_newer_than_the_requested_version_are_absent(emulator, account, v
     """Every object of every resource, listed and retrieved: at an older version the refund has
     none of the fields 2026-07-29.dahlia added, and nothing else changes."""
     for resource in RESOURCES:
-        newer = stripe_specs.fields_newer_than(OBJECT_NAMES[resource], version)
+        object_name = next(r.object_name for r in STRIPE_RESOURCES if r.name == resource)
+        newer = stripe_specs.fields_newer_than(object_name, version)
         rendered = list_all(emulator, resource, version)
         truth = {o["id"]: o for o in account.objects(resource)}
         assert rendered and set(ids(rendered)) <= set(truth)

@@ -57,7 +57,7 @@ def test_object_at_window_end_belongs_to_next_window(stripe_settings, stripe_acc
 
 
 def test_hidden_defaults_are_lifted(stripe_settings, stripe_account):
-    from stripe_aep.emulators.stripe_account import RESOURCES  # noqa: F401 - the emulator's list
+    from stripe_aep.catalog import RESOURCE_NAMES  # noqa: F401 - the emulator's list
 
     gte, lt = day_bounds(ACCOUNT_START)
     client = _client(stripe_settings)
