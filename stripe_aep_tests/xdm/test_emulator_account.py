@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
+from stripe_aep.catalog import RESOURCE_NAMES as RESOURCES
 from stripe_aep.emulators.stripe_account import StripeAccount
-from stripe_aep.xdm import RESOURCES
 from stripe_aep.xdm.resources import mapping_for
 from stripe_aep.xdm.schemas import metadata_paths
 from stripe_aep_tests.xdm.conftest import TENANT, jsonl, run_convert
