@@ -463,7 +463,7 @@ def check_data_dir(root: str, variable: str = "STRIPE_AEP_DATA_DIR") -> str:
     return path
 
 
-# ---- Rate model (issue 8): Stripe's published limits, enforced by the client -----------------------
+# ---- Rate model: Stripe's published limits, enforced by the client ----------------------------------
 # Kept in its own block: docs.stripe.com/rate-limits publishes 100 requests/s per account in live mode
 # and 25 in a sandbox, 25 requests/s per endpoint unless raised for the account, a concurrency limiter,
 # and a monthly read allocation (500 reads per transaction over 30 days, at least 10,000).

@@ -11,8 +11,8 @@ source, deleted flag). The latest state of an object is its row with the greates
 (`fetched_at` for a listing row, `_change.time` for a version); this module never emits a version whose
 time is not greater than every earlier row of the same object, so there are no ties.
 
-How a version is derived from events (the contract of issue 9, written down in
-docs/change-capture.md, "How versions are derived"):
+How a version is derived from events (docs/change-capture.md, "How versions are derived", states
+the same rules for operators):
 
 - The events of one events window (a file window of `stripe/events/<day>`) not yet derived for a
   resource are read; only those whose `data.object.object` is the resource's object name count.

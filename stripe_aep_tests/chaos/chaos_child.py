@@ -1,7 +1,8 @@
 """Child process of the chaos test: one run of all assets over a range of days, then exit.
 
-Run as `python -m stripe_aep_tests.chaos.chaos_child <lake> <first-day> <last-day>` with the
-`STRIPE_*` and `AEP_*` variables pointing at the emulators. It exits 0 when the run succeeded and 1
+Run as `python -m stripe_aep_tests.chaos.chaos_child <lake> <first-day> <last-day> [<checkpoint>]`
+with the `STRIPE_*` and `AEP_*` variables pointing at the emulators; a checkpoint of `deliver`
+(stripe_aep_tests/crash.py) makes the aep assets SIGKILL the run when a delivery reaches it. It exits 0 when the run succeeded and 1
 when it failed (a failed run is an expected outcome under faults; the test judges only the data).
 The chaos test SIGKILLs it at random moments, so it must never rely on finishing.
 """
@@ -13,15 +14,20 @@ import sys
 
 import dagster as dg
 
-from stripe_aep.assets.aep import aep_assets
+from stripe_aep.assets.aep import aep_assets, build_aep_asset
 from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.config import RESOURCES
 from stripe_aep.resources import AepResource, LakeResource, StripeResource, XdmResource
+from stripe_aep_tests.crash import sigkill_at
 
 
 def main(argv: list[str]) -> int:
-    lake, first, last = argv
+    lake, first, last, *crash_at = argv
+    on_checkpoint = sigkill_at(crash_at[0] if crash_at else None)
+    delivery = [
+        build_aep_asset(asset.key.path[-1], on_checkpoint=on_checkpoint) for asset in aep_assets
+    ]
     resources = {
         "stripe": StripeResource(
             api_key=os.environ["STRIPE_API_KEY"],
@@ -41,7 +47,7 @@ def main(argv: list[str]) -> int:
     }
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [*raw_assets, *xdm_assets, *aep_assets],
+            [*raw_assets, *xdm_assets, *delivery],
             resources=resources,
             instance=instance,
             tags={
