@@ -51,7 +51,6 @@ DEFAULT_STRIPE_API_VERSION = "2026-07-29.dahlia"
 DEFAULT_STRIPE_START_DATE = "2025-01-01"
 #: Below Stripe's limits (25 requests/s for test keys, 100 for live keys) to leave room for other clients.
 DEFAULT_MAX_RPS_TEST = 20.0
-DEFAULT_MAX_RPS_LIVE = 80.0
 #: Objects can take a moment to become visible in list results (tap-stripe observed it), so the
 #: newest part of "now" is left for the next run instead of being marked as covered.
 DEFAULT_VISIBILITY_LAG_SECONDS = 120

@@ -162,18 +162,6 @@ class XdmFile:
             open=lambda: open(p, "rb"),  # noqa: SIM115 - closed by the uploader
         )
 
-    @classmethod
-    def from_filesystem(cls, fs: Any, full_path: str, key: str) -> XdmFile:
-        """A Parquet file on any `pyarrow.fs` filesystem (local folder, S3, GCS)."""
-        import pyarrow.parquet as pq
-
-        info = fs.get_file_info(full_path)
-        with fs.open_input_file(full_path) as f:
-            rows = pq.ParquetFile(f).metadata.num_rows
-        return cls(
-            key=key, rows=rows, size=int(info.size), open=lambda: fs.open_input_stream(full_path)
-        )
-
 
 @dataclass
 class BatchOutcome:

@@ -266,7 +266,6 @@ class DayFigures:
     unchanged: int = 0
     refetched: int = 0
     events_derived: int = 0
-    windows_derived: int = 0
     deferred_windows: int = 0
     bt_reread_requests: int = 0
     bt_became_available: int = 0
@@ -573,12 +572,6 @@ class ChangeDeriver:
             self.state.mark_built()
 
     # deriving from events -------------------------------------------------------------------
-
-    def pending_windows(self, day: dt.date) -> list[tuple[int, int]]:
-        """The events windows of `day` not derived yet for this resource."""
-        events = RawPartition(self.lake, "events", day).files()
-        changes = RawPartition(self.lake, self.resource, day, layer="changes").files()
-        return _underived(events, changes)
 
     def _events_in(self, events: list[RawFile], gte: int, lt: int) -> list[dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
