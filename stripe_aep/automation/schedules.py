@@ -15,8 +15,8 @@ import dagster as dg
 #: Every asset of the code location: the three layers in dependency order, one run per tick.
 ALL_LAYERS = dg.AssetSelection.groups("stripe", "xdm", "aep")
 
-#: `STRIPE_AEP_FRESH_CRON` overrides it (the end-to-end tests tick every minute instead of waiting up
-#: to 15 for the daemon's tick); any five-field cron expression Dagster accepts.
+#: `STRIPE_AEP_FRESH_CRON` overrides it: a shorter interval lowers the worst-case freshness at the
+#: cost of more reads (docs/operations.md); any five-field cron expression Dagster accepts.
 FRESH_CRON = os.environ.get("STRIPE_AEP_FRESH_CRON") or "*/15 * * * *"
 CLOSE_OUT_CRON = "30 0 * * *"
 
