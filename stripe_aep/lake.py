@@ -354,4 +354,3 @@ class Lake:
         if self.is_local:
             self.fs.create_dir(posixpath.dirname(self.full_path(to_rel)), recursive=True)
         self.fs.move(self.full_path(rel), self.full_path(to_rel))
-
