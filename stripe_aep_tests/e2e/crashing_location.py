@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+import stripe_aep.definitions as product
 from stripe_aep.assets.aep import build_aep_asset
-from stripe_aep.definitions import defs as product_defs
 from stripe_aep_tests.crash import sigkill_at
 
 #: the checkpoint the run dies at: the batch is open in AEP, the ledger has one file uploaded
@@ -27,8 +27,10 @@ def _crashing(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     return build_aep_asset(resource, on_checkpoint=sigkill_at(CRASH_AT))
 
 
+# `product.defs` is reached through its module: a second `Definitions` object at module level
+# would leave Dagster unable to tell which one is the code location.
 defs = dg.Definitions(
-    assets=[_crashing(asset) for asset in product_defs.assets or []],
-    resources=product_defs.resources,
-    executor=product_defs.executor,
+    assets=[_crashing(asset) for asset in product.defs.assets or []],
+    resources=product.defs.resources,
+    executor=product.defs.executor,
 )
