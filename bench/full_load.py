@@ -7,9 +7,10 @@ endpoint, concurrency caps, 250–450 ms per request and 1 % 500s, answering 429
 1. stripe-aep: six extraction processes at once (one per resource, as Dagster's multiprocess executor
    runs the six raw steps), sharing the machine-wide rate budget, into an empty lake;
 2. Singer tap-stripe 3.3.0 in its own virtualenv (`--tap-python`), pointed at the emulator through
-   `stripe.api_base` (see ../shared/reference/peers.md §5.1), syncing charges, customers,
-   subscriptions and balance_transactions, cut off after `--peer-seconds` (it is single-threaded: a
-   full load would take many times longer; its objects/s is steady);
+   `stripe.api_base` (tap-stripe has no base-URL setting; stripe-python 5.5.0, which it pins,
+   reads that module global), syncing charges, customers, subscriptions and balance_transactions,
+   cut off after `--peer-seconds` (it is single-threaded: a full load would take many times
+   longer; its objects/s is steady);
 3. Airbyte `airbyte-source-stripe` 5.14.1 in its own virtualenv (`--airbyte-python`), a declarative
    manifest whose `url_base` is hard-coded to api.stripe.com: the wrapper below loads the installed
    manifest and replaces `definitions.base_requester.url_base` with the emulator's before the source

@@ -28,7 +28,6 @@ DEFAULT_STRIPE_API_VERSION = "2026-07-29.dahlia"
 DEFAULT_STRIPE_START_DATE = "2025-01-01"
 #: Below Stripe's limits (25 requests/s for test keys, 100 for live keys) to leave room for other clients.
 DEFAULT_MAX_RPS_TEST = 20.0
-DEFAULT_MAX_RPS_LIVE = 80.0
 #: Objects can take a moment to become visible in list results (tap-stripe observed it), so the
 #: newest part of "now" is left for the next run instead of being marked as covered.
 DEFAULT_VISIBILITY_LAG_SECONDS = 120
@@ -438,7 +437,7 @@ def check_data_dir(root: str, variable: str = "STRIPE_AEP_DATA_DIR") -> str:
     return path
 
 
-# ---- Rate model (issue 8): Stripe's published limits, enforced by the client -----------------------
+# ---- Rate model: Stripe's published limits, enforced by the client ----------------------------------
 # Kept in its own block: docs.stripe.com/rate-limits publishes 100 requests/s per account in live mode
 # and 25 in a sandbox, 25 requests/s per endpoint unless raised for the account, a concurrency limiter,
 # and a monthly read allocation (500 reads per transaction over 30 days, at least 10,000).

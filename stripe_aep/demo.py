@@ -14,6 +14,8 @@ import sys
 import time
 from collections import defaultdict
 
+from stripe_aep.records import DeliverySummary
+
 DEMO_KEY = "sk_test_emulator_demo_0000000000"
 
 
@@ -135,15 +137,15 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
     events = day_sums.pop(("stripe", "events"), {}).get("dagster/row_count", 0)
     run_figures.pop(("stripe", "events"), None)
     for resource in sorted({resource for _, resource in run_figures}):
-        batch_ids = run_figures.get(("aep", resource), {}).get("run_batch_ids", "none")
+        delivery = _delivery(run_figures.get(("aep", resource), {}))
         rows.append(
             [
                 resource,
                 day_sums["stripe", resource]["dagster/row_count"],
                 day_sums["xdm", resource]["dagster/row_count"],
                 day_sums["xdm", resource]["quarantined"],
-                0 if batch_ids == "none" else len(batch_ids.split(", ")),
-                run_figures.get(("aep", resource), {}).get("run_records_written", ""),
+                len(delivery.batch_ids) if delivery else 0,
+                delivery.records_written if delivery else "",
             ]
         )
     print()
@@ -173,6 +175,13 @@ def run_demo(days: int = 3, charges_per_day: int = 300, data_dir: str = "data/de
     print(f"data: {os.path.abspath(data_dir)}  (stripe/, xdm/, quarantine/, ledger/)")
     print(f"end to end in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _delivery(metadata: dict) -> DeliverySummary | None:
+    """The delivery summary an aep materialization carries (`run_delivery`), if any."""
+    return (
+        DeliverySummary.from_json(metadata["run_delivery"]) if "run_delivery" in metadata else None
+    )
 
 
 #: What the demo changes in Stripe after the first load: (resource, kind, fields).
@@ -232,13 +241,14 @@ def _print_tick(tick, today: dt.date) -> None:
     rows = []
     for resource in sorted({r for layer, r in figures if layer == "xdm"}):
         raw = figures.get(("stripe", resource), {})
+        delivery = _delivery(figures.get(("aep", resource), {}))
         rows.append(
             [
                 resource,
                 int(raw.get("versions", 0)),
                 int(raw.get("tombstones", 0)),
                 int(figures.get(("xdm", resource), {}).get("rows_converted", 0)),
-                figures.get(("aep", resource), {}).get("run_records_written", 0),
+                delivery.records_written if delivery else 0,
             ]
         )
     print(f"\nnext tick of {today}: what changed in Stripe, as versions")

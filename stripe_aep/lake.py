@@ -222,12 +222,6 @@ class Lake:
     def full_path(self, rel: str) -> str:
         return posixpath.join(self._base, rel) if rel else self._base
 
-    def uri(self, rel: str = "") -> str:
-        """Where a file is, for people (metadata, messages): a local path or `s3://bucket/key`."""
-        if self.is_local:
-            return self.full_path(rel)
-        return f"{self.root.split('://', 1)[0]}://{self.full_path(rel)}"
-
     def local_path(self, rel: str) -> str:
         """Only for consumers that need a real local file (SQLite); fails on object stores."""
         if not self.is_local:
@@ -360,13 +354,3 @@ class Lake:
         if self.is_local:
             self.fs.create_dir(posixpath.dirname(self.full_path(to_rel)), recursive=True)
         self.fs.move(self.full_path(rel), self.full_path(to_rel))
-
-    def cleanup_temporaries(self, rel_dir: str) -> int:
-        """Remove temporaries left by a crashed writer (only safe when no writer is active)."""
-        selector = pafs.FileSelector(self.full_path(rel_dir), allow_not_found=True, recursive=True)
-        count = 0
-        for info in self.fs.get_file_info(selector):
-            if info.type == pafs.FileType.File and TMP_MARKER in info.base_name:
-                self.fs.delete_file(info.path)
-                count += 1
-        return count

@@ -11,7 +11,7 @@ chained either.
 
 Masking covers the forms a secret takes on its way into a request: raw, `repr`/JSON-escaped, URL-encoded
 (form bodies, query strings) and base64 (HTTP Basic auth `user:secret`, at any alignment inside a longer
-base64 string). Validation (`stripe_aep.config.check_secret_text`) already refuses whitespace and control
+base64 string). Validation (`stripe_aep.config.check_text`) already refuses whitespace and control
 characters, so this is the second line of defence, not the only one.
 """
 

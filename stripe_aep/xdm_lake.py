@@ -4,6 +4,7 @@ Layout, per resource and UTC day, mirroring both raw layers one file to one file
 
     xdm/<resource>/<day>/<stem>.part<i>.parquet   XDM rows of raw file <stem> (≤ 256 MB each)
     xdm/<resource>/<day>/<stem>.xdm.json          manifest: counts, parts, reasons — written last
+                                                  (`stripe_aep.records.XdmManifest`)
     quarantine/<resource>/<day>/<stem>.jsonl      records that failed validation, with the reason
 
 `<stem>` is the raw file's stem (`<gte>-<lt>`, `<gte>-<lt>~<run>`) for a listing file of
@@ -43,16 +44,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from stripe_aep.lake import Lake
+from stripe_aep.records import RawIdentity, XdmManifest, XdmPart
 from stripe_aep.stripe.rawstore import Damage, DamagedRawFile, RawFile, RawPartition, day_bounds
 from stripe_aep.xdm import ConversionResult, convert_jsonl
 from stripe_aep.xdm.convert import listing_version, mapping_fingerprint
-
-
-@dataclass(frozen=True)
-class XdmPart:
-    path: str
-    rows: int
-    bytes: int
 
 
 @dataclass(frozen=True)
@@ -111,11 +106,6 @@ class _GuardedSource:
         return self._call("read", size)
 
 
-def _raw_identity(meta: dict[str, Any]) -> dict[str, Any]:
-    """What tells one version of a raw file from another (the same window re-fetched later)."""
-    return {k: meta.get(k) for k in ("objects", "bytes", "written_at")}
-
-
 class XdmPartition:
     """The XDM side of one resource × day."""
 
@@ -146,14 +136,15 @@ class XdmPartition:
         """Set damaged raw files of both layers aside (see `RawPartition.heal`)."""
         return [*self.raw.heal(), *self.changes.heal()]
 
-    def _read_manifest(self, rel: str) -> dict[str, Any] | None:
+    def _read_manifest(self, rel: str) -> XdmManifest | None:
+        """The manifest at `rel`; None when it is missing or not a whole, well-formed manifest
+        (its raw file is then converted again)."""
         try:
-            manifest = self.lake.read_json(rel)
+            return XdmManifest.from_json(self.lake.read_json(rel))
         except (FileNotFoundError, ValueError, UnicodeDecodeError):
-            return None
-        return manifest if isinstance(manifest, dict) and "parts" in manifest else None
+            return None  # a RecordError (a ValueError) too: the raw file is converted again
 
-    def manifests(self) -> dict[str, dict[str, Any]]:
+    def manifests(self) -> dict[str, XdmManifest]:
         """Readable manifests of the live raw files (keyed by raw stem)."""
         live = {xdm_stem(f) for f in self.raw_files()}
         out = {}
@@ -165,17 +156,17 @@ class XdmPartition:
                     out[stem] = manifest
         return out
 
-    def file_problems(self, manifest: dict[str, Any]) -> list[str]:
+    def file_problems(self, manifest: XdmManifest) -> list[str]:
         """Parts or quarantine file listed by a manifest that are missing or not whole."""
         problems = []
-        for p in manifest["parts"]:
-            size = self.lake.size(p["path"])
+        for p in manifest.parts:
+            size = self.lake.size(p.path)
             if size is None:
-                problems.append(f"part {p['path']} is missing")
-            elif size != p["bytes"]:
-                problems.append(f"part {p['path']} has {size} bytes, {p['bytes']} written")
-        quarantine = manifest.get("quarantine")
-        if manifest.get("quarantined") and not (quarantine and self.lake.exists(quarantine)):
+                problems.append(f"part {p.path} is missing")
+            elif size != p.bytes:
+                problems.append(f"part {p.path} has {size} bytes, {p.bytes} written")
+        quarantine = manifest.quarantine
+        if manifest.quarantined and not (quarantine and self.lake.exists(quarantine)):
             problems.append(f"quarantine file {quarantine} is missing")
         return problems
 
@@ -189,11 +180,11 @@ class XdmPartition:
             if manifest is None:
                 exists = self.lake.exists(self.manifest_path(raw))
                 why = "its manifest is unreadable" if exists else "not converted yet"
-            elif manifest.get("tenant") != tenant:
-                why = f"converted for tenant {manifest.get('tenant')!r}, now {tenant!r}"
-            elif manifest.get("mapping") != fingerprint:
-                why = f"converted with mapping {manifest.get('mapping')}, now {fingerprint}"
-            elif manifest.get("raw_identity") != _raw_identity(self.read_meta(raw)):
+            elif manifest.tenant != tenant:
+                why = f"converted for tenant {manifest.tenant!r}, now {tenant!r}"
+            elif manifest.mapping != fingerprint:
+                why = f"converted with mapping {manifest.mapping}, now {fingerprint}"
+            elif manifest.raw_identity != RawIdentity.from_meta(self.read_meta(raw)):
                 why = "the raw file was re-fetched after it was converted"
             else:
                 problems = self.file_problems(manifest)
@@ -209,13 +200,13 @@ class XdmPartition:
         column = f"_{tenant}.stripe.id"
         ids: set[str] = set()
         for stem, manifest in self.manifests().items():
-            if stem in exclude or manifest.get("tenant") != tenant:
+            if stem in exclude or manifest.tenant != tenant:
                 continue
             if stem.startswith(CHANGES_PREFIX):
                 continue
-            for p in manifest["parts"]:
+            for p in manifest.parts:
                 table = pq.read_table(
-                    self.lake.full_path(p["path"]), columns=[column], filesystem=self.lake.fs
+                    self.lake.full_path(p.path), columns=[column], filesystem=self.lake.fs
                 )
                 ids.update(table.column(0).to_pylist())
         return ids
@@ -230,7 +221,7 @@ class XdmPartition:
         tenant: str,
         known_ids: set[str] | None = None,
         lookups: dict[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], ConversionResult]:
+    ) -> tuple[XdmManifest, ConversionResult]:
         """Convert one raw file; returns its manifest (already committed) and the result.
 
         `known_ids`: ids already listing rows of the partition (duplicates of them are dropped); the
@@ -298,29 +289,28 @@ class XdmPartition:
             q_handle.discard()
             self.lake.delete(quarantine_rel)
         parts = [f"{self.folder}/{stem}.part{p.index}.parquet" for p in result.parts]
-        manifest = {
-            "raw": raw.path,
-            "layer": layer.layer,
-            "raw_identity": _raw_identity(meta),
-            "tenant": tenant,
-            "mapping": mapping_fingerprint(self.resource),
-            "input_records": result.input_records,
-            "rows": result.rows,
-            "quarantined": result.quarantined,
-            "duplicates": result.duplicates,
-            "duplicate_ids": result.duplicate_ids,
+        manifest = XdmManifest(
+            raw=raw.path,
+            layer=layer.layer,
+            raw_identity=RawIdentity.from_meta(meta),
+            tenant=tenant,
+            mapping=mapping_fingerprint(self.resource),
+            input_records=result.input_records,
+            rows=result.rows,
+            quarantined=result.quarantined,
+            duplicates=result.duplicates,
+            duplicate_ids=tuple(result.duplicate_ids),
             # Rows of a change file are versions; tombstones are those of deleted objects.
-            "versions": result.rows if changes else 0,
-            "tombstones": result.tombstones,
-            "reasons": dict(result.reasons),
-            "quarantine": quarantine_rel if result.quarantined else None,
-            "parts": [
-                {"path": path, "rows": p.rows, "bytes": p.bytes}
-                for path, p in zip(parts, result.parts, strict=True)
-            ],
-            "converted_at": int(time.time()),
-        }
-        self.lake.write_json(self.manifest_path(raw), manifest)
+            versions=result.rows if changes else 0,
+            tombstones=result.tombstones,
+            reasons=dict(result.reasons),
+            quarantine=quarantine_rel if result.quarantined else None,
+            parts=tuple(
+                XdmPart(path, p.rows, p.bytes) for path, p in zip(parts, result.parts, strict=True)
+            ),
+            converted_at=int(time.time()),
+        )
+        self.lake.write_json(self.manifest_path(raw), manifest.to_json())
         # Parts of an earlier conversion that this one did not rewrite (it has fewer parts).
         for f in self.lake.list_files(self.folder, suffix=".parquet"):
             if f.path.rsplit("/", 1)[1].startswith(f"{stem}.part") and f.path not in parts:
@@ -346,9 +336,7 @@ class XdmPartition:
         out, problems = [], []
         for _, manifest in sorted(self.manifests().items()):
             problems.extend(p for p in self.file_problems(manifest) if p.startswith("part "))
-            out.extend(
-                XdmPart(p["path"], int(p["rows"]), int(p["bytes"])) for p in manifest["parts"]
-            )
+            out.extend(manifest.parts)
         if problems:
             raise MissingXdmPart(
                 f"{'; '.join(problems)}. Materialize xdm/{self.resource} for {self.day} first: "

@@ -295,10 +295,6 @@ class AepClient:
         self._access_token()
         return TokenInfo(expires_in_s=max(0.0, self._token_expires_at - self._clock()))
 
-    def invalidate_token(self) -> None:
-        with self._token_lock:
-            self._token = None
-
     def _access_token(self) -> str:
         with self._token_lock:
             if self._token is None or self._clock() >= self._token_refresh_at:
@@ -893,16 +889,6 @@ class AepClient:
                 break
             path, params = self._relative(nxt), None
         return results
-
-    def find_tenant_resource(self, kind: str, title: str) -> dict[str, Any] | None:
-        matches = [r for r in self.list_tenant_resources(kind) if r.get("title") == title]
-        if len(matches) > 1:
-            ids = ", ".join(str(m.get("$id")) for m in matches)
-            raise self._error(
-                f"{len(matches)} tenant {kind} are titled {title!r} ({ids})",
-                hint="delete or rename the duplicates in AEP > Schemas, then run setup again",
-            )
-        return matches[0] if matches else None
 
     def _create_sr(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         resp = self.request(

@@ -30,9 +30,13 @@ ledger that is deleted, emptied or replaced is rebuilt from AEP and never causes
 The `externalId` stays unique per attempt (Adobe expects it unique, and a failed batch's files must
 be re-sent under a new one); its prefix is a digest of the dataset, folder and file keys.
 
-Test hook: `STRIPE_AEP_CRASH_AT` (`after_create_before_ledger`, `after_create`, `after_upload:<n>`,
-`after_complete_before_ledger`, `while_polling`) makes `deliver` SIGKILL its own process at that
-point, so the crash tests can prove recovery with a real dead process. It has no effect when unset.
+**Checkpoints.** `deliver(..., on_checkpoint=f)` calls `f(name)` at the moments where a crash
+leaves the most telling state behind: `after_create_before_ledger` (AEP has the batch, the ledger
+only its intent), `after_create` (the ledger has the batch id), `after_upload:<n>` (the n-th file
+of this call is uploaded and recorded), `after_complete_before_ledger` (COMPLETE sent, not yet
+recorded) and `while_polling` (the first status read of a completed batch, before it is recorded).
+The crash tests pass a callback that SIGKILLs the process at one of them, to prove recovery with a
+real dead process; the pipeline passes none.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -52,15 +55,8 @@ from typing import Any, BinaryIO
 from stripe_aep.aep.client import MAX_PUT_BYTES, AepClient, BatchMetrics, BatchState, BatchStatus
 from stripe_aep.aep.errors import AepBatchFailed, AepError, BatchError, FileTooLargeError
 from stripe_aep.aep.ledger import Attempt, AttemptState, BatchLedger, FileState
+from stripe_aep.records import DeliverySummary
 
-CRASH_ENV = "STRIPE_AEP_CRASH_AT"
-CRASH_POINTS = (
-    "after_create_before_ledger",
-    "after_create",
-    "after_upload:<n>",
-    "after_complete_before_ledger",
-    "while_polling",
-)
 MAX_FILES_PER_BATCH = 1500
 MAX_BATCH_BYTES = 100 * 10**9
 UPLOAD_CHUNK_BYTES = 1 << 20
@@ -143,12 +139,6 @@ def external_id_for(dataset_id: str, files: Sequence[XdmFile]) -> str:
     return f"stripe-aep-{digest[:16]}-{uuid.uuid4().hex[:16]}"
 
 
-def _crash_point(name: str) -> None:
-    """Test hook: SIGKILL this process when `STRIPE_AEP_CRASH_AT` names this point."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @dataclass(frozen=True)
 class XdmFile:
     """One XDM Parquet file to deliver. `key` is its lake-relative path (and its path in the batch)."""
@@ -170,18 +160,6 @@ class XdmFile:
             rows=pq.ParquetFile(p).metadata.num_rows,
             size=os.path.getsize(p),
             open=lambda: open(p, "rb"),  # noqa: SIM115 - closed by the uploader
-        )
-
-    @classmethod
-    def from_filesystem(cls, fs: Any, full_path: str, key: str) -> XdmFile:
-        """A Parquet file on any `pyarrow.fs` filesystem (local folder, S3, GCS)."""
-        import pyarrow.parquet as pq
-
-        info = fs.get_file_info(full_path)
-        with fs.open_input_file(full_path) as f:
-            rows = pq.ParquetFile(f).metadata.num_rows
-        return cls(
-            key=key, rows=rows, size=int(info.size), open=lambda: fs.open_input_stream(full_path)
         )
 
 
@@ -284,27 +262,27 @@ class DeliveryReport:
             b.metrics.records_failed or 0 for b in self.failed
         )
 
-    def as_metadata(self) -> dict[str, Any]:
-        """Flat, secret-free figures for Dagster materialization metadata."""
-        return {
-            "dataset_id": self.dataset_id,
-            "batch_ids": self.batch_ids,
-            "files_sent": len(self.files),
-            "rows_sent": self.rows,
-            "bytes_sent": self.bytes,
-            "rows_confirmed": self.delivered_rows,
-            "records_read": self.records_read,
-            "records_written": self.records_written,
-            "records_failed": self.records_failed,
-            "statuses": self.statuses,
-            "pending_batches": self.pending_batches,
-            "stalled_batches": self.stalled_batches,
-            "already_delivered_files": len(self.already_delivered),
-            "skipped_empty_files": len(self.skipped_empty),
-            "changed_after_delivery": self.changed_after_delivery,
-            "adopted_batches": len(self.adopted_batches),
-            "catalog_lookups": len(self.catalog_lookups),
-        }
+    def summary(self) -> DeliverySummary:
+        """The secret-free figures of this call (the aep asset's metadata)."""
+        return DeliverySummary(
+            dataset_id=self.dataset_id,
+            batch_ids=tuple(self.batch_ids),
+            files_sent=len(self.files),
+            rows_sent=self.rows,
+            bytes_sent=self.bytes,
+            rows_confirmed=self.delivered_rows,
+            records_read=self.records_read,
+            records_written=self.records_written,
+            records_failed=self.records_failed,
+            statuses=self.statuses,
+            pending_batches=tuple(self.pending_batches),
+            stalled_batches=tuple(self.stalled_batches),
+            already_delivered_files=len(self.already_delivered),
+            skipped_empty_files=len(self.skipped_empty),
+            changed_after_delivery=tuple(self.changed_after_delivery),
+            adopted_batches=len(self.adopted_batches),
+            catalog_lookups=len(self.catalog_lookups),
+        )
 
 
 class _UploadStream:
@@ -394,8 +372,10 @@ class _Delivery:
         log: Any,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
+        on_checkpoint: Callable[[str], None] | None,
     ) -> None:
         self.client, self.ledger, self.dataset_id = client, ledger, dataset_id
+        self.on_checkpoint = on_checkpoint
         self.files = {f.key: f for f in files}
         self.wait_timeout_s, self.poll_interval_s = wait_timeout_s, poll_interval_s
         self.max_files, self.max_bytes = max_files_per_batch, max_batch_bytes
@@ -407,6 +387,11 @@ class _Delivery:
         self.new_failures: list[tuple[str, str, list[BatchError]]] = []
 
     # -- bookkeeping -----------------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> None:
+        """Tell the caller's `on_checkpoint` (if any) that delivery reached `name`."""
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(name)
 
     def _outcome(self, attempt_id: int, *, sent: bool = False, recovered: bool = False):
         a = self.ledger.attempt(attempt_id)
@@ -744,9 +729,9 @@ class _Delivery:
                 batch_id,
                 external_id,
             )
-        _crash_point("after_create_before_ledger")
+        self.checkpoint("after_create_before_ledger")
         self.ledger.record_created(attempt_id, batch_id)
-        _crash_point("after_create")
+        self.checkpoint("after_create")
         self.log.info(
             "AEP delivery: batch %s created for %d file(s), %d rows",
             batch_id,
@@ -787,7 +772,7 @@ class _Delivery:
                             error = error or fut.exception()
                             continue
                         self.uploaded_count += 1
-                        _crash_point(f"after_upload:{self.uploaded_count}")
+                        self.checkpoint(f"after_upload:{self.uploaded_count}")
                 if error is not None:
                     for fut in pending:
                         fut.cancel()
@@ -806,7 +791,7 @@ class _Delivery:
     def _complete(self, attempt_id: int, batch_id: str) -> None:
         self.ledger.record_complete_requested(attempt_id)
         self.client.complete_batch(batch_id)
-        _crash_point("after_complete_before_ledger")
+        self.checkpoint("after_complete_before_ledger")
         self.ledger.record_completed(attempt_id)
 
     # -- phase 3: watch --------------------------------------------------------------------
@@ -831,7 +816,7 @@ class _Delivery:
                         errors=(BatchError("NOT_FOUND", "Catalog no longer knows this batch"),),
                     )
                 if first_round:
-                    _crash_point("while_polling")
+                    self.checkpoint("while_polling")
                 new_state = self.ledger.record_status(a.attempt_id, status)
                 out = self._outcome(a.attempt_id)
                 if new_state is AttemptState.FAILED:
@@ -890,8 +875,12 @@ def deliver(
     log: Any = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    on_checkpoint: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
     """Deliver the files not yet delivered to `dataset_id`, exactly once; see the module docstring.
+
+    `on_checkpoint` is called with the name of each checkpoint reached (see the module docstring),
+    in the delivering thread.
 
     Raises `AepBatchFailed` (after recording it) when AEP fails a batch, `AepError` when a call
     fails, `FileTooLargeError` before anything is sent when a file exceeds 256 MiB.
@@ -931,6 +920,7 @@ def deliver(
             log=log,
             clock=clock,
             sleep=sleep,
+            on_checkpoint=on_checkpoint,
         )
         run.recover()
         run.send_new()

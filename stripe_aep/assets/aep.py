@@ -5,6 +5,9 @@ recovery). One factory builds the asset of each resource of the catalog (stripe_
 the code location keeps those `STRIPE_AEP_RESOURCES` selects.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import dagster as dg
 
 from stripe_aep.aep.deliver import XdmFile, deliver
@@ -15,8 +18,9 @@ from stripe_aep.assets.raw import partition_days, record_day_figures
 from stripe_aep.catalog import RESOURCE_NAMES
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
+from stripe_aep.records import XdmPart
 from stripe_aep.resources import AepResource, LakeResource
-from stripe_aep.xdm_lake import XdmPart, XdmPartition
+from stripe_aep.xdm_lake import XdmPartition
 
 ROWS_CHECK = "aep_rows_match_xdm_rows"
 AEP_POOL = "aep_api"
@@ -31,7 +35,11 @@ class DeliveryConfig(dg.Config):
     poll_interval_seconds: float = 5.0
 
 
-def build_aep_asset(resource: str) -> dg.AssetsDefinition:
+def build_aep_asset(
+    resource: str, *, on_checkpoint: Callable[[str], None] | None = None
+) -> dg.AssetsDefinition:
+    """The aep asset of one resource. `on_checkpoint` is passed to `deliver` (see its checkpoints):
+    the crash tests build assets that SIGKILL their run at one; the code location passes none."""
     key = dg.AssetKey(["aep", resource])
 
     @dg.asset(
@@ -104,6 +112,7 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
                 wait_timeout_s=config.wait_timeout_seconds,
                 poll_interval_s=config.poll_interval_seconds,
                 log=context.log,
+                on_checkpoint=on_checkpoint,
             )
             days = {
                 key: _day_figures(ledger, dataset_id, day_of_parts, set(report.files))
@@ -111,28 +120,22 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
             }
         finally:
             ledger.close()
-        record_day_figures(context, days)
-        xdm_rows = sum(day["xdm_rows"] for day in days.values())
-        delivered = sum(day["dagster/row_count"] for day in days.values())
-        metadata = report.as_metadata()
+        record_day_figures(context, {key: day.metadata() for key, day in days.items()})
+        xdm_rows = sum(day.xdm_rows for day in days.values())
+        delivered = sum(day.rows_delivered for day in days.values())
+        summary = report.summary()
         # AEP's own count for the batches that finished in this run must equal what we sent in them.
         aep_matches_sent = report.records_written == report.delivered_rows
         everything_delivered = delivered == xdm_rows
         # Run-wide figures, the same on every day of the run (a batch may hold files of several
-        # days, so AEP's counts are per run): `run_` so no one adds them up across days.
-        run_figures = {
-            f"run_{k}": v
-            for k, v in metadata.items()
-            if not isinstance(v, list | dict) and k != "dataset_id"
-        }
+        # days, so AEP's counts are per run): `run_` so no one adds them up across days. The
+        # whole summary (batch ids, statuses, ...) is `run_delivery`, read back with
+        # `DeliverySummary.from_json`; its counts are also plain numbers the UI can plot.
         return dg.MaterializeResult(
             metadata={
                 "dataset_id": report.dataset_id,
-                **run_figures,
-                "run_batch_ids": ", ".join(metadata["batch_ids"]) or "none",
-                "run_statuses": dg.MetadataValue.json(metadata["statuses"]),
-                "run_pending_batches": ", ".join(report.pending_batches) or "none",
-                "run_stalled_batches": ", ".join(report.stalled_batches) or "none",
+                **{f"run_{name}": count for name, count in summary.counts().items()},
+                "run_delivery": dg.MetadataValue.json(summary.to_json()),
                 "run_rows_delivered": delivered,
                 "run_xdm_rows": xdm_rows,
             },
@@ -158,26 +161,52 @@ def build_aep_asset(resource: str) -> dg.AssetsDefinition:
     return aep_asset
 
 
-def _day_figures(
-    ledger: BatchLedger, dataset_id: str, parts: list[XdmPart], sent_this_run: set[str]
-) -> dict:
+@dataclass(frozen=True)
+class DayDelivery:
     """One day's own delivery: its XDM rows, the rows AEP holds of them, what this run sent, and
     the batches (of any run) that hold its files."""
+
+    xdm_rows: int
+    rows_delivered: int
+    files: int
+    files_sent: int
+    rows_sent: int
+    bytes_sent: int
+    batch_ids: tuple[str, ...]
+    pending_batches: tuple[str, ...]
+
+    def metadata(self) -> dict[str, int | dg.MetadataValue]:
+        """The day partition's materialization metadata."""
+        return {
+            "dagster/row_count": self.rows_delivered,
+            "xdm_rows": self.xdm_rows,
+            "files": self.files,
+            "files_sent": self.files_sent,
+            "rows_sent": self.rows_sent,
+            "bytes_sent": self.bytes_sent,
+            "batch_ids": dg.MetadataValue.json(list(self.batch_ids)),
+            "pending_batches": dg.MetadataValue.json(list(self.pending_batches)),
+        }
+
+
+def _day_figures(
+    ledger: BatchLedger, dataset_id: str, parts: list[XdmPart], sent_this_run: set[str]
+) -> DayDelivery:
     keys = [p.path for p in parts]
     claims = ledger.claims(dataset_id, keys)
-    batches = sorted({a.batch_id or a.external_id for a, _ in claims.values()})
-    pending = sorted({a.batch_id or a.external_id for a, _ in claims.values() if a.active})
     sent = [p for p in parts if p.path in sent_this_run]
-    return {
-        "dagster/row_count": ledger.delivered_rows(keys, dataset_id=dataset_id),
-        "xdm_rows": sum(p.rows for p in parts),
-        "files": len(parts),
-        "files_sent": len(sent),
-        "rows_sent": sum(p.rows for p in sent),
-        "bytes_sent": sum(p.bytes for p in sent),
-        "batch_ids": ", ".join(batches) or "none",
-        "pending_batches": ", ".join(pending) or "none",
-    }
+    return DayDelivery(
+        xdm_rows=sum(p.rows for p in parts),
+        rows_delivered=ledger.delivered_rows(keys, dataset_id=dataset_id),
+        files=len(parts),
+        files_sent=len(sent),
+        rows_sent=sum(p.rows for p in sent),
+        bytes_sent=sum(p.bytes for p in sent),
+        batch_ids=tuple(sorted({a.batch_id or a.external_id for a, _ in claims.values()})),
+        pending_batches=tuple(
+            sorted({a.batch_id or a.external_id for a, _ in claims.values() if a.active})
+        ),
+    )
 
 
 #: One asset per resource of the catalog; the code location keeps the selected ones.

@@ -6,7 +6,9 @@ its own raw files (refunds and disputes: the raw charges, for their customer) co
 catalog's `lookup_resources`.
 """
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -121,31 +123,13 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                     damaged.append(str(exc))
                     continue
                 converted[key] = converted.get(key, 0) + 1
-                converted_rows[key] = converted_rows.get(key, 0) + manifest["rows"]
+                converted_rows[key] = converted_rows.get(key, 0) + manifest.rows
                 if result.rows:
                     previews[key] = result.preview_markdown()
         for message in damaged:
             context.log.warning(message)
         days = {p.day.isoformat(): _day_state(p, tenant) for p in partitions}
-        totals = {
-            name: sum(day[name] for day in days.values())
-            for name in (
-                "raw_objects",
-                "rows",
-                "quarantined",
-                "duplicates",
-                "files",
-                "bytes",
-                "version_rows",
-                "tombstones",
-            )
-        }
-        reasons: dict[str, int] = {}
-        problems: list[str] = []
-        for day in days.values():
-            problems.extend(day["problems"])
-            for reason, count in day["reasons"].items():
-                reasons[reason] = reasons.get(reason, 0) + count
+        totals = _DayState.total(days.values())
         context.log.info(
             f"{resource}: converted {sum(converted.values())} raw files into "
             f"{sum(converted_rows.values())} rows"
@@ -160,16 +144,16 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
             context,
             {
                 key: {
-                    "dagster/row_count": day["rows"],
-                    "raw_objects": day["raw_objects"],
-                    "quarantined": day["quarantined"],
-                    "duplicates_dropped": day["duplicates"],
+                    "dagster/row_count": day.rows,
+                    "raw_objects": day.raw_objects,
+                    "quarantined": day.quarantined,
+                    "duplicates_dropped": day.duplicates,
                     # Rows of change files (versions observed this day), and of those the
                     # tombstones of deleted objects (docs/change-capture.md).
-                    "version_rows": day["version_rows"],
-                    "tombstones": day["tombstones"],
-                    "files": day["files"],
-                    "bytes": day["bytes"],
+                    "version_rows": day.version_rows,
+                    "tombstones": day.tombstones,
+                    "files": day.files,
+                    "bytes": day.bytes,
                     "rows_converted": converted_rows.get(key, 0),
                     "raw_files_converted": converted.get(key, 0),
                     "preview": dg.MetadataValue.md(
@@ -180,50 +164,45 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
                 for key, day in days.items()
             },
         )
-        reconciled = (
-            totals["raw_objects"] == totals["rows"] + totals["quarantined"] + totals["duplicates"]
-            and not problems
-        )
         top_reasons = "\n".join(
-            f"- {count} × {reason}"
-            for reason, count in sorted(reasons.items(), key=lambda x: -x[1])
+            f"- {count} × {reason}" for reason, count in totals.reasons.most_common()
         )
         return dg.MaterializeResult(
             # Run-wide figures, the same on every day of the run: `run_` so no one adds them up.
             metadata={
-                "run_rows": totals["rows"],
-                "run_raw_objects": totals["raw_objects"],
+                "run_rows": totals.rows,
+                "run_raw_objects": totals.raw_objects,
                 "run_rows_converted": sum(converted_rows.values()),
                 "run_raw_files_converted": sum(converted.values()),
-                "run_quarantined": totals["quarantined"],
-                "run_duplicates_dropped": totals["duplicates"],
-                "run_version_rows": totals["version_rows"],
-                "run_tombstones": totals["tombstones"],
-                "run_files": totals["files"],
-                "run_bytes": totals["bytes"],
+                "run_quarantined": totals.quarantined,
+                "run_duplicates_dropped": totals.duplicates,
+                "run_version_rows": totals.version_rows,
+                "run_tombstones": totals.tombstones,
+                "run_files": totals.files,
+                "run_bytes": totals.bytes,
                 "tenant": tenant,
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name=RECONCILE_CHECK,
-                    passed=reconciled,
+                    passed=totals.reconciled,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={
-                        "raw_objects": totals["raw_objects"],
-                        "xdm_rows": totals["rows"],
-                        "quarantined": totals["quarantined"],
-                        "duplicates_dropped": totals["duplicates"],
+                        "raw_objects": totals.raw_objects,
+                        "xdm_rows": totals.rows,
+                        "quarantined": totals.quarantined,
+                        "duplicates_dropped": totals.duplicates,
                         "problems": dg.MetadataValue.md(
-                            "\n".join(f"- {p}" for p in problems[:50]) or "none"
+                            "\n".join(f"- {p}" for p in totals.problems[:50]) or "none"
                         ),
                     },
                 ),
                 dg.AssetCheckResult(
                     check_name=QUARANTINE_CHECK,
-                    passed=totals["quarantined"] == 0,
+                    passed=totals.quarantined == 0,
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={
-                        "quarantined": totals["quarantined"],
+                        "quarantined": totals.quarantined,
                         "reasons": dg.MetadataValue.md(top_reasons or "none"),
                         "path": dg.MetadataValue.path(
                             lake.lake().full_path(f"quarantine/{resource}")
@@ -236,33 +215,69 @@ def build_xdm_asset(resource: str) -> dg.AssetsDefinition:
     return xdm_asset
 
 
-def _day_state(partition: XdmPartition, tenant: str) -> dict:
-    """What the lake holds for one day (listing and change files): its raw objects, XDM rows (of
-    which versions and tombstones), quarantined and dropped records, parts, and anything that keeps
-    it from reconciling (a raw file without manifest, a part that is missing or cut short, a
-    conversion for another tenant)."""
+@dataclass
+class _DayState:
+    """What the lake holds for one day (or, added up, for the run's days): raw objects, XDM rows
+    (of which versions and tombstones), quarantined and dropped records, parts, quarantine reasons,
+    and anything that keeps the day from reconciling."""
+
+    raw_objects: int = 0
+    rows: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    version_rows: int = 0
+    tombstones: int = 0
+    files: int = 0
+    bytes: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def reconciled(self) -> bool:
+        """Every raw object is a row, a quarantined record or a dropped duplicate, and nothing
+        listed is missing."""
+        counted = self.rows + self.quarantined + self.duplicates
+        return self.raw_objects == counted and not self.problems
+
+    @classmethod
+    def total(cls, days: Iterable["_DayState"]) -> "_DayState":
+        out = cls()
+        for day in days:
+            out.raw_objects += day.raw_objects
+            out.rows += day.rows
+            out.quarantined += day.quarantined
+            out.duplicates += day.duplicates
+            out.version_rows += day.version_rows
+            out.tombstones += day.tombstones
+            out.files += day.files
+            out.bytes += day.bytes
+            out.reasons.update(day.reasons)
+            out.problems.extend(day.problems)
+        return out
+
+
+def _day_state(partition: XdmPartition, tenant: str) -> _DayState:
+    """One day's state from its manifests. Problems: a raw file without manifest, a part that is
+    missing or cut short, a conversion for another tenant."""
     manifests = partition.manifests()
-    problems = [
+    state = _DayState(raw_objects=partition.raw_objects())
+    state.problems.extend(
         f"{f.path} has no XDM manifest"
         for f in partition.raw_files()
         if xdm_stem(f) not in manifests
-    ]
-    state = {"raw_objects": partition.raw_objects(), "rows": 0, "quarantined": 0}
-    state.update(duplicates=0, files=0, bytes=0, reasons={}, problems=problems)
-    state.update(version_rows=0, tombstones=0)
+    )
     for manifest in manifests.values():
-        problems.extend(partition.file_problems(manifest))
-        if manifest.get("tenant") != tenant:
-            problems.append(f"{manifest['raw']} was converted for another tenant")
-        state["rows"] += manifest["rows"]
-        state["quarantined"] += manifest["quarantined"]
-        state["duplicates"] += manifest.get("duplicates", 0)
-        state["version_rows"] += manifest.get("versions", 0)
-        state["tombstones"] += manifest.get("tombstones", 0)
-        state["files"] += len(manifest["parts"])
-        state["bytes"] += sum(p["bytes"] for p in manifest["parts"])
-        for reason, count in manifest["reasons"].items():
-            state["reasons"][reason] = state["reasons"].get(reason, 0) + count
+        state.problems.extend(partition.file_problems(manifest))
+        if manifest.tenant != tenant:
+            state.problems.append(f"{manifest.raw} was converted for another tenant")
+        state.rows += manifest.rows
+        state.quarantined += manifest.quarantined
+        state.duplicates += manifest.duplicates
+        state.version_rows += manifest.versions
+        state.tombstones += manifest.tombstones
+        state.files += len(manifest.parts)
+        state.bytes += manifest.bytes
+        state.reasons.update(manifest.reasons)
     return state
 
 

@@ -16,8 +16,9 @@ from stripe_aep.config import fresh_cron_from_env
 #: Every asset of the code location: the three layers in dependency order, one run per tick.
 ALL_LAYERS = dg.AssetSelection.groups("stripe", "xdm", "aep")
 
-#: `STRIPE_AEP_FRESH_CRON` overrides it (the end-to-end tests tick every minute instead of waiting up
-#: to 15 for the daemon's tick); any five-field cron expression Dagster accepts, checked on load.
+#: `STRIPE_AEP_FRESH_CRON` overrides it: a shorter interval lowers the worst-case freshness at the
+#: cost of more reads (docs/operations.md); any five-field cron expression Dagster accepts, checked
+#: when the code location loads.
 FRESH_CRON = fresh_cron_from_env()
 CLOSE_OUT_CRON = "30 0 * * *"
 

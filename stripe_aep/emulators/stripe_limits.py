@@ -1,12 +1,12 @@
 """The limits Stripe publishes, as the Stripe emulator enforces them, and their CLI options.
 
-Why: an emulator kinder than Stripe hides the costs a real account imposes (issue 8: a client
-tuned against a lenient emulator had 39 % of its requests answered 429 by live-mode limits). This
-module holds what the emulator needs to be exactly as strict as Stripe's published limits: the
-per-account and per-endpoint request rates, the concurrency caps, the windows they are measured
-over, and the options of `stripe-aep emulate` that raise them (accounts with raised limits) or add
-live-like latency and faults (benchmarks). It imports nothing heavy, so `stripe-aep --help` stays
-instant. Citations and the reasoning behind each number: docs/emulators.md.
+Why: an emulator kinder than Stripe hides the costs a real account imposes (a client tuned
+against a lenient emulator can have a large share of its requests answered 429 by live-mode
+limits, a cost that only shows in production). This module holds what the emulator needs to be
+exactly as strict as Stripe's published limits: the per-account and per-endpoint request rates,
+the concurrency caps, the windows they are measured over, and the options of `stripe-aep emulate`
+that raise them (accounts with raised limits) or add live-like latency and faults (benchmarks).
+It imports nothing heavy, so `stripe-aep --help` stays instant. Citations and the reasoning behind each number: docs/emulators.md.
 """
 
 from __future__ import annotations
@@ -219,8 +219,8 @@ def parse_latency(value: float | tuple[float, float] | str) -> tuple[float, floa
 
 
 #: "Live limits" profile for benchmarks: a live-mode account (100 requests/s, 25 per endpoint)
-#: answering list requests in 250–450 ms with 1 % of requests failing with a 500, the conditions
-#: of issue 8's measurements of a production account.
+#: answering list requests in 250–450 ms with 1 % of requests failing with a 500: the conditions
+#: a production account's list requests meet (docs/benchmarks.md).
 LIVE_PROFILE: dict[str, Any] = {"livemode": True, "latency_ms": "250-450", "error_rate": 0.01}
 
 

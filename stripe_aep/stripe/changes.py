@@ -11,8 +11,8 @@ source, deleted flag). The latest state of an object is its row with the greates
 (`fetched_at` for a listing row, `_change.time` for a version); this module never emits a version whose
 time is not greater than every earlier row of the same object, so there are no ties.
 
-How a version is derived from events (the contract of issue 9, written down in
-docs/change-capture.md, "How versions are derived"):
+How a version is derived from events (docs/change-capture.md, "How versions are derived", states
+the same rules for operators):
 
 - The events of one events window (a file window of `stripe/events/<day>`) not yet derived for a
   resource are read; only those whose `data.object.object` is the resource's object name count.
@@ -279,7 +279,6 @@ class DayFigures:
     unchanged: int = 0
     refetched: int = 0
     events_derived: int = 0
-    windows_derived: int = 0
     deferred_windows: int = 0
     bt_reread_requests: int = 0
     bt_became_available: int = 0
@@ -585,12 +584,6 @@ class ChangeDeriver:
             self.state.mark_built()
 
     # deriving from events -------------------------------------------------------------------
-
-    def pending_windows(self, day: dt.date) -> list[tuple[int, int]]:
-        """The events windows of `day` not derived yet for this resource."""
-        events = RawPartition(self.lake, "events", day).files()
-        changes = RawPartition(self.lake, self.resource, day, layer="changes").files()
-        return _underived(events, changes)
 
     def _events_in(self, events: list[RawFile], gte: int, lt: int) -> list[dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

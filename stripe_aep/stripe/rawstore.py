@@ -418,8 +418,3 @@ def read_objects(lake: Lake, raw: RawFile) -> list[dict[str, Any]]:
     with lake.open_input(raw.path, compression="zstd") as stream:
         data = stream.read()
     return [json.loads(line) for line in data.split(b"\n") if line]
-
-
-def open_lines(lake: Lake, raw: RawFile) -> pa.NativeFile:
-    """A decompressed stream of the file's JSON lines (what the XDM conversion reads)."""
-    return lake.open_input(raw.path, compression="zstd")

@@ -1,7 +1,7 @@
 """Generates `docs/xdm-mapping.md` from the mappings (never edit that file by hand).
 
-Why generated: the issue asks for the field reference to come from the same declaration as the
-schemas and the conversion; a test checks that the committed file equals `render_mapping_docs()`.
+Why generated: the field reference comes from the same declaration as the schemas and the
+conversion, so it cannot drift from what is delivered; a test checks that the committed file equals `render_mapping_docs()`.
 Regenerate with `python -m stripe_aep.xdm.docs docs/xdm-mapping.md`.
 """
 

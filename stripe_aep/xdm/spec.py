@@ -1,6 +1,6 @@
 """The declarative vocabulary of the XDM mapping: fields, sources and resource mappings.
 
-Why: the issue asks for one description per resource that is the single source of truth for the
+Why: one description per resource is the single source of truth for the
 Schema Registry payloads, the Arrow/Parquet schema, the conversion, the validation and the docs.
 A `Field` says *what* an XDM field is (name, XDM type, description, constraints); its `Source`
 says *where* the value comes from in the Stripe object and how it is derived. Everything else

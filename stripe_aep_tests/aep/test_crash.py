@@ -1,4 +1,4 @@
-"""Crash safety: a real delivery process SIGKILLed at each hook point, then a re-run.
+"""Crash safety: a real delivery process SIGKILLed at each checkpoint, then a re-run.
 
 After the re-run every row must be in AEP exactly once, no batch may be left `loading`, and the
 ledger must hold no pending attempt.
@@ -6,6 +6,7 @@ ledger must hold no pending attempt.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,9 @@ import pytest
 
 from stripe_aep.aep.deliver import XdmFile, deliver
 from stripe_aep.aep.ledger import AttemptState, open_ledger
+from stripe_aep.records import DeliverySummary
 from stripe_aep_tests.aep.conftest import env_for, make_files, write_xdm_file
+from stripe_aep_tests.crash import sigkill_at
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,9 +35,6 @@ def child(
     ledger_env: dict[str, str] | None = None,
 ):
     env = {**os.environ, **env_for(aep), **(ledger_env or {}), "PYTHONPATH": str(ROOT)}
-    env.pop("STRIPE_AEP_CRASH_AT", None)
-    if crash_at:
-        env["STRIPE_AEP_CRASH_AT"] = crash_at
     return subprocess.run(
         [
             sys.executable,
@@ -44,6 +44,7 @@ def child(
             str(data_dir),
             dataset_id,
             str(max_files),
+            *(["--crash-at", crash_at] if crash_at else []),
         ],
         env=env,
         capture_output=True,
@@ -165,11 +166,58 @@ def test_interrupted_batch_whose_files_are_not_offered_again_is_aborted(
     ledger.close()
 
 
-def test_crash_hook_is_inert_when_unset(aep, lake, tmp_path, dataset_id):
+def test_child_without_a_crash_point_delivers_and_reports_its_summary(
+    aep, lake, tmp_path, dataset_id
+):
     make_files(lake, 1, 3)
     done = child(aep, lake, tmp_path / "data", dataset_id, None)
     assert done.returncode == 0, done.stderr
-    assert '"rows_confirmed": 3' in done.stdout
+    summary = DeliverySummary.from_json(json.loads(done.stdout.splitlines()[-1]))
+    assert (summary.dataset_id, summary.files_sent, summary.rows_confirmed) == (dataset_id, 1, 3)
+    assert summary.records_written == 3 and len(summary.batch_ids) == 1
+    assert summary.statuses == {summary.batch_ids[0]: "success"}
+
+
+def test_checkpoints_are_reported_in_protocol_order(aep, aep_client, lake, tmp_path, dataset_id):
+    """What a crash test can stop at: every checkpoint, in the order of the write-ahead protocol
+    (5 files, 3 per batch: two batches, each created, uploaded file by file, completed, then
+    both watched)."""
+    aep.faults.processing_delay_s = 0.05
+    files = make_files(lake, 5, 4)
+    reached: list[str] = []
+    ledger = open_ledger(tmp_path / "data")
+    deliver(
+        aep_client,
+        ledger,
+        dataset_id=dataset_id,
+        files=files,
+        wait_timeout_s=10,
+        poll_interval_s=0.02,
+        max_files_per_batch=3,
+        upload_concurrency=1,
+        on_checkpoint=reached.append,
+    )
+    batch = ["after_create_before_ledger", "after_create"]
+    assert reached == [
+        *batch,
+        "after_upload:1",
+        "after_upload:2",
+        "after_upload:3",
+        "after_complete_before_ledger",
+        *batch,
+        "after_upload:4",
+        "after_upload:5",
+        "after_complete_before_ledger",
+        "while_polling",
+        "while_polling",
+    ]
+    ledger.close()
+
+
+def test_sigkill_at_refuses_an_unknown_checkpoint():
+    assert sigkill_at(None) is None
+    with pytest.raises(ValueError, match="after_upload:<n>"):
+        sigkill_at("after_upload")
 
 
 @pytest.mark.parametrize("crash_at", ["after_upload:1", "while_polling"])

@@ -14,6 +14,7 @@ from stripe_aep.assets.raw import raw_assets
 from stripe_aep.assets.xdm import xdm_assets
 from stripe_aep.definitions import resources_from_env
 from stripe_aep.lake import Lake
+from stripe_aep.records import DeliverySummary
 from stripe_aep.resources import LakeResource, StripeResource, XdmResource
 from stripe_aep.stripe.client import list_passes
 from stripe_aep.stripe.rawstore import day_bounds
@@ -211,10 +212,10 @@ def test_range_run_records_each_days_own_figures_on_its_partition(
             assert x["path"].endswith(f"xdm/{resource}/{key}"), where
             assert a["dagster/row_count"] == a["xdm_rows"] == a["rows_sent"] == n, where
             assert a["files"] == a["files_sent"] == x["files"], where
-            assert a["pending_batches"] == "none", where
+            assert a["pending_batches"] == [], where
             # The day's batches hold the day's objects (and, a batch spanning days, maybe others).
-            day_batches = a["batch_ids"].split(", ")
-            assert day_batches and "none" not in day_batches, where
+            day_batches = a["batch_ids"]
+            assert day_batches, where
             in_batches = {i for b in day_batches for i in read_batch_ids(client, b)}
             assert truth[key] <= in_batches, where
             assert truth[key] <= set(received), where
@@ -239,9 +240,11 @@ def test_range_run_records_each_days_own_figures_on_its_partition(
         assert run_xdm["run_files"] == sum(m["files"] for m in xdm.values()), resource
         assert run_aep["run_rows_delivered"] == run_aep["run_records_written"] == total, resource
         assert run_aep["run_rows_sent"] == sum(m["rows_sent"] for m in aep.values()), resource
-        assert set(run_aep["run_batch_ids"].split(", ")) == {
-            b for m in aep.values() for b in m["batch_ids"].split(", ")
-        }, resource
+        delivery = DeliverySummary.from_json(run_aep["run_delivery"])
+        assert set(delivery.batch_ids) == {b for m in aep.values() for b in m["batch_ids"]}
+        assert delivery.records_written == delivery.rows_confirmed == total, resource
+        assert delivery.statuses == dict.fromkeys(delivery.batch_ids, "success"), resource
+        assert delivery.pending_batches == delivery.stalled_batches == (), resource
         assert len(received) == total, resource
 
 
@@ -293,11 +296,11 @@ def test_bad_records_are_quarantined_and_reconciled(stripe_emulator, tmp_path):
         assert not checks["quarantine_empty"].passed
     xdm = XdmPartition(lake, "charges", DAYS[0])
     manifests = xdm.manifests()
-    quarantined = sum(m["quarantined"] for m in manifests.values())
-    rows = sum(m["rows"] for m in manifests.values())
+    quarantined = sum(m.quarantined for m in manifests.values())
+    rows = sum(m.rows for m in manifests.values())
     assert xdm.raw_objects() == rows + quarantined
     assert quarantined >= 4  # the null-object record may be legitimately mappable
-    q_path = next(m["quarantine"] for m in manifests.values() if m["quarantine"])
+    q_path = next(m.quarantine for m in manifests.values() if m.quarantine)
     lines = [json.loads(x) for x in lake.read_bytes(q_path).splitlines()]
     assert all(line["reason"] and "record" in line for line in lines)
     assert {"ch_bad_created", "ch_bad_currency", "ch_bad_amount"} <= {

@@ -135,7 +135,7 @@ def test_changed_tenant_converts_everything_again(stripe_emulator, tmp_path):
         assert meta["raw_files_converted"].value == 1 and meta["tenant"].value == TENANT
         assert any("converted for tenant 'wrongtenant'" in w for w in _warnings(instance, again))
     xdm = XdmPartition(lake, "charges", ACCOUNT_START)
-    assert {m["tenant"] for m in xdm.manifests().values()} == {TENANT}
+    assert {m.tenant for m in xdm.manifests().values()} == {TENANT}
     [part] = xdm.parts()
     assert f"_{TENANT}" in pq.read_schema(tmp_path / part.path).names
     assert "_wrongtenant" not in pq.read_schema(tmp_path / part.path).names

@@ -43,6 +43,7 @@ TENANT = "stripeaep"
 DAYS = [ACCOUNT_START, ACCOUNT_START + dt.timedelta(days=1)]
 FAULTS_PER_SEED = 5
 RUN_TIMEOUT_S = 480
+#: checkpoints of `deliver` a run is SIGKILLed at (stripe_aep_tests/crash.py)
 CRASH_POINTS = (
     "after_create_before_ledger",
     "after_create",
@@ -77,13 +78,12 @@ class Chaos:
             "STRIPE_AEP_DATA_DIR": str(lake),
             RESOURCES_VARIABLE: ",".join(RESOURCES),
         }
-        self.env.pop("STRIPE_AEP_CRASH_AT", None)
         self.outcomes: list[str] = []
         self.runs = 0
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, **extra_env: str) -> subprocess.Popen:
+    def start_run(self, *extra_args: str) -> subprocess.Popen:
         self.runs += 1
         self.last_log = self.lake.parent / f"run-{self.runs}.log"
         log = open(self.last_log, "wb")  # noqa: SIM115 - the child owns it until it exits
@@ -95,8 +95,9 @@ class Chaos:
                 str(self.lake),
                 DAYS[0].isoformat(),
                 DAYS[-1].isoformat(),
+                *extra_args,
             ],
-            env={**self.env, **extra_env},
+            env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -113,8 +114,8 @@ class Chaos:
                 f"a chaos run hung after {'; '.join(self.outcomes)}\n{tail}"
             ) from None
 
-    def run(self, **extra_env: str) -> int:
-        return self.finish(self.start_run(**extra_env))
+    def run(self, *extra_args: str) -> int:
+        return self.finish(self.start_run(*extra_args))
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class Chaos:
 
     def kill_in_delivery(self) -> str:
         point = self.rng.choice(CRASH_POINTS)
-        return f"crash at {point}: exit {self.run(STRIPE_AEP_CRASH_AT=point)}"
+        return f"crash at {point}: exit {self.run(point)}"
 
     def _files(self, layer: str) -> list[Path]:
         root = self.lake / layer

@@ -48,9 +48,8 @@ NOT_DEPLOYED = {
     "AEP_IMS_URL": "the emulator's address for local runs; production uses Adobe IMS's default",
     "AEP_PLATFORM_URL": "the emulator's address; production uses platform.adobe.io",
     "AEP_DATASET_": "AEP_DATASET_<RESOURCE> pins a dataset id; by default found by name",
-    "STRIPE_AEP_CRASH_AT": "test hook that SIGKILLs a delivery on purpose",
     "STRIPE_AEP_DEV_EMULATORS": "`make dev` only",
-    "STRIPE_AEP_FRESH_CRON": "test override of the fresh-data schedule's cron",
+    "STRIPE_AEP_FRESH_CRON": "the fresh-data schedule's cron; the default (every 15 min) is kept",
     "STRIPE_CURRENCIES": "a Python constant (stripe_aep.xdm), not an environment variable",
     "STRIPE_RESOURCES": "a Python constant (stripe_aep.catalog), not an environment variable",
 }

@@ -11,9 +11,10 @@ is its own pod under the K8sRunLauncher, and the queued run coordinator launches
    runs that execute in parallel. Every Stripe object of those days is in AEP exactly once, the
    ledger's rows are in PostgreSQL, the lake's files in the bucket (no local lake, no SQLite file),
    and Stripe saw no more than a test key's limits in any one-second window, summed over all runs.
-2. A run SIGKILLed in the middle of a delivery (the `STRIPE_AEP_CRASH_AT` hook, in the environment
-   of a `dagster asset materialize` run on the same instance, S3 and PostgreSQL), then the day
-   backfilled again through the UI: every object in AEP exactly once, no file committed twice.
+2. A run SIGKILLed in the middle of a delivery (a `dagster asset materialize` run of the test code
+   location stripe_aep_tests/e2e/crashing_location.py, whose aep assets kill their process at a
+   delivery checkpoint, on the same instance, S3 and PostgreSQL), then the day backfilled again
+   through the UI: every object in AEP exactly once, no file committed twice.
 
 The tests share one deployment and run in file order.
 """
@@ -252,14 +253,14 @@ def test_run_killed_mid_delivery_then_backfilled_delivers_each_object_once(
             "asset",
             "materialize",
             "-m",
-            "stripe_aep.definitions",
+            "stripe_aep_tests.e2e.crashing_location",
             "--select",
             "*",
             "--partition",
             crash_day.isoformat(),
         ],  # fmt: skip
         cwd=REPO_ROOT,
-        env={**dist.dagster.env, "STRIPE_AEP_CRASH_AT": "after_upload:1"},
+        env=dist.dagster.env,
         capture_output=True,
         text=True,
         timeout=900,

@@ -150,9 +150,9 @@ def test_raw_then_xdm_on_s3_cursor_from_stored_keys_and_bounded_listing(
                 xdm = XdmPartition(lake, resource, day)
                 manifests = xdm.manifests()
                 assert set(manifests) == {f.stem for f in xdm.raw.files()}
-                rows = sum(m["rows"] for m in manifests.values())
-                quarantined = sum(m["quarantined"] for m in manifests.values())
-                assert rows + quarantined + sum(m["duplicates"] for m in manifests.values()) == (
+                rows = sum(m.rows for m in manifests.values())
+                quarantined = sum(m.quarantined for m in manifests.values())
+                assert rows + quarantined + sum(m.duplicates for m in manifests.values()) == (
                     xdm.raw_objects()
                 )
                 assert sum(p.rows for p in xdm.parts()) == rows > 0
@@ -227,7 +227,7 @@ def test_bad_records_are_quarantined_on_s3(s3_server, s3_bucket, s3_root, stripe
                    {"api_version": "2026-06-24.dahlia", "account": None}, refresh=1)  # fmt: skip
         _materialize(_select(xdm_assets, "xdm", "charges"), resources, instance, [day])
     manifests = XdmPartition(lake, "charges", day).manifests()
-    q_paths = [m["quarantine"] for m in manifests.values() if m["quarantine"]]
+    q_paths = [m.quarantine for m in manifests.values() if m.quarantine]
     assert len(q_paths) == 1
     assert f"stripe-aep/{q_paths[0]}" in s3_server.keys(s3_bucket, "stripe-aep/quarantine/")
     lines = [json.loads(x) for x in lake.read_bytes(q_paths[0]).splitlines()]

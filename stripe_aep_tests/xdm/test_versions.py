@@ -107,13 +107,13 @@ def test_listing_and_change_rows_carry_their_version_fields(lake, tmp_path):
     manifests = xdm.manifests()
     change_stem = f"{CHANGES_PREFIX}{START + 1000}-{START + 2000}"
     assert set(manifests) == {f"{START}-{START + 100}", change_stem}
-    assert manifests[change_stem]["layer"] == "changes"
-    assert (manifests[change_stem]["rows"], manifests[change_stem]["duplicates"]) == (3, 0)
-    assert (manifests[change_stem]["versions"], manifests[change_stem]["tombstones"]) == (3, 1)
-    assert manifests[change_stem]["quarantined"] == 0  # cus_old's created is outside the day
+    assert manifests[change_stem].layer == "changes"
+    assert (manifests[change_stem].rows, manifests[change_stem].duplicates) == (3, 0)
+    assert (manifests[change_stem].versions, manifests[change_stem].tombstones) == (3, 1)
+    assert manifests[change_stem].quarantined == 0  # cus_old's created is outside the day
     # Parts, manifest and (no) quarantine of the change file are named apart from the listing's.
     assert all(p.path.rsplit("/", 1)[1].startswith(change_stem) for p in xdm.parts()[1:])
-    total = sum(m["rows"] + m["quarantined"] + m["duplicates"] for m in manifests.values())
+    total = sum(m.rows + m.quarantined + m.duplicates for m in manifests.values())
     assert total == xdm.raw_objects() == 5
 
     got = [r[f"_{TENANT}"]["stripe"] | {"_id": r["_id"]} for r in rows(lake, xdm)]
@@ -174,12 +174,12 @@ def test_change_lines_without_change_facts_are_quarantined_naming_the_key(lake, 
     xdm = XdmPartition(lake, "customers", DAY)
     convert_all(xdm)
     [manifest] = xdm.manifests().values()
-    assert (manifest["rows"], manifest["quarantined"], manifest["duplicates"]) == (1, 2, 1)
-    lines = [json.loads(x) for x in (tmp_path / manifest["quarantine"]).read_text().splitlines()]
+    assert (manifest.rows, manifest.quarantined, manifest.duplicates) == (1, 2, 1)
+    lines = [json.loads(x) for x in (tmp_path / manifest.quarantine).read_text().splitlines()]
     reasons = {q["id"]: (q["reason"], q["field"]) for q in lines}
     assert reasons["cus_9"] == ("missing_change_field", "_change.time")
     assert reasons["cus_8"] == ("not_in_enum", "_change.source")
-    assert manifest["quarantine"].rsplit("/", 1)[1].startswith(CHANGES_PREFIX)
+    assert manifest.quarantine.rsplit("/", 1)[1].startswith(CHANGES_PREFIX)
 
 
 def test_listing_duplicates_still_dropped_but_versions_of_listed_ids_are_rows(lake):
@@ -198,7 +198,7 @@ def test_listing_duplicates_still_dropped_but_versions_of_listed_ids_are_rows(la
     ids = [r[f"_{TENANT}"]["stripe"]["id"] for r in rows(lake, xdm)]
     assert ids == ["cus_1", "cus_1"]
     manifests = xdm.manifests()
-    assert sum(m["duplicates"] for m in manifests.values()) == 1
+    assert sum(m.duplicates for m in manifests.values()) == 1
     # Converting the listing again (mapping changed, say) does not count the version against it.
     assert xdm.kept_ids(TENANT) == {"cus_1"}
 

@@ -55,10 +55,10 @@ def test_manifest_records_tenant_mapping_and_counts(lake):
     xdm = XdmPartition(lake, "charges", DAY)
     assert _convert_all(xdm) == ["not converted yet"]
     [manifest] = xdm.manifests().values()
-    assert manifest["tenant"] == TENANT
-    assert manifest["mapping"] == convert_module.mapping_fingerprint("charges")
-    assert manifest["mapping"].startswith(f"v{convert_module.MAPPING_VERSION}-")
-    assert (manifest["input_records"], manifest["rows"], manifest["duplicates"]) == (2, 2, 0)
+    assert manifest.tenant == TENANT
+    assert manifest.mapping == convert_module.mapping_fingerprint("charges")
+    assert manifest.mapping.startswith(f"v{convert_module.MAPPING_VERSION}-")
+    assert (manifest.input_records, manifest.rows, manifest.duplicates) == (2, 2, 0)
     assert xdm.pending(TENANT) == []
 
 
@@ -124,9 +124,9 @@ def test_duplicates_across_files_are_dropped_once_and_reconverting_keeps_them(la
     _convert_all(xdm)
     assert sorted(_ids(lake, xdm)) == ["ch_1", "ch_2", "ch_3", "ch_4"]
     manifests = xdm.manifests()
-    assert manifests[refresh.stem]["duplicates"] == 1
-    assert manifests[refresh.stem]["duplicate_ids"] == ["ch_1"]
-    total = sum(m["rows"] + m["quarantined"] + m["duplicates"] for m in manifests.values())
+    assert manifests[refresh.stem].duplicates == 1
+    assert manifests[refresh.stem].duplicate_ids == ("ch_1",)
+    total = sum(m.rows + m.quarantined + m.duplicates for m in manifests.values())
     assert total == xdm.raw_objects() == 5
     # Re-converting only the file that kept ch_1 keeps it there (the refresh file does not hold it).
     (tmp_path / xdm.parts()[0].path).unlink()
@@ -181,7 +181,63 @@ def test_missing_quarantine_file_is_converted_again(lake, tmp_path):
     xdm = XdmPartition(lake, "charges", DAY)
     _convert_all(xdm)
     [manifest] = xdm.manifests().values()
-    (tmp_path / manifest["quarantine"]).unlink()
-    assert _convert_all(xdm) == [f"quarantine file {manifest['quarantine']} is missing"]
-    [line] = (tmp_path / manifest["quarantine"]).read_text().splitlines()
+    (tmp_path / manifest.quarantine).unlink()
+    assert _convert_all(xdm) == [f"quarantine file {manifest.quarantine} is missing"]
+    [line] = (tmp_path / manifest.quarantine).read_text().splitlines()
     assert json.loads(line)["id"] == "ch_bad" and json.loads(line)["reason"] == "unknown_currency"
+
+
+def test_manifest_of_an_older_version_is_read_and_converted_again(lake, tmp_path):
+    """A manifest written before `layer`, `raw_identity`, `mapping`, `duplicates`, `versions`,
+    `tombstones` and `duplicate_ids` were recorded (the keys of the first stripe-aep versions) is
+    readable: the day's counts include it, and since it names no mapping its raw file is converted
+    again into a manifest with every field."""
+    raw = RawPartition(lake, "charges", DAY)
+    f = raw.write(START, START + 100, [_line("ch_1", START + 1), _line("ch_2", START + 2)], META)
+    xdm = XdmPartition(lake, "charges", DAY)
+    _convert_all(xdm)
+    [current] = xdm.manifests().values()
+    path = tmp_path / xdm.manifest_path(f)
+    on_disk = json.loads(path.read_text())
+    old_keys = ("raw", "tenant", "input_records", "rows", "quarantined", "reasons", "quarantine")
+    old = {k: on_disk[k] for k in (*old_keys, "parts", "converted_at")}
+    path.write_text(json.dumps(old))
+
+    [read] = xdm.manifests().values()
+    assert (read.raw, read.layer, read.tenant) == (f.path, "stripe", TENANT)
+    assert (read.mapping, read.raw_identity) == (None, None)
+    assert (read.rows, read.duplicates, read.versions, read.tombstones) == (2, 0, 0, 0)
+    assert read.parts == current.parts and read.duplicate_ids == ()
+    assert xdm.parts() == list(current.parts)  # still deliverable until it is converted again
+    mapping = convert_module.mapping_fingerprint("charges")
+    assert _convert_all(xdm) == [f"converted with mapping None, now {mapping}"]
+    [again] = xdm.manifests().values()
+    assert again.mapping == mapping and again.raw_identity is not None
+    assert set(json.loads(path.read_text())) == set(on_disk)  # the same keys as before
+    assert _ids(lake, xdm) == ["ch_1", "ch_2"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda m: m.pop("parts"),
+        lambda m: m.update(rows="2"),
+        lambda m: m.update(rows=-1),
+        lambda m: m.update(quarantined=True),
+        lambda m: m["parts"][0].pop("bytes"),
+        lambda m: m.update(reasons=["unknown_currency"]),
+    ],
+    ids=["no parts", "rows a string", "negative rows", "a bool count", "part size", "reasons"],
+)
+def test_malformed_manifest_is_not_trusted_and_converted_again(lake, tmp_path, damage):
+    raw = RawPartition(lake, "charges", DAY)
+    f = raw.write(START, START + 100, [_line("ch_1", START + 1)], META)
+    xdm = XdmPartition(lake, "charges", DAY)
+    _convert_all(xdm)
+    path = tmp_path / xdm.manifest_path(f)
+    manifest = json.loads(path.read_text())
+    damage(manifest)
+    path.write_text(json.dumps(manifest))
+    assert xdm.manifests() == {}
+    assert _convert_all(xdm) == ["its manifest is unreadable"]
+    assert _ids(lake, xdm) == ["ch_1"]
