@@ -405,7 +405,7 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
             nodes = page.get_by_text("Latest event", exact=True)
             sync_api.expect(nodes).to_have_count(len(ALL_ASSET_PATHS), timeout=60_000)
             passed = page.get_by_text(re.compile(r"^\d+ / \d+ Passed$"))
-            sync_api.expect(passed).to_have_count(12, timeout=60_000)
+            sync_api.expect(passed).to_have_count(2 * len(RESOURCES), timeout=60_000)
             for resource in RESOURCES:
                 assert page.get_by_text(resource, exact=True).count() >= 3, resource
             page.wait_for_timeout(1500)  # let the edges settle before the picture
