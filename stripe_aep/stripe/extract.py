@@ -321,7 +321,7 @@ class PartitionExtractor:
             lines = [
                 line
                 for created, oid, line, _ in found
-                if created >= lo and oid not in skip and line is not DROPPED
+                if created >= lo and oid not in skip and line != DROPPED
             ]
             day = piece.part.day.isoformat()
             with lock:
@@ -479,7 +479,7 @@ class PartitionExtractor:
                     commit(piece, oldest + 1, piece.flushed_to, done)
                     piece.flushed_to = oldest + 1
                     written = sum(len(item[2]) for item in done)
-                    dropped = sum(1 for item in done if item[2] is DROPPED)
+                    dropped = sum(1 for item in done if item[2] == DROPPED)
                     held -= written + dropped * DROPPED_ENTRY_BYTES
                     self._hold(-written)
             if self._stop.is_set():
