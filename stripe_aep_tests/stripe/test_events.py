@@ -498,3 +498,35 @@ def test_idle_ticks_against_the_emulator_cost_two_reads_and_a_refund_one_more(
         o for f in RawPartition(lake, "refunds", DAY).files() for o in read_objects(lake, f)
     ]
     assert refund["charge"] == charge["id"]
+
+
+def test_the_default_eights_events_from_the_emulator_drop_its_payment_intent_events(tmp_path):
+    """On the emulator (each charge also brings two PaymentIntent events, as on Stripe), the
+    default eight's unfiltered pass pages every event and writes exactly the catalog's ones."""
+    from stripe_aep.emulators.stripe_account import StripeAccount
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    now = float(END + 3600)
+    account = StripeAccount(start=DAY, days=1, charges_per_day=150, clock=lambda: now)
+    served = account.events(START, END)
+    kept = {t for p in event_type_passes(DEFAULT_RESOURCES) for t in p}
+    wanted = [e for e in served if e["type"] in kept]
+    intents = [e for e in served if e["type"].startswith("payment_intent.")]
+    assert intents and len(wanted) + len(intents) == len(served)
+    with StripeEmulator(account, rate_limit_rps=0) as emulator:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=emulator.url, max_rps="1000")
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            EVENTS,
+            concurrency=2,
+            visibility_lag_seconds=LAG,
+            clock=lambda: now,
+            selection=DEFAULT_RESOURCES,
+        ).run([DAY])
+        sent = [r for r in emulator.log if r.path == "/v1/events"]
+    assert result.objects == len(served) and result.new_objects == len(wanted)
+    assert len(sent) == result.request_stats["pages"] >= -(-len(served) // 100)
+    lake = Lake(str(tmp_path))
+    written = [o for f in RawPartition(lake, EVENTS, DAY).files() for o in read_objects(lake, f)]
+    assert sorted(e["id"] for e in written) == sorted(e["id"] for e in wanted)
