@@ -14,8 +14,9 @@ account's clock are one fake clock):
 1. a warm-up: the close-out of D−1 and the first tick of D (they fetch the account's history and
    the one-off account-id lookup);
 2. `--ticks` fresh-data ticks of D, spread over the day (an idle tick costs the same whatever the
-   time since the last one: one empty events page per events pass, one for the AEP's six
-   resources and two for all eight, and one empty balance-transactions page);
+   time since the last one: one empty events page, whatever the selection (AEP's six ask their
+   20 types, all eight list unfiltered: `events_listing`), and one empty balance-transactions
+   page);
 3. the close-out of D at 00:30 on D+1 (lists the whole day once: one request per list pass).
 
 Reads are counted where Stripe would count them: the emulator's arrival log. Prints reads per idle

@@ -173,9 +173,34 @@ def test_the_client_lists_each_resource_with_its_declared_passes_and_permission(
     for r in STRIPE_RESOURCES:
         assert list_passes(r.name) == tuple(dict(p) for p in r.filter_passes)
         assert permission_hint(r.name) == f"{r.permission_label} ({r.permission})"
-    assert list_passes(EVENTS, DEFAULT_RESOURCES) == tuple(
-        {"types[]": list(p)} for p in event_type_passes(DEFAULT_RESOURCES)
-    )
+    # AEP's six: their 20 types fit one request, asked as `types[]`
+    (six_types,) = event_type_passes(AEP_SOURCE_RESOURCES)
+    assert len(six_types) == 20
+    assert list_passes(EVENTS, AEP_SOURCE_RESOURCES) == ({"types[]": list(six_types)},)
+    # all eight: more than 20 types, so one unfiltered pass instead of two `types[]` ones
+    assert len(event_type_passes(DEFAULT_RESOURCES)) == 2
+    assert list_passes(EVENTS, DEFAULT_RESOURCES) == ({},)
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [AEP_SOURCE_RESOURCES, DEFAULT_RESOURCES, ("customers",), ("charges", "disputes")],
+    ids=["aep-six", "default-eight", "customers", "charges-disputes"],
+)
+def test_the_events_listing_keeps_exactly_the_selections_types_in_one_request(selection):
+    from stripe_aep.stripe.client import events_listing
+
+    passes, kept = events_listing(selection)
+    assert len(passes) == 1
+    asked = [t for p in event_type_passes(selection) for t in p]
+    assert kept == tuple(asked) and len(set(kept)) == len(kept)
+    assert set(kept) == {t for r in selection for t in stripe_resource(r).requested_event_types}
+    if len(kept) <= MAX_EVENT_TYPES_PER_REQUEST:
+        assert passes == ({"types[]": list(kept)},)
+    else:
+        assert passes == ({},)
+    with pytest.raises(ValueError, match="no event types"):
+        events_listing(["balance_transactions"])
 
 
 def test_the_stripe_asset_layers_hold_every_catalog_resource():

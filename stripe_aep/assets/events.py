@@ -1,9 +1,10 @@
 """`stripe/events`: Stripe's events of the selected resources, one folder per UTC day of the event's `created`.
 
 The same extractor, client, budgets, pool, cursor-from-files and atomic storage as the raw resources
-(`stripe_aep.stripe.extract`), on `/v1/events` with the explicit `types[]` the catalog declares for
-the resources `STRIPE_AEP_RESOURCES` selects (`event_type_passes`: at most 20 types a request,
-Stripe's limit; one pass for the resources of AEP's own Stripe source, two for the whole catalog).
+(`stripe_aep.stripe.extract`), on `/v1/events`, keeping the types the catalog declares for the
+resources `STRIPE_AEP_RESOURCES` selects (`events_listing`): asked as `types[]` when they fit one
+request (at most 20, Stripe's limit: the resources of AEP's own Stripe source), else listed
+unfiltered and the other types dropped before writing (the whole catalog), so one request a window.
 The raw assets depend on it, so one run lists the events first: today's listing is then skipped when the events show nothing new (the probe, `stripe_aep.stripe.events`),
 and the changes they carry are derived into versions.
 
@@ -31,6 +32,7 @@ from stripe_aep.lake import Lake
 from stripe_aep.locks import hold_partitions
 from stripe_aep.partitions import backfill_policy, daily_partitions
 from stripe_aep.resources import LakeResource, StripeResource
+from stripe_aep.stripe.client import events_listing
 from stripe_aep.stripe.events import LostWindows, oldest_fetchable, scan_coverage
 from stripe_aep.stripe.extract import ExtractionResult, PartitionExtractor
 
@@ -76,6 +78,8 @@ def build_events_asset(resources: Sequence[str]) -> dg.AssetsDefinition:
     resources = tuple(resources)
     passes = event_type_passes(resources)
     types = [t for types in passes for t in types]
+    # asked as `types[]`, or one unfiltered pass with the other types dropped (`events_listing`)
+    filtered = not passes or "types[]" in events_listing(resources)[0][0]
 
     @dg.asset(
         key=["stripe", EVENTS],
@@ -86,8 +90,13 @@ def build_events_asset(resources: Sequence[str]) -> dg.AssetsDefinition:
         owners=ASSET_OWNERS,
         pool=STRIPE_POOL,
         description=(
-            f"Raw Stripe events of {', '.join(resources)} (explicit types[], {len(passes)} "
-            f"pass{'es' if len(passes) != 1 else ''} of at most 20 of the {len(types)} types), "
+            f"Raw Stripe events of {', '.join(resources)} (their {len(types)} types, "
+            + (
+                "asked as types[]"
+                if filtered
+                else "more than a request's 20: listed unfiltered, other types dropped"
+            )
+            + "), "
             "lossless JSON lines, one folder per UTC day of the event's `created`. Incremental "
             "like the raw resources; never asks for events older than Stripe's 30-day retention, "
             "and warns (metadata `events_coverage_warning`) when a window the listings rely upon "
@@ -96,7 +105,7 @@ def build_events_asset(resources: Sequence[str]) -> dg.AssetsDefinition:
         metadata={
             "stripe_endpoint": "/v1/events",
             "event_types": ", ".join(types) or "none",
-            "event_type_passes": len(passes),
+            "event_types_filter": "types[]" if filtered else "none (other types dropped)",
         },
     )
     def events_asset(

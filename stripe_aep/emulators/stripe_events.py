@@ -73,6 +73,38 @@ EMITTED_TYPES: dict[str, tuple[str, ...]] = {
                  "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible"),
 }  # fmt: skip
 
+#: The PaymentIntent events Stripe sends with every charge made through a PaymentIntent (each
+#: charge here has one, `payment_intent`): `payment_intent.created` ("Occurs when a new
+#: PaymentIntent is created"), then its outcome: `payment_intent.succeeded` ("Occurs when a
+#: PaymentIntent has successfully completed payment"), `payment_intent.payment_failed`,
+#: `payment_intent.processing` (an asynchronous payment method, the `charge.pending` ones) or
+#: `payment_intent.amount_capturable_updated` (an authorized, uncaptured charge) — Stripe's event
+#: types list (docs.stripe.com/api/events/types). Not a catalog resource: they only make the
+#: unfiltered `/v1/events` as busy as a real account's (docs/emulators.md), and like every type
+#: they are returned by `type`/`types[]` only when asked for. Derived from the charges index like
+#: the charges' creation events, ids `evt_` + the charge id's random part + a mark (below).
+PAYMENT_INTENT_CREATED = "payment_intent.created"
+PAYMENT_INTENT_OUTCOMES: dict[str, str] = {
+    "charge.succeeded": "payment_intent.succeeded",
+    "charge.failed": "payment_intent.payment_failed",
+    "charge.pending": "payment_intent.processing",
+}
+PAYMENT_INTENT_UNCAPTURED = "payment_intent.amount_capturable_updated"
+PAYMENT_INTENT_TYPES: tuple[str, ...] = (
+    PAYMENT_INTENT_CREATED, *PAYMENT_INTENT_OUTCOMES.values(), PAYMENT_INTENT_UNCAPTURED
+)  # fmt: skip
+#: The status of the PaymentIntent each of its events shows.
+PAYMENT_INTENT_STATUS: dict[str, str] = {
+    PAYMENT_INTENT_CREATED: "requires_payment_method",
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "requires_payment_method",
+    "payment_intent.processing": "processing",
+    PAYMENT_INTENT_UNCAPTURED: "requires_capture",
+}
+#: The last character of a PaymentIntent event's id: its creation, then its outcome (so a charge's
+#: events sort charge, created, outcome within their second).
+_PI_CREATED_MARK, _PI_OUTCOME_MARK = "a", "b"
+
 
 class _Missing:
     """The previous value of a key the object did not have (undo removes the key)."""
@@ -380,6 +412,8 @@ class _Entry:
     resource: str
     object_id: str
     mutation: Mutation | None  # None: the object's creation event
+    #: A PaymentIntent event of the charge `object_id`: its mark (`_PI_CREATED_MARK`, ...).
+    payment_intent: str | None = None
 
 
 class Timeline:
@@ -595,6 +629,13 @@ class Timeline:
                 if buried is not None:
                     entry = _Entry(buried[1], event_id, resource, object_id, None)
                     break
+        if entry is None and event_id[-1:] in (_PI_CREATED_MARK, _PI_OUTCOME_MARK):
+            charge_id = EVENT_RESOURCES["charges"] + event_id[4:-1]
+            index = self.indexes["charges"]
+            position = index.position.get(charge_id)
+            if position is not None:
+                created = -index.neg_created[position]
+                entry = _Entry(created, event_id, "charges", charge_id, None, event_id[-1])
         if entry is None or entry.created > now or entry.created < now - EVENT_RETENTION_SECONDS:
             return None
         return entry
@@ -629,6 +670,7 @@ class Timeline:
                    for r in EVENT_RESOURCES]  # fmt: skip
         sources.append(self._sorted_events(self._grave_keys, self._grave_entry, low, high,
                                            cursor, ascending, match))  # fmt: skip
+        sources.append(self._payment_intent_events(low, high, cursor, ascending, match))
         sources.append(self._sorted_events(self._event_keys, self._mutation_entry, low, high,
                                            cursor, ascending, match))  # fmt: skip
         merged = heapq.merge(*sources, key=_entry_key, reverse=not ascending)
@@ -686,6 +728,61 @@ class Timeline:
                 continue
             yield _Entry(-neg[p], "evt_" + object_id[prefix_length:], resource, object_id, None)
 
+    def _payment_intent_outcome(self, charge_id: str) -> str:
+        """The type of the outcome event of the charge's PaymentIntent, from the charge's creation
+        type; an authorized charge (captured later, or not yet) is `succeeded` but uncaptured."""
+        kind = self.creation_type("charges", charge_id)
+        if kind == "charge.succeeded" and (
+            any(m.type == "charge.captured" for m in self.by_object.get(charge_id, ()))
+            or b'"captured":false' in (self.blob("charges", charge_id) or b"")
+        ):
+            return PAYMENT_INTENT_UNCAPTURED
+        return PAYMENT_INTENT_OUTCOMES[kind]
+
+    def _payment_intent_events(
+        self,
+        low: int,
+        high: int,
+        cursor: tuple[int, str] | None,
+        ascending: bool,
+        match: Callable[[str], bool] | None,
+    ) -> Iterator[_Entry]:
+        """The PaymentIntent events of the listed charges, in list order (or reversed): two a
+        charge at its `created`, ids `evt_` + the charge id's random part + a mark."""
+        if match is not None and not any(match(t) for t in PAYMENT_INTENT_TYPES):
+            return
+        index = self.indexes["charges"]
+        prefix_length = len(EVENT_RESOURCES["charges"])
+        ids, neg = index.ids, index.neg_created
+        lo, hi = index.created_range(gte=low, lte=high)
+        if cursor is not None:  # the cursor's second, then each entry compared with the cursor
+            if ascending:
+                hi = min(hi, bisect.bisect_right(neg, -cursor[0]))
+            else:
+                lo = max(lo, bisect.bisect_left(neg, -cursor[0]))
+        positions = range(hi - 1, lo - 1, -1) if ascending else range(lo, hi)
+        marks = (_PI_CREATED_MARK, _PI_OUTCOME_MARK) if ascending else (_PI_OUTCOME_MARK,
+                                                                       _PI_CREATED_MARK)  # fmt: skip
+        for p in positions:
+            object_id = ids[p]
+            created = -neg[p]
+            base = "evt_" + object_id[prefix_length:]
+            for mark in marks:
+                event_id = base + mark
+                if cursor is not None and created == cursor[0]:
+                    key = (created, event_id)
+                    if (key <= cursor) if ascending else (key >= cursor):
+                        continue
+                if match is not None:
+                    kind = (
+                        PAYMENT_INTENT_CREATED
+                        if mark == _PI_CREATED_MARK
+                        else self._payment_intent_outcome(object_id)
+                    )
+                    if not match(kind):
+                        continue
+                yield _Entry(created, event_id, "charges", object_id, None, mark)
+
     def _sorted_events(
         self,
         keys: list[tuple[int, str]],
@@ -738,6 +835,8 @@ class Timeline:
         version = self.versions.at(entry.created)
         mutation = entry.mutation
         document = self.state(entry.resource, entry.object_id, mutation)
+        if entry.payment_intent is not None:
+            return self._render_payment_intent(entry, version, document, livemode)
         newer = stripe_specs.fields_newer_than(stripe_resource(entry.resource).object_name, version)
         for name in newer:
             document.pop(name, None)
@@ -766,6 +865,38 @@ class Timeline:
         if livemode:
             blob = blob.replace(b'"livemode":false', b'"livemode":true')
         return blob
+
+    def _render_payment_intent(
+        self, entry: _Entry, version: str, charge: dict[str, Any], livemode: bool
+    ) -> bytes:
+        """A PaymentIntent event of a charge: `data.object` a minimal PaymentIntent (its id,
+        amount, currency, status and created; the pipeline never keeps these events)."""
+        kind = (
+            PAYMENT_INTENT_CREATED
+            if entry.payment_intent == _PI_CREATED_MARK
+            else self._payment_intent_outcome(entry.object_id)
+        )
+        intent = {
+            "id": charge.get("payment_intent"),
+            "object": "payment_intent",
+            "amount": charge.get("amount"),
+            "created": entry.created,
+            "currency": charge.get("currency"),
+            "livemode": livemode,
+            "status": PAYMENT_INTENT_STATUS[kind],
+        }
+        event = {
+            "id": entry.event_id,
+            "object": "event",
+            "api_version": version,
+            "created": entry.created,
+            "data": {"object": intent},
+            "livemode": livemode,
+            "pending_webhooks": 0,
+            "request": {"id": None, "idempotency_key": None},
+            "type": kind,
+        }
+        return orjson.dumps(event)
 
 
 def _entry_key(entry: _Entry) -> tuple[int, str]:

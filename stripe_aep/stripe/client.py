@@ -49,22 +49,41 @@ from stripe_aep.stripe.ratelimit import RATE_REASONS, RateBudget, default_limite
 PAGE_LIMIT = 100
 
 
+def events_listing(selection: Iterable[str]) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    """How `stripe/events` lists the events of `selection`: (its passes, the types it keeps).
+
+    The kept types are the explicit types of the selected resources (`event_type_passes`,
+    stripe_aep/catalog.py); a wildcard would not do (`customer.*` also matches discount, source,
+    tax-id and subscription events). When they fit one request (at most 20, Stripe's limit; AEP's
+    six resources ask 20), that request asks them as `types[]`. When they need more, ONE
+    unfiltered pass is made instead (without `types`/`type` Stripe returns every event type: API
+    reference "List all events") and the extractor drops every event of another type before
+    writing: an idle fresh tick then still costs one events request, not one per group of 20
+    (docs/operations.md, "Change capture: events, freshness and reads", weighs the extra pages a
+    busy account's other events cost).
+    """
+    selection = tuple(selection)
+    groups = event_type_passes(selection)
+    if not groups:
+        # No pass at all would page nothing and still claim the window as covered.
+        raise ValueError(f"no event types to list for the resources {list(selection)}")
+    kept = tuple(t for types in groups for t in types)
+    if len(groups) == 1:
+        # `requests` sends a list as repeated `types[]=…` parameters, the form Stripe reads
+        return ({"types[]": list(groups[0])},), kept
+    return ({},), kept
+
+
 def list_passes(resource: str, selection: Iterable[str] = ()) -> tuple[dict[str, Any], ...]:
     """The list calls (extra query parameters each) that see every object of `resource`.
 
     A catalog resource: its `filter_passes` (Stripe hides some objects by default: canceled
-    subscriptions, inactive prices). `events`: one pass per `types[]` group of
-    `event_type_passes(selection)` (stripe_aep/catalog.py), the explicit types of the selected
-    resources, at most 20 a request as Stripe allows; a wildcard would not do (`customer.*` also
-    matches discount, source, tax-id and subscription events). docs/operations.md ("Change capture:
-    events, freshness and reads") says why each omitted type is safe.
+    subscriptions, inactive prices). `events`: the one pass of `events_listing(selection)`.
+    docs/operations.md ("Change capture: events, freshness and reads") says why each omitted
+    event type is safe.
     """
     if resource == EVENTS:
-        if not event_type_passes(selection):
-            # No pass at all would page nothing and still claim the window as covered.
-            raise ValueError(f"no event types to list for the resources {list(selection)}")
-        # `requests` sends a list as repeated `types[]=…` parameters, the form Stripe reads
-        return tuple({"types[]": list(types)} for types in event_type_passes(selection))
+        return events_listing(selection)[0]
     return tuple(dict(extra) for extra in stripe_resource(resource).filter_passes)
 
 
@@ -421,12 +440,13 @@ class StripeClient:
         self, resource: str, gte: int, lt: int, selection: Iterable[str] = ()
     ) -> Iterator[dict[str, Any]]:
         """Every object with `gte <= created < lt`, all filter passes (`list_passes`; for events,
-        those of the `selection`'s event types), each id at most once.
+        those of the `selection`'s event types, `events_listing`), each id at most once.
 
         Paging keeps exactly the same filters and moves only `starting_after`, so objects that share a
         `created` second at a page boundary are neither skipped nor repeated.
         """
         seen: set[str] = set()
+        kept = frozenset(events_listing(selection)[1]) if resource == EVENTS else None
         for extra in list_passes(resource, selection):
             params = {"created[gte]": gte, "created[lt]": lt, **extra}
             after = None
@@ -434,7 +454,7 @@ class StripeClient:
                 page = self.list_page(resource, params, after)
                 for obj in page.objects:
                     oid = obj.get("id")
-                    if oid in seen:
+                    if oid in seen or (kept is not None and obj.get("type") not in kept):
                         continue
                     seen.add(oid)
                     yield obj

@@ -35,12 +35,14 @@ from typing import Any
 
 import orjson
 
+from stripe_aep.catalog import EVENTS as EVENTS_RESOURCE
 from stripe_aep.lake import Lake
 from stripe_aep.stripe.client import (
     PAGE_LIMIT,
     StripeClient,
     StripeError,
     endpoint_of,
+    events_listing,
     list_passes,
 )
 from stripe_aep.stripe.rawstore import RawFile, RawPartition, merge_intervals
@@ -59,6 +61,12 @@ FLUSH_BYTES = 1 << 20
 ASSUMED_LATENCY = 0.5
 #: A running piece is split only when at least this many pages are left (a split costs one).
 MIN_SPLIT_PAGES = 4
+#: The line of a paged event of a type not selected (an unfiltered events pass): kept in a piece's
+#: objects only so that the run's counts and fewest requests reflect what was paged; never written.
+DROPPED = b""
+#: Memory a dropped event's entry holds (tuple, id, ints), counted towards `FLUSH_BYTES` so that a
+#: window of other types' events is still written in parts instead of held whole.
+DROPPED_ENTRY_BYTES = 200
 
 
 def cut_windows(gaps: Sequence[tuple[int, int]], max_piece: int | None) -> list[tuple[int, int]]:
@@ -160,8 +168,13 @@ class PartitionExtractor:
         self.client = client
         self.lake = lake
         self.resource = resource
-        # The list calls of one window: for `events`, the `types[]` of the selected resources.
+        # The list calls of one window: for `events`, one call, with the `types[]` of the selected
+        # resources when they fit one request, else unfiltered (`events_listing`).
         self.passes = list_passes(resource, selection)
+        # The event types written (the selection's); None: every object is written.
+        self.kept_types: frozenset[str] | None = (
+            frozenset(events_listing(selection)[1]) if resource == EVENTS_RESOURCE else None
+        )
         self.concurrency = concurrency
         self.lag = visibility_lag_seconds
         self.clock = clock
@@ -283,11 +296,10 @@ class PartitionExtractor:
                         api_version=self.client.settings.api_version,
                         livemode=self.client.settings.livemode,
                     )
-                    # The events' `types[]`: what a window of events covers depends on them (the
-                    # probe trusts a window only for the types it asked, stripe/events.py).
-                    asked = sorted({t for p in self.passes for t in p.get("types[]", ())})
-                    if asked:
-                        meta_cache["event_types"] = asked
+                    # The event types kept: what a window of events covers depends on them (the
+                    # probe trusts a window only for the types it recorded, stripe/events.py).
+                    if self.kept_types is not None:
+                        meta_cache["event_types"] = sorted(self.kept_types)
                 return dict(meta_cache)
 
         scheduler = _Scheduler(
@@ -306,9 +318,14 @@ class PartitionExtractor:
         def commit(piece: _Piece, lo: int, hi: int, found: list[tuple[int, str, bytes, int]]):
             """Write the objects of [lo, hi), a fully paged part of a piece, and count them."""
             skip = known_ids.get(piece.part, set()) if piece.refresh is not None else set()
-            lines = [line for created, oid, line, _ in found if created >= lo and oid not in skip]
+            lines = [
+                line
+                for created, oid, line, _ in found
+                if created >= lo and oid not in skip and line != DROPPED
+            ]
             day = piece.part.day.isoformat()
             with lock:
+                # Every paged object counts, dropped events too: pages depend on all of them.
                 for created, _, _, pass_index in found:
                     if created >= lo:
                         result.objects += 1
@@ -417,8 +434,13 @@ class PartitionExtractor:
         paged to its end, [oldest second seen + 1, upper bound), is written as its own file (pages
         come newest first, so every object newer than the oldest second seen has been returned; the
         objects of that second stay, as more may follow on the next page). Only single-pass gap
-        windows flush: a later pass would have to revisit a file already written."""
+        windows flush: a later pass would have to revisit a file already written.
+
+        Events of a type not kept (an unfiltered pass) stay in the returned list as `DROPPED`, so
+        the run's counts see every paged object, and are never written; the paging itself
+        (`has_more`, the cursor, the piece's progress) always follows the full page."""
         found: list[tuple[int, str, bytes, int]] = []
+        kept = self.kept_types
         seen: set[str] = set()
         passes = self.passes
         may_flush = len(passes) == 1 and piece.refresh is None
@@ -437,6 +459,10 @@ class PartitionExtractor:
                     oid = obj["id"]
                     if oid not in seen:
                         seen.add(oid)
+                        if kept is not None and obj.get("type") not in kept:
+                            found.append((obj["created"], oid, DROPPED, pass_index))
+                            held += DROPPED_ENTRY_BYTES
+                            continue
                         line = encode(obj)
                         added += len(line)
                         found.append((obj["created"], oid, line, pass_index))
@@ -453,7 +479,8 @@ class PartitionExtractor:
                     commit(piece, oldest + 1, piece.flushed_to, done)
                     piece.flushed_to = oldest + 1
                     written = sum(len(item[2]) for item in done)
-                    held -= written
+                    dropped = sum(1 for item in done if item[2] == DROPPED)
+                    held -= written + dropped * DROPPED_ENTRY_BYTES
                     self._hold(-written)
             if self._stop.is_set():
                 # Another window failed: never write a window that was not paged to its end.

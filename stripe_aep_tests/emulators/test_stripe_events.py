@@ -45,8 +45,15 @@ def account() -> StripeAccount:
 
 
 @pytest.fixture(scope="module")
-def events(account) -> list[dict]:
+def all_events(account) -> list[dict]:
+    """Every event `GET /v1/events` serves, the charges' PaymentIntent events included."""
     return account.events()
+
+
+@pytest.fixture(scope="module")
+def events(all_events) -> list[dict]:
+    """The events of the catalog's objects (the PaymentIntent events aside)."""
+    return [e for e in all_events if e["data"]["object"]["object"] != "payment_intent"]
 
 
 def _list(emulator: StripeEmulator, params=None, headers=None) -> requests.Response:
@@ -261,11 +268,11 @@ def emulator(account):
         yield running
 
 
-def test_list_is_newest_first_and_matches_the_ground_truth(emulator, events):
+def test_list_is_newest_first_and_matches_the_ground_truth(emulator, all_events):
     first = _list(emulator, {"limit": 100}).json()
     assert first["object"] == "list" and first["url"] == "/v1/events" and first["has_more"]
-    assert first["data"] == events[:100]
-    keys = [(e["created"], e["id"]) for e in events]
+    assert first["data"] == all_events[:100]
+    keys = [(e["created"], e["id"]) for e in all_events]
     assert keys == sorted(keys, reverse=True)
     event = first["data"][0]
     assert list(event) == ["id", "object", "api_version", "created", "data", "livemode",
@@ -277,18 +284,18 @@ def test_list_is_newest_first_and_matches_the_ground_truth(emulator, events):
     assert one.json() == event
 
 
-def test_paging_across_same_second_ties_returns_every_event_exactly_once(emulator, events):
-    seconds = Counter(e["created"] for e in events)
+def test_paging_across_same_second_ties_returns_every_event_exactly_once(emulator, all_events):
+    seconds = Counter(e["created"] for e in all_events)
     assert max(seconds.values()) >= 150  # a cluster of charges: ties straddle pages
     forward = _page_all(emulator, {}, limit=37)
-    assert [e["id"] for e in forward] == [e["id"] for e in events]
-    oldest = events[-1]["id"]
+    assert [e["id"] for e in forward] == [e["id"] for e in all_events]
+    oldest = all_events[-1]["id"]
     newer = _page_all(emulator, {"ending_before": oldest}, limit=53, backwards=True)
-    assert [e["id"] for e in newer] == [e["id"] for e in events[:-1]]
+    assert [e["id"] for e in newer] == [e["id"] for e in all_events[:-1]]
 
 
-def test_created_filters_select_the_window(emulator, events, account):
-    second = events[len(events) // 2]["created"]
+def test_created_filters_select_the_window(emulator, all_events, account):
+    second = all_events[len(all_events) // 2]["created"]
     cases = {
         "created[gte]": lambda c: c >= second,
         "created[gt]": lambda c: c > second,
@@ -298,9 +305,9 @@ def test_created_filters_select_the_window(emulator, events, account):
     }
     for param, keep in cases.items():
         got = _page_all(emulator, {param: second}, limit=100)
-        assert [e["id"] for e in got] == [e["id"] for e in events if keep(e["created"])], param
+        assert [e["id"] for e in got] == [e["id"] for e in all_events if keep(e["created"])], param
     window = account.events(gte=second, lt=second + 3600)
-    assert window == [e for e in events if second <= e["created"] < second + 3600]
+    assert window == [e for e in all_events if second <= e["created"] < second + 3600]
 
 
 def test_types_are_exact_and_the_wildcard_matches_deeper_names(emulator, events):
@@ -600,13 +607,13 @@ def test_live_clock_applies_planned_mutations_as_it_passes():
 # ---- determinism, permissions and accounting ---------------------------------------------------
 
 
-def test_same_seed_gives_the_same_events_byte_for_byte(emulator, events):
+def test_same_seed_gives_the_same_events_byte_for_byte(emulator, all_events):
     again = make()
-    assert json.dumps(again.events()) == json.dumps(events)
+    assert json.dumps(again.events()) == json.dumps(all_events)
     with StripeEmulator(again, rate_limit_rps=0) as other:
         for params in ({"limit": 100}, {"type": "customer.*", "limit": 50}):
             assert _list(other, params).content == _list(emulator, params).content
-    assert make(seed=6).events()[:50] != events[:50]
+    assert make(seed=6).events()[:50] != all_events[:50]
 
 
 def test_restricted_keys_need_the_event_read_permission_and_the_log_counts_the_endpoint(account):
@@ -631,3 +638,46 @@ def test_restricted_keys_need_the_event_read_permission_and_the_log_counts_the_e
 def test_dump_object_writes_exactly_what_json_dumps_writes(text):
     document = {"name": text, "nested": {"ü": [text, 1, 2.5, None, True]}}
     assert dump_object(document) == json.dumps(document, separators=(",", ":")).encode()
+
+
+def test_each_charge_brings_its_payment_intent_events_only_unfiltered_or_asked(
+    emulator, all_events, account
+):
+    """Stripe sends `payment_intent.created` and the PaymentIntent's outcome with each charge: the
+    unfiltered list carries them (as busy as a real account), `types[]` only when asked."""
+    charges = {c["id"]: c for c in account.objects("charges")}
+    intents = [e for e in all_events if e["data"]["object"]["object"] == "payment_intent"]
+    assert len(intents) == 2 * len(charges)
+    by_intent: dict[str, list[dict]] = defaultdict(list)
+    for event in intents:
+        by_intent[event["data"]["object"]["id"]].append(event)
+    kinds = Counter()
+    for charge in charges.values():
+        pair = by_intent[charge["payment_intent"]]
+        types = {e["type"] for e in pair}
+        assert "payment_intent.created" in types and len(types) == 2
+        (last,) = types - {"payment_intent.created"}
+        kinds[last] += 1
+        if charge["status"] == "failed":
+            assert last == "payment_intent.payment_failed"
+        elif not charge["captured"]:  # authorized, never captured
+            assert last == "payment_intent.amount_capturable_updated"
+        else:  # succeeded at once, after processing, or captured after an authorization
+            assert last in ("payment_intent.succeeded", "payment_intent.processing",
+                            "payment_intent.amount_capturable_updated")  # fmt: skip
+        for event in pair:
+            intent = event["data"]["object"]
+            assert event["created"] == intent["created"] == charge["created"]
+            assert (intent["amount"], intent["currency"]) == (charge["amount"], charge["currency"])
+    assert kinds["payment_intent.succeeded"] and kinds["payment_intent.payment_failed"]
+    assert kinds["payment_intent.amount_capturable_updated"]
+    # asked for alone, they come alone and in the same order; never among other types' results
+    asked = _page_all(emulator, {"types[]": ["payment_intent.succeeded"]}, limit=100)
+    assert [e["id"] for e in asked] == [
+        e["id"] for e in intents if e["type"] == "payment_intent.succeeded"
+    ]
+    charge_types = [t for t in CREATION["charges"]]
+    others = _page_all(emulator, {"types[]": charge_types}, limit=100)
+    assert others and all(e["type"] in charge_types for e in others)
+    one = requests.get(emulator.url + f"/v1/events/{asked[-1]['id']}", headers=HEADERS, timeout=30)
+    assert one.json() == asked[-1]

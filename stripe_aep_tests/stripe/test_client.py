@@ -11,6 +11,7 @@ from stripe_aep.stripe.client import (
     StripeInvalidRequestError,
     StripePermissionError,
     StripeRetriesExhausted,
+    events_listing,
     list_passes,
     permission_hint,
 )
@@ -245,13 +246,16 @@ def test_retrieve_refuses_what_is_not_an_id(stripe_settings):
 AEP_SIX = ("charges", "subscriptions", "refunds", "balance_transactions", "customers", "prices")
 
 
-@pytest.mark.parametrize("selection, passes", [(AEP_SIX, 1), (DEFAULT_RESOURCES, 2)])
-def test_event_passes_ask_the_selections_types_20_at_most_and_no_wildcard(selection, passes):
-    """One `types[]` pass for AEP's six resources (20 types), two for the default eight."""
-    got = list_passes(EVENTS, selection)
-    assert len(got) == passes
-    types = [t for p in got for t in p["types[]"]]
-    assert all(set(p) == {"types[]"} and 0 < len(p["types[]"]) <= 20 for p in got)
+@pytest.mark.parametrize("selection, filtered", [(AEP_SIX, True), (DEFAULT_RESOURCES, False)])
+def test_events_are_one_request_keeping_the_selections_types_and_no_wildcard(selection, filtered):
+    """AEP's six: one `types[]` pass with their 20 types. The default eight (32 types, more than
+    a request's 20): one unfiltered pass, the same types kept (dropped by the extractor)."""
+    (got,) = list_passes(EVENTS, selection)
+    _, types = events_listing(selection)
+    if filtered:
+        assert set(got) == {"types[]"} and got["types[]"] == list(types) and len(types) == 20
+    else:
+        assert got == {} and len(types) > 20
     assert len(set(types)) == len(types)
     assert not any("*" in t for t in types)
     wanted = {t for r in selection for t in stripe_resource(r).requested_event_types}

@@ -176,6 +176,100 @@ def test_events_files_record_the_types_they_asked(tmp_path):
     assert set(part.read_meta(raw)["event_types"]) == asked
 
 
+def _events_run(tmp_path, fake, selection, **extractor_options):
+    with fake.serve() as server:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=server.url, max_rps="1000")
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            EVENTS,
+            concurrency=2,
+            visibility_lag_seconds=LAG,
+            clock=lambda: float(END + 3600),
+            selection=selection,
+            **extractor_options,
+        ).run([DAY])
+    return result
+
+
+def test_an_unfiltered_events_pass_writes_only_the_selected_types_and_pages_through_the_rest(
+    tmp_path,
+):
+    """The default eight's 32 types need more than one `types[]` request, so one unfiltered pass
+    pages every event of the account (Stripe's own types of other objects among them) and only
+    the selection's types are written; the pages, the counts and the fewest-requests figure
+    follow every event paged."""
+    fake = FakeStripe()
+    kept_ids, other_ids = set(), set()
+    for i in range(130):  # other objects' events, interleaved with the selection's
+        created = START + 600 + i * 60
+        pi = {"id": f"pi_{i:04d}", "object": "payment_intent", "created": created}
+        other_ids.add(fake.add_event("payment_intent.succeeded", pi, created)["id"])
+        if i % 10 == 0:
+            customer = _customer(f"cus_{i:04d}", created)
+            kept_ids.add(fake.add_event("customer.created", customer, created)["id"])
+    other_ids.add(fake.add_event("balance.available", {"object": "balance"}, START + 30)["id"])
+    result = _events_run(tmp_path, fake, DEFAULT_RESOURCES, max_piece_seconds=None)
+    sent = [q for p, q in fake.log if p == "/v1/events"]
+    # 144 events in one window: two pages of one unfiltered request each, no `types[]`
+    assert len(sent) == 2 and all("types[]" not in q for q in sent)
+    assert result.objects == 144 and result.new_objects == len(kept_ids) == 13
+    assert result.min_requests == 2 and result.day_pages[DAY.isoformat()] == 2
+    lake = Lake(str(tmp_path))
+    part = RawPartition(lake, EVENTS, DAY)
+    written = [o for f in part.files() for o in read_objects(lake, f)]
+    assert {o["id"] for o in written} == kept_ids
+    assert not other_ids & {o["id"] for o in written}
+    # the window is covered for the kept types, and the sidecar says which
+    assert part.coverage() == [(START, END)]
+    kept = [t for p in event_type_passes(DEFAULT_RESOURCES) for t in p]
+    for raw in part.files():
+        assert sorted(part.read_meta(raw)["event_types"]) == sorted(kept)
+    assert "payment_intent.succeeded" not in kept
+
+
+def test_an_unfiltered_events_pass_flushes_a_window_of_dropped_events_in_parts(
+    tmp_path, monkeypatch
+):
+    """A long run of other types' events is not held whole: dropped entries count towards the
+    flush threshold, so the window is written in parts (empty files that still claim coverage)."""
+    import stripe_aep.stripe.extract as extract_module
+
+    monkeypatch.setattr(extract_module, "FLUSH_BYTES", 100 * extract_module.DROPPED_ENTRY_BYTES)
+    fake = FakeStripe()
+    for i in range(350):
+        created = START + 600 + i * 60
+        pi = {"id": f"pi_{i:04d}", "object": "payment_intent", "created": created}
+        fake.add_event("payment_intent.created", pi, created)
+    writes = []
+    real_write = RawPartition.write
+
+    def counting_write(self, gte, lt, lines, meta, **options):
+        writes.append((gte, lt, len(lines)))
+        return real_write(self, gte, lt, lines, meta, **options)
+
+    monkeypatch.setattr(RawPartition, "write", counting_write)
+    result = _events_run(tmp_path, fake, DEFAULT_RESOURCES, split_budget=0.0)
+    assert result.objects == 350 and result.new_objects == 0
+    # one part per 100 dropped entries held (three flushes), then the rest of the window
+    assert len(writes) == 4 and all(n == 0 for _, _, n in writes)
+    part = RawPartition(Lake(str(tmp_path)), EVENTS, DAY)
+    assert part.coverage() == [(START, END)]
+    assert len([q for p, q in fake.log if p == "/v1/events"]) == 4
+
+
+def test_aep_sixs_events_are_asked_with_their_20_types(tmp_path):
+    fake = FakeStripe()
+    customer = _customer("cus_1", START + 60)
+    fake.add_event("customer.created", customer, START + 60)
+    fake.add_event("invoice.created", {"id": "in_1", "object": "invoice"}, START + 70)
+    result = _events_run(tmp_path, fake, AEP_SOURCE_RESOURCES)
+    (sent,) = [q for p, q in fake.log if p == "/v1/events"]
+    (types,) = event_type_passes(AEP_SOURCE_RESOURCES)
+    assert sent["types[]"] == list(types) and len(types) == 20
+    assert result.objects == result.new_objects == 1
+
+
 def test_probe_never_skips_balance_transactions(tmp_path):
     lake = _probe_lake(tmp_path, [])
     assert not probe(lake, "balance_transactions", DAY, END + LAG, LAG).skip
@@ -200,15 +294,15 @@ def test_events_extractor_never_claims_windows_past_the_retention(tmp_path):
             selection=DEFAULT_RESOURCES,
         )
         result = extractor.run([DAY, dt.datetime.fromtimestamp(now - 86400 * 29.5, dt.UTC).date()])
-    passes = event_type_passes(DEFAULT_RESOURCES)
     assert all(a >= oldest_fetchable(now) for a, _ in result.windows)
     assert RawPartition(Lake(str(tmp_path)), EVENTS, DAY).coverage() == []
     sent = [q for p, q in fake.log if p == "/v1/events"]
     assert sent and all(int(q["created[gte]"][0]) >= oldest_fetchable(now) for q in sent)
-    # every window asks each `types[]` pass of the selection once
-    asked = [tuple(q["types[]"]) for q in sent]
-    assert set(asked) == set(passes) and len(passes) == 2
-    assert asked.count(passes[0]) == asked.count(passes[1])
+    # the eight resources' 32 types need more than one `types[]` request: each window is one
+    # unfiltered request instead
+    assert len(event_type_passes(DEFAULT_RESOURCES)) == 2
+    assert len(sent) == len(result.windows)
+    assert all("types[]" not in q and "type" not in q for q in sent)
 
 
 def test_a_hole_older_than_the_retention_is_recorded_as_lost(tmp_path):
@@ -283,17 +377,19 @@ def _tick(fake_url, root, instance, selection=AEP_SOURCE_RESOURCES):
 
 
 @pytest.mark.parametrize(
-    "selection, events_passes",
+    "selection, type_groups",
     [(AEP_SOURCE_RESOURCES, 1), (DEFAULT_RESOURCES, 2)],
     ids=["aep-six", "default-eight"],
 )
-def test_an_idle_tick_costs_one_request_per_events_pass_and_one_for_balance_transactions(
-    tmp_path, fake_today, monkeypatch, selection, events_passes
+def test_an_idle_tick_costs_one_events_request_and_one_for_balance_transactions(
+    tmp_path, fake_today, monkeypatch, selection, type_groups
 ):
-    """An idle tick costs 1 + the events passes: 2 requests for AEP's six resources, 3 for the
-    default eight (their 32 event types need two `types[]` passes); a new customer one more."""
+    """An idle tick costs 2 requests, events and balance transactions, whatever the selection:
+    AEP's six ask their 20 types in one request, the default eight (32 types, more than one
+    request's 20) one unfiltered request; a new customer costs one more."""
     monkeypatch.setenv(RESOURCES_VARIABLE, ",".join(selection))
-    assert len(event_type_passes(selection)) == events_passes
+    assert len(event_type_passes(selection)) == type_groups
+    events_passes = 1
     fake = FakeStripe()
     old = fake.add("customers", _customer("cus_old", START - 86400))
     with fake.serve() as server, dg.instance_for_test() as instance:
@@ -402,3 +498,35 @@ def test_idle_ticks_against_the_emulator_cost_two_reads_and_a_refund_one_more(
         o for f in RawPartition(lake, "refunds", DAY).files() for o in read_objects(lake, f)
     ]
     assert refund["charge"] == charge["id"]
+
+
+def test_the_default_eights_events_from_the_emulator_drop_its_payment_intent_events(tmp_path):
+    """On the emulator (each charge also brings two PaymentIntent events, as on Stripe), the
+    default eight's unfiltered pass pages every event and writes exactly the catalog's ones."""
+    from stripe_aep.emulators.stripe_account import StripeAccount
+    from stripe_aep.emulators.stripe_api import StripeEmulator
+
+    now = float(END + 3600)
+    account = StripeAccount(start=DAY, days=1, charges_per_day=150, clock=lambda: now)
+    served = account.events(START, END)
+    kept = {t for p in event_type_passes(DEFAULT_RESOURCES) for t in p}
+    wanted = [e for e in served if e["type"] in kept]
+    intents = [e for e in served if e["type"].startswith("payment_intent.")]
+    assert intents and len(wanted) + len(intents) == len(served)
+    with StripeEmulator(account, rate_limit_rps=0) as emulator:
+        settings = StripeSettings.build(api_key=TEST_KEY, api_base=emulator.url, max_rps="1000")
+        result = PartitionExtractor(
+            StripeClient(settings, shared_limiter=False),
+            Lake(str(tmp_path)),
+            EVENTS,
+            concurrency=2,
+            visibility_lag_seconds=LAG,
+            clock=lambda: now,
+            selection=DEFAULT_RESOURCES,
+        ).run([DAY])
+        sent = [r for r in emulator.log if r.path == "/v1/events"]
+    assert result.objects == len(served) and result.new_objects == len(wanted)
+    assert len(sent) == result.request_stats["pages"] >= -(-len(served) // 100)
+    lake = Lake(str(tmp_path))
+    written = [o for f in RawPartition(lake, EVENTS, DAY).files() for o in read_objects(lake, f)]
+    assert sorted(e["id"] for e in written) == sorted(e["id"] for e in wanted)
