@@ -425,7 +425,9 @@ def test_browser_shows_assets_checks_and_backfill(dev, five_day_backfill, tmp_pa
             sync_api.expect(page.get_by_text("rows_delivered", exact=True).first).to_be_visible()
             page.screenshot(path=str(SCREENSHOTS / "asset-checks.png"))
 
-            # The backfill: succeeded, every asset's row 100% completed.
+            # The backfill: succeeded, every asset's row 100% completed (tall enough for every
+            # asset's row: the table draws only the rows in view).
+            page.set_viewport_size({"width": 1600, "height": 400 + 60 * len(ALL_ASSET_PATHS)})
             page.goto(f"{dev.dagster.url}/runs/b/{backfill_id}", wait_until="load")
             sync_api.expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible(
                 timeout=60_000

@@ -71,6 +71,7 @@ def dispute_document(
     inquiry: bool,
     due_by: int,
     balance_transactions: list[Any],
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The dispute at its creation, in the sample's key order. `charge` holds the charge's
     `id`, `amount`, `currency`, `payment_intent` and card `brand`."""
@@ -92,7 +93,7 @@ def dispute_document(
         },  # fmt: skip
         is_charge_refundable=inquiry,
         livemode=False,
-        metadata={},
+        metadata=metadata or {},
         payment_intent=charge["payment_intent"],
         payment_method_details={
             "card": {
@@ -159,8 +160,12 @@ class DisputeMaker:
                 f"Chargeback withdrawal for {charge['id']}", rate, DISPUTE_FEE, "adjustment",
                 dispute_id, "dispute", fee_description="Dispute fee",
             ))))  # fmt: skip
+        # Some merchants tag a dispute with their own case reference (most leave metadata empty);
+        # drawn from the id, so the random stream of the lifecycles stays as it was.
+        tagged = dispute_id[-1] in "0123456789ABCDEFGH"  # 18 of the 62 id characters: ~30 %
+        metadata = {"case_reference": f"CB-{dispute_id[-6:].upper()}"} if tagged else {}
         document = dispute_document(self.sample, dispute_id, created, charge, reason, inquiry,
-                                    due_by, withdrawal)  # fmt: skip
+                                    due_by, withdrawal, metadata)  # fmt: skip
         gen.add(RESOURCE.name, created, dispute_id, dump_object(document),
                 (charge["id"], charge["payment_intent"]))  # fmt: skip
         plan = self._plan
