@@ -20,6 +20,7 @@ from stripe_aep.catalog import RESOURCE_NAMES, STRIPE_RESOURCES, stripe_resource
 from stripe_aep.emulators.stripe_account import StripeAccount, _add_interval
 from stripe_aep.emulators.stripe_api import StripeEmulator, endpoint_of
 from stripe_aep.emulators.stripe_events import EMITTED_TYPES, PAYMENT_INTENT_TYPES
+from stripe_aep.xdm.resources import mapping_for
 from stripe_aep_tests.emulators.stripe_fixtures import HEADERS, day_bounds, get, ids, page_all
 
 START = dt.date(2026, 3, 1)
@@ -27,23 +28,10 @@ DAYS = 30
 WINDOW_START, _ = day_bounds(START)
 #: Two thirds into the window: a live account with objects and lifecycles still ahead.
 NOW = WINDOW_START + 20 * 86_400
-DISPUTE_REASONS = {
-    "bank_cannot_process",
-    "check_returned",
-    "credit_not_processed",
-    "customer_initiated",
-    "debit_not_authorized",
-    "duplicate",
-    "fraudulent",
-    "general",
-    "incorrect_account_details",
-    "insufficient_funds",
-    "noncompliant",
-    "product_not_received",
-    "product_unacceptable",
-    "subscription_canceled",
-    "unrecognized",
-}  # fmt: skip  (Stripe's dispute object, `reason`)
+#: Stripe's dispute `reason` values, as the disputes mapping lists them (its suggested values).
+DISPUTE_REASONS = set(
+    next(f for f in mapping_for("disputes").resource_fields if f.name == "reason").suggested
+)
 
 
 def make(seed: int = 11, **overrides) -> StripeAccount:
